@@ -1,0 +1,38 @@
+# The one entry point for people and CI. `make help` lists the targets.
+CARGO ?= cargo
+
+.PHONY: help deps build test test-unit test-l1 lint fmt demo bench clean
+
+help:
+	@echo "make test   install missing dependencies, build, run every test"
+	@echo "make lint   rustfmt --check and clippy -D warnings"
+	@echo "make demo   run a local fleet (Redis + sidecars) on this machine"
+	@echo "make bench  run the benchmarks (not part of make test)"
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+# Unit tests, then L1: real redis-server processes, real sidecar binaries, real clients.
+test: deps build
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+demo: deps
+	$(CARGO) build --release -p socketfleet-sidecar
+	scripts/demo.sh
+
+bench: deps
+	$(CARGO) build --release -p socketfleet-sidecar
+	scripts/bench-memory.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what `make test` and `make demo` need and the machine lacks. Idempotent: a
+# machine that has everything runs no package manager at all.
+set -euo pipefail
+
+need=()
+command -v redis-server   >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+command -v redis-cli      >/dev/null 2>&1 || need+=(redis-tools)
+python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "install-deps: installing ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Debian package starts a system redis on :6379; tests use their own ports, so it
+# does no harm, but it is not needed either.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+  systemctl stop redis-server >/dev/null 2>&1 || true
+fi
+echo "install-deps: redis $(redis-server --version | awk '{print $3}'), python websockets $(python3 -c 'import websockets; print(websockets.__version__)')"

@@ -1,0 +1,58 @@
+//! The admin listener: `/live`, `/ready`, `/metrics`.
+//!
+//! Ready means: Redis answered the last topology check and the sidecar is not draining.
+//! Kubernetes removes a pod that is not ready from the Service's endpoints, which is the
+//! first step of a drain.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::StatusCode;
+use hyper::body::Incoming;
+
+use crate::app::AppState;
+use crate::http_util::{HttpResponse, respond, text};
+
+/// Readiness inputs, set by the Redis health check and the drain.
+#[derive(Default)]
+pub struct Health {
+    redis_ok: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Health {
+    pub fn set_redis_ok(&self, ok: bool) {
+        self.redis_ok.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// `Err(reason)` when not ready.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.draining() {
+            Err("draining")
+        } else if !self.redis_ok.load(Ordering::Relaxed) {
+            Err("redis unreachable")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
+    match req.uri().path() {
+        "/live" => text(StatusCode::OK, "ok\n"),
+        "/ready" => match app.health.ready() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+        },
+        "/metrics" => respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
+        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics\n"),
+    }
+}

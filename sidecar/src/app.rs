@@ -1,0 +1,135 @@
+//! Wires the parts together and runs them until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::admin::{self, Health};
+use crate::auth::Authenticator;
+use crate::channels::{ChannelSettings, ChannelStore};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::redis::router::Router;
+use crate::redis::subscriber::Subscriber;
+use crate::redis::topology::Topology;
+use crate::{app_api, http_util, server};
+
+/// Everything a request handler may need; one per process.
+pub struct AppState {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub store: Arc<ChannelStore>,
+    pub presence: Arc<Presence>,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub health: Health,
+    pub conn_limit: Arc<Semaphore>,
+    pub next_conn_id: AtomicU64,
+    /// Turns true when the process starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The three listeners, bound by the caller (tests bind `127.0.0.1:0`).
+pub struct Listeners {
+    pub ws: TcpListener,
+    pub admin: TcpListener,
+    pub app_api: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            ws: TcpListener::bind(config.ws_addr).await?,
+            admin: TcpListener::bind(config.admin_addr).await?,
+            app_api: TcpListener::bind(config.app_api_addr).await?,
+        })
+    }
+}
+
+/// Runs the sidecar until `stop` resolves, then closes every connection with a reconnect
+/// hint and waits (at most `drain_timeout`) for them to go.
+pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let auth = Authenticator::from_config(&config.auth)?;
+    let reconnects = metrics.clone();
+    let router = Arc::new(Router::new(
+        Topology::new(&config.redis),
+        config.redis.retry_budget,
+        Box::new(move || {
+            reconnects.redis_reconnects.inc();
+        }),
+    ));
+    let store = Arc::new(ChannelStore::new(
+        router.clone(),
+        ChannelSettings {
+            history_size: config.history_size,
+            history_ttl_ms: config.history_ttl.as_millis() as u64,
+            durable_publish: config.redis.durable_publish,
+            wait_timeout_ms: config.redis.timeout.as_millis() as u64,
+        },
+    ));
+    let hub = Hub::new(store.clone(), metrics.clone());
+    hub.attach(Subscriber::start(router.clone(), hub.clone(), config.redis.topology_poll));
+    let presence = Presence::new(store.clone(), config.presence_ttl);
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let app = Arc::new(AppState {
+        conn_limit: Arc::new(Semaphore::new(config.max_connections)),
+        config,
+        hub,
+        store,
+        presence: presence.clone(),
+        auth,
+        metrics,
+        health: Health::default(),
+        next_conn_id: AtomicU64::new(1),
+        shutdown,
+    });
+
+    let background = [tokio::spawn(presence.refresh_forever()), tokio::spawn(check_redis_forever(app.clone(), router))];
+    let header_timeout = app.config.handshake_timeout;
+    let a = app.clone();
+    let ws = tokio::spawn(http_util::serve(listeners.ws, app.shutdown.clone(), header_timeout, move |req| server::handle(req, a.clone())));
+    let a = app.clone();
+    let admin =
+        tokio::spawn(http_util::serve(listeners.admin, watch::channel(false).1, header_timeout, move |req| admin::handle(req, a.clone())));
+    let a = app.clone();
+    let api =
+        tokio::spawn(http_util::serve(listeners.app_api, app.shutdown.clone(), header_timeout, move |req| app_api::handle(req, a.clone())));
+    tracing::info!(ws = %app.config.ws_addr, admin = %app.config.admin_addr, node = %app.config.node_name, "sidecar started");
+
+    stop.await;
+    tracing::info!("shutting down: closing connections with a reconnect hint");
+    app.health.start_draining();
+    let _ = shutdown_tx.send(true);
+    let deadline = tokio::time::Instant::now() + app.config.drain_timeout;
+    while app.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for task in background.iter().chain([&ws, &admin, &api]) {
+        task.abort();
+    }
+    tracing::info!(remaining = app.metrics.connections.get(), "stopped");
+    Ok(())
+}
+
+/// Keeps `/ready` truthful: Redis must answer a topology resolution.
+async fn check_redis_forever(app: Arc<AppState>, router: Arc<Router>) {
+    let mut tick = tokio::time::interval(app.config.redis.topology_poll.min(Duration::from_secs(2)));
+    loop {
+        tick.tick().await;
+        let ok = match router.refresh().await {
+            Ok(map) => map.covered() > 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis health check failed");
+                false
+            }
+        };
+        app.health.set_redis_ok(ok);
+    }
+}

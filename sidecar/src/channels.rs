@@ -1,0 +1,237 @@
+//! A channel's data in Redis, and the scripts that keep it consistent.
+//!
+//! Keys of channel `<ch>` share the hash tag `{<ch>}`, so they live in one slot and one
+//! script can touch them atomically (see `docs/architecture.md`, "Redis layout"):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `sf:{<ch>}:log` | stream | history, ids `<ms>-<seq>`, field `d` = data JSON |
+//! | `sf:{<ch>}:meta` | hash | `e` epoch, `s` last seq, `m` last ms |
+//! | `sf:{<ch>}:presence` | zset | members, scored by expiry (ms) |
+//! | `sf:{<ch>}:eph:<key>:<user>` | string | ephemeral state, with a TTL |
+//! | `sf:{<ch>}` | shard channel | live publications and events |
+//!
+//! A shard-channel payload is a header line then the client frame, rendered once:
+//! `m <offset> <epoch>\n{"type":"message",...}` for publications, `x\n{...}` for
+//! transient events (join, leave, ephemeral). The hub forwards the frame bytes untouched.
+
+use std::sync::Arc;
+
+use redis::Value;
+use serde_json::value::RawValue;
+
+use crate::offset::Offset;
+use crate::redis::router::{Router, RouterError};
+use crate::redis::slot::key_slot;
+use crate::redis::subscriber::shard_channel;
+
+/// XADD with our own `<ms>-<seq>` id, trim, expire, SPUBLISH the rendered frame.
+/// A missing meta hash means the stream is new (or was lost): start a new epoch.
+const PUBLISH: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', epoch, 's', 0, 'm', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[2], 's', 1)
+local last = tonumber(redis.call('HGET', KEYS[2], 'm'))
+if now < last then now = last end
+redis.call('HSET', KEYS[2], 'm', now)
+local id = now .. '-' .. seq
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], id, 'd', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('SPUBLISH', KEYS[3], 'm ' .. id .. ' ' .. epoch .. '\n{"type":"message","channel":"' .. ARGV[4] .. '","offset":"' .. id .. '","epoch":"' .. epoch .. '","data":' .. ARGV[1] .. '}')
+return {id, epoch}
+"#;
+
+/// Returns `{epoch, last_ms, last_seq, first_id|false, entries}` where entries are the
+/// stream entries strictly after ARGV[1], at most ARGV[2]. Creates the epoch when absent so
+/// that a subscriber of a quiet channel has a position to recover from later.
+const READ: &str = r#"
+local meta = redis.call('HMGET', KEYS[2], 'e', 's', 'm')
+if not meta[1] then
+  local t = redis.call('TIME')
+  meta = {string.format('%x%05x', tonumber(t[1]), tonumber(t[2])), '0', '0'}
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', meta[1], 's', 0, 'm', 0)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local first_id = false
+if first[1] then first_id = first[1][1] end
+local entries = {}
+if tonumber(ARGV[2]) > 0 then entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2]) end
+return {meta[1], meta[3], meta[2], first_id, entries}
+"#;
+
+/// A Lua script and its SHA1, run with EVALSHA and loaded on NOSCRIPT.
+struct Script {
+    body: &'static str,
+    sha: String,
+}
+
+impl Script {
+    fn new(body: &'static str) -> Script {
+        Script { body, sha: sha1_smol::Sha1::from(body).digest().to_string() }
+    }
+
+    fn cmd(&self, by_sha: bool, keys: &[&str], args: &[&[u8]]) -> redis::Cmd {
+        let mut c = if by_sha { redis::cmd("EVALSHA") } else { redis::cmd("EVAL") };
+        c.arg(if by_sha { self.sha.as_str() } else { self.body }).arg(keys.len());
+        for k in keys {
+            c.arg(*k);
+        }
+        for a in args {
+            c.arg(*a);
+        }
+        c
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("Redis: {0}")]
+    Redis(#[from] RouterError),
+    #[error("the publication was stored but no replica confirmed it in time")]
+    NotDurable,
+    #[error("unexpected reply from Redis: {0}")]
+    Reply(&'static str),
+}
+
+/// Where a channel stands, and history after a position.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub epoch: String,
+    pub last: Offset,
+    pub first: Option<Offset>,
+    pub entries: Vec<(Offset, String)>,
+}
+
+/// Settings that shape every channel.
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    pub history_size: u32,
+    pub history_ttl_ms: u64,
+    pub durable_publish: bool,
+    pub wait_timeout_ms: u64,
+}
+
+pub struct ChannelStore {
+    router: Arc<Router>,
+    settings: ChannelSettings,
+    publish: Script,
+    read: Script,
+}
+
+fn keys(channel: &str) -> (String, String, String) {
+    (format!("sf:{{{channel}}}:log"), format!("sf:{{{channel}}}:meta"), shard_channel(channel))
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+impl ChannelStore {
+    pub fn new(router: Arc<Router>, settings: ChannelSettings) -> ChannelStore {
+        ChannelStore { router, settings, publish: Script::new(PUBLISH), read: Script::new(READ) }
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// Runs a script (plus an optional trailing command on the same connection).
+    async fn run(
+        &self,
+        script: &Script,
+        channel: &str,
+        args: &[&[u8]],
+        idempotent: bool,
+        then: Option<redis::Cmd>,
+    ) -> Result<Vec<Value>, ChannelError> {
+        let (log, meta, shard) = keys(channel);
+        let slot = key_slot(log.as_bytes());
+        let keys = [log.as_str(), meta.as_str(), shard.as_str()];
+        let attempt = |by_sha: bool| {
+            let mut pipe = redis::pipe();
+            pipe.add_command(script.cmd(by_sha, &keys, args));
+            if let Some(c) = &then {
+                pipe.add_command(c.clone());
+            }
+            pipe
+        };
+        match self.router.query(slot, &attempt(true), idempotent).await {
+            Err(e) if e.code() == Some("NOSCRIPT") => Ok(self.router.query(slot, &attempt(false), idempotent).await?),
+            other => Ok(other?),
+        }
+    }
+
+    /// Appends to history and publishes; returns the offset and epoch.
+    pub async fn publish(&self, channel: &str, data: &RawValue) -> Result<(Offset, String), ChannelError> {
+        let size = self.settings.history_size.to_string();
+        let ttl = self.settings.history_ttl_ms.to_string();
+        let wait = self.settings.durable_publish.then(|| {
+            let mut c = redis::cmd("WAIT");
+            c.arg(1).arg(self.settings.wait_timeout_ms);
+            c
+        });
+        let args: [&[u8]; 4] = [data.get().as_bytes(), size.as_bytes(), ttl.as_bytes(), channel.as_bytes()];
+        let reply = self.run(&self.publish, channel, &args, false, wait).await?;
+        let Some(Value::Array(parts)) = reply.first() else { return Err(ChannelError::Reply("publish")) };
+        let offset = parts.first().and_then(text).and_then(|s| s.parse().ok()).ok_or(ChannelError::Reply("publish id"))?;
+        let epoch = parts.get(1).and_then(text).ok_or(ChannelError::Reply("publish epoch"))?;
+        if self.settings.durable_publish && !matches!(reply.get(1), Some(Value::Int(n)) if *n >= 1) {
+            return Err(ChannelError::NotDurable);
+        }
+        Ok((offset, epoch))
+    }
+
+    /// Reads the channel's position and up to `limit` entries strictly after `after`.
+    pub async fn read(&self, channel: &str, after: Offset, limit: u32) -> Result<HistoryPage, ChannelError> {
+        let start = format!("({after}");
+        let limit = limit.to_string();
+        let ttl = self.settings.history_ttl_ms.to_string();
+        let args: [&[u8]; 3] = [start.as_bytes(), limit.as_bytes(), ttl.as_bytes()];
+        let reply = self.run(&self.read, channel, &args, true, None).await?;
+        let Some(Value::Array(parts)) = reply.first() else { return Err(ChannelError::Reply("read")) };
+        let field = |i: usize| parts.get(i).and_then(text);
+        let epoch = field(0).ok_or(ChannelError::Reply("read epoch"))?;
+        let last =
+            Offset { ms: field(1).and_then(|s| s.parse().ok()).unwrap_or(0), seq: field(2).and_then(|s| s.parse().ok()).unwrap_or(0) };
+        let first = field(3).and_then(|s| s.parse().ok());
+        let mut entries = Vec::new();
+        if let Some(Value::Array(items)) = parts.get(4) {
+            for item in items {
+                let Value::Array(pair) = item else { continue };
+                let id = pair.first().and_then(text).and_then(|s| s.parse::<Offset>().ok());
+                let data = match pair.get(1) {
+                    Some(Value::Array(fv)) => fv.get(1).and_then(text),
+                    _ => None,
+                };
+                if let (Some(id), Some(data)) = (id, data) {
+                    entries.push((id, data));
+                }
+            }
+        }
+        Ok(HistoryPage { epoch, last, first, entries })
+    }
+
+    /// Runs plain commands on the slot of `channel` (presence, ephemeral keys).
+    pub async fn on_channel(&self, channel: &str, pipe: &redis::Pipeline, idempotent: bool) -> Result<Vec<Value>, ChannelError> {
+        Ok(self.router.query(key_slot(shard_channel(channel).as_bytes()), pipe, idempotent).await?)
+    }
+
+    /// Publishes a transient event (not stored in history).
+    pub fn event_payload(frame: &str) -> String {
+        format!("x\n{frame}")
+    }
+}

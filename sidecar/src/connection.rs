@@ -1,0 +1,279 @@
+//! One WebSocket connection: a reader that answers requests in order, a writer that
+//! drains a bounded send queue with write coalescing, keepalive pings and an idle timeout.
+//!
+//! The hub never waits on a connection: it offers frames to the send queue, and a full
+//! queue marks the connection slow. The writer then tells the client to reconnect (it
+//! resumes with `since` on any pod) and closes, so one slow client cannot stall fan-out.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use crate::app::AppState;
+use crate::auth::{Action, Identity};
+use crate::hub::{ConnSignals, Outbox};
+use crate::offset::Offset;
+use crate::protocol::{self, ErrorCode, Op, ProtocolError, Request};
+use crate::recovery::Subscribe;
+
+pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Frames written before one flush: bounds the latency a burst adds to its first frame.
+const COALESCE: usize = 64;
+
+struct Conn {
+    app: Arc<AppState>,
+    identity: Identity,
+    session: String,
+    outbox: Outbox,
+    subscriptions: HashSet<String>,
+}
+
+/// Serves one upgraded connection until it closes. `_permit` holds its connection slot.
+pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, _permit: OwnedSemaphorePermit) {
+    let span = tracing::debug_span!("conn", id = conn_id, user = %identity.user);
+    let _enter = span.enter();
+    app.metrics.connections.inc();
+    app.metrics.connections_total.inc();
+    let (sink, mut stream) = ws.split();
+    let (tx, rx) = mpsc::channel(app.config.send_queue);
+    let signals = Arc::new(ConnSignals::default());
+    let outbox = Outbox { id: conn_id, tx, signals: signals.clone() };
+    let session = format!("{:032x}", rand::random::<u128>());
+    let mut conn = Conn { app: app.clone(), identity, session, outbox, subscriptions: HashSet::new() };
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
+    let writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, app.clone()));
+    conn.send(protocol::welcome_frame(&conn.session, &app.config.node_name)).await;
+
+    let close = loop {
+        let next = tokio::time::timeout(app.config.idle_timeout, stream.next()).await;
+        let msg = match next {
+            Err(_) => break close_frame(CloseCode::Away, "idle timeout"),
+            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => break close_frame(CloseCode::Normal, ""),
+            Ok(Some(Err(WsError::Capacity(e)))) => {
+                conn.send(protocol::error_frame(None, ErrorCode::TooLarge, &format!("frame too large: {e}"))).await;
+                break close_frame(CloseCode::Size, "frame too large");
+            }
+            Ok(Some(Err(e))) => {
+                tracing::debug!(error = %e, "websocket error");
+                break close_frame(CloseCode::Protocol, "protocol error");
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        match msg {
+            Message::Text(text) => conn.handle(&text).await,
+            Message::Binary(_) => {
+                conn.app.metrics.protocol_errors.inc();
+                conn.send(protocol::error_frame(
+                    None,
+                    ErrorCode::BinaryUnsupported,
+                    "binary frames are not supported; send JSON text frames",
+                ))
+                .await;
+            }
+            Message::Close(_) => break close_frame(CloseCode::Normal, ""),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    };
+    let _ = close_tx.send(close);
+    conn.leave_all().await;
+    // Dropping the last outbox sender lets the writer finish its queue and close.
+    drop(conn);
+    let _ = writer.await;
+    app.metrics.connections.dec();
+}
+
+fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
+    CloseFrame { code, reason: Utf8Bytes::from(reason) }
+}
+
+/// Writes queued frames, coalescing bursts into one flush; pings; handles kicks.
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    mut rx: mpsc::Receiver<Utf8Bytes>,
+    signals: Arc<ConnSignals>,
+    mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
+    app: Arc<AppState>,
+) {
+    let mut ping = tokio::time::interval(app.config.ping_interval);
+    ping.tick().await;
+    let mut shutdown = app.shutdown.clone();
+    let close = loop {
+        tokio::select! {
+            biased;
+            _ = signals.notify.notified() => {
+                if signals.slow.load(Ordering::Relaxed) {
+                    app.metrics.slow_consumer_disconnects.inc();
+                    let hint = protocol::reconnect_frame(0, "slow_consumer");
+                    let _ = sink.send(Message::Text(hint.into())).await;
+                    break Some(close_frame(CloseCode::Again, "send queue full"));
+                }
+            }
+            _ = shutdown.changed() => {
+                // Drain: flush what is queued, then ask the client to reconnect elsewhere.
+                while let Ok(frame) = rx.try_recv() {
+                    if sink.feed(Message::Text(frame)).await.is_err() { break; }
+                }
+                let delay = rand::random::<u64>() % 1000;
+                let _ = sink.send(Message::Text(protocol::reconnect_frame(delay, "drain").into())).await;
+                break Some(close_frame(CloseCode::Restart, "server restarting"));
+            }
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break None };
+                if sink.feed(Message::Text(frame)).await.is_err() { return; }
+                for _ in 0..COALESCE {
+                    match rx.try_recv() {
+                        Ok(frame) => if sink.feed(Message::Text(frame)).await.is_err() { return; },
+                        Err(_) => break,
+                    }
+                }
+                if sink.flush().await.is_err() { return; }
+            }
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() { return; }
+            }
+        }
+    };
+    let close = match close {
+        Some(c) => Some(c),
+        None => close_rx.try_recv().ok(),
+    };
+    let _ = sink.send(Message::Close(close)).await;
+    let _ = sink.close().await;
+}
+
+impl Conn {
+    /// Queues a reply, waiting for space: replies are never dropped.
+    async fn send(&self, frame: String) {
+        let _ = self.outbox.tx.send(Utf8Bytes::from(frame)).await;
+    }
+
+    async fn fail(&self, e: ProtocolError) {
+        self.app.metrics.protocol_errors.inc();
+        self.send(e.to_frame()).await;
+    }
+
+    fn authorise(&self, id: Option<u64>, action: Action, channel: &str) -> Result<(), ProtocolError> {
+        if self.identity.may(action, channel) {
+            Ok(())
+        } else {
+            let verb = if action == Action::Subscribe { "subscribe to" } else { "publish to" };
+            Err(ProtocolError::new(id, ErrorCode::Forbidden, format!("your token does not allow you to {verb} {channel:?}")))
+        }
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let result = match protocol::parse_request(text) {
+            Ok(req) => self.dispatch(req).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            self.fail(e).await;
+        }
+    }
+
+    async fn dispatch(&mut self, Request { id, op }: Request) -> Result<(), ProtocolError> {
+        let unavailable = |e: &dyn std::fmt::Display| ProtocolError::new(id, ErrorCode::Unavailable, format!("Redis is unavailable: {e}"));
+        match op {
+            Op::Ping => self.send(protocol::reply_frame(id, json!({"pong": true}))).await,
+            Op::Subscribe { channel, since } => {
+                self.authorise(id, Action::Subscribe, &channel)?;
+                if self.subscriptions.contains(&channel) {
+                    return Err(ProtocolError::new(id, ErrorCode::AlreadySubscribed, format!("already subscribed to {channel:?}")));
+                }
+                if self.subscriptions.len() >= self.app.config.max_subscriptions {
+                    return Err(ProtocolError::new(
+                        id,
+                        ErrorCode::TooManySubscriptions,
+                        format!("at most {} subscriptions per connection", self.app.config.max_subscriptions),
+                    ));
+                }
+                let sub = Subscribe {
+                    hub: &self.app.hub,
+                    store: &self.app.store,
+                    metrics: &self.app.metrics,
+                    outbox: &self.outbox,
+                    page_size: self.app.config.recovery_page,
+                };
+                if let Err(e) = sub.run(id, &channel, since).await {
+                    self.app.hub.leave(&channel, self.outbox.id);
+                    return Err(unavailable(&e));
+                }
+                self.subscriptions.insert(channel.clone());
+                if let Err(e) = self.app.presence.join(&channel, &self.session, &self.identity.user).await {
+                    tracing::warn!(%channel, error = %e, "presence join failed");
+                }
+            }
+            Op::Unsubscribe { channel } => {
+                if !self.subscriptions.remove(&channel) {
+                    return Err(ProtocolError::new(id, ErrorCode::NotSubscribed, format!("not subscribed to {channel:?}")));
+                }
+                self.app.hub.leave(&channel, self.outbox.id);
+                if let Err(e) = self.app.presence.leave(&channel, &self.session, &self.identity.user).await {
+                    tracing::warn!(%channel, error = %e, "presence leave failed");
+                }
+                self.send(protocol::reply_frame(id, json!({"channel": channel}))).await;
+            }
+            Op::Publish { channel, data } => {
+                self.authorise(id, Action::Publish, &channel)?;
+                let (offset, epoch) = self.app.store.publish(&channel, &data).await.map_err(|e| unavailable(&e))?;
+                self.app.metrics.messages_in.inc();
+                self.send(protocol::reply_frame(id, json!({"channel": channel, "offset": offset.to_string(), "epoch": epoch}))).await;
+            }
+            Op::Presence { channel } => {
+                self.authorise(id, Action::Subscribe, &channel)?;
+                let members = self.app.presence.list(&channel).await.map_err(|e| unavailable(&e))?;
+                let mut frame = json!({"type": "presence", "channel": channel, "members": members});
+                if let Some(id) = id {
+                    frame["id"] = json!(id);
+                }
+                self.send(frame.to_string()).await;
+            }
+            Op::Ephemeral { channel, key, data, ttl_ms } => {
+                self.authorise(id, Action::Publish, &channel)?;
+                self.app.presence.ephemeral(&channel, &key, &self.identity.user, &data, ttl_ms).await.map_err(|e| unavailable(&e))?;
+                self.send(protocol::reply_frame(id, json!({"channel": channel}))).await;
+            }
+            Op::History { channel, since, limit } => {
+                self.authorise(id, Action::Subscribe, &channel)?;
+                let after = since.as_ref().map_or(Offset::ZERO, |p| p.offset);
+                let page = self.app.store.read(&channel, after, limit as u32).await.map_err(|e| unavailable(&e))?;
+                let gap = since.as_ref().and_then(|s| crate::offset::gap_for(s, &page.epoch, page.first, page.last));
+                let same_epoch = since.as_ref().is_none_or(|s| s.epoch == page.epoch);
+                let mut messages = Vec::with_capacity(page.entries.len());
+                for (offset, data) in page.entries.iter().filter(|_| same_epoch) {
+                    let data =
+                        RawValue::from_string(data.clone()).map_err(|e| ProtocolError::new(id, ErrorCode::Internal, e.to_string()))?;
+                    messages.push(json!({"offset": offset.to_string(), "data": data}));
+                }
+                self.send(protocol::reply_frame(
+                    id,
+                    json!({"channel": channel, "epoch": page.epoch, "offset": page.last.to_string(),
+                           "gap": gap.as_ref().map(protocol::gap_json), "messages": messages}),
+                ))
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn leave_all(&mut self) {
+        for channel in std::mem::take(&mut self.subscriptions) {
+            self.app.hub.leave(&channel, self.outbox.id);
+            if let Err(e) = self.app.presence.leave(&channel, &self.session, &self.identity.user).await {
+                tracing::debug!(%channel, error = %e, "presence leave failed");
+            }
+        }
+    }
+}

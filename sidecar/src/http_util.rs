@@ -1,0 +1,73 @@
+//! The one HTTP/1 accept loop behind all three listeners (WebSocket, admin, app API).
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A plain response with a content type.
+pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    respond(status, "text/plain; charset=utf-8", body.into())
+}
+
+pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    respond(status, "application/json", body.to_string())
+}
+
+/// Accepts until `shutdown` turns true; each connection is served by `handler`, with
+/// upgrades enabled and a bound on how long request headers may take to arrive.
+pub async fn serve<F, Fut>(listener: TcpListener, mut shutdown: watch::Receiver<bool>, header_timeout: Duration, handler: F)
+where
+    F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let fut = handler(req);
+                async move { Ok::<_, std::convert::Infallible>(fut.await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+        });
+    }
+}

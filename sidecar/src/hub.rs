@@ -1,0 +1,409 @@
+//! Local fan-out: one Redis subscription per channel per pod, however many local
+//! subscribers it has.
+//!
+//! The hub keeps, per channel, the local members and the last offset delivered. Live
+//! publications arrive from the [`Subscriber`]; each is delivered once, in offset order:
+//! anything at or below the last offset is a duplicate (a backfill overlapping live
+//! traffic) and is dropped. A member that is still recovering history (see `recovery`)
+//! is in `Buffering` mode: its live messages wait until its history has been sent.
+//! After the subscriber re-subscribes a channel (failover, migration) the hub buffers live
+//! traffic, backfills from the stream since its last offset, then flushes the buffer.
+//!
+//! Fan-out never waits on a client: a full send queue marks the client slow and it is
+//! disconnected with a reconnect hint (it recovers with `since` elsewhere).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::channels::ChannelStore;
+use crate::metrics::Metrics;
+use crate::offset::{Gap, Offset, Position};
+use crate::protocol;
+use crate::redis::subscriber::{MessageSink, Subscriber};
+
+pub type ConnId = u64;
+
+/// Out-of-band signals to a connection's writer.
+#[derive(Default)]
+pub struct ConnSignals {
+    pub notify: Notify,
+    /// Its send queue overflowed: disconnect with a reconnect hint.
+    pub slow: AtomicBool,
+}
+
+/// The sending side of one connection, as the hub sees it.
+#[derive(Clone)]
+pub struct Outbox {
+    pub id: ConnId,
+    pub tx: mpsc::Sender<Utf8Bytes>,
+    pub signals: Arc<ConnSignals>,
+}
+
+impl Outbox {
+    /// Queues without waiting; a full queue marks the connection slow.
+    pub fn offer(&self, frame: Utf8Bytes) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.signals.slow.swap(true, Ordering::Relaxed) {
+                    self.signals.notify.notify_one();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// A live publication, parsed once and shared by every recipient.
+struct Delivery {
+    offset: Offset,
+    epoch: Arc<str>,
+    frame: Utf8Bytes,
+}
+
+/// Live messages held for a member whose history is still being sent.
+const MAX_BUFFERED: usize = 10_000;
+
+enum Mode {
+    Live,
+    Buffering { items: Vec<Arc<Delivery>>, overflowed: bool },
+}
+
+struct Member {
+    outbox: Outbox,
+    mode: Mode,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    members: HashMap<ConnId, Member>,
+    /// The last publication delivered (epoch, offset).
+    last: Option<(Arc<str>, Offset)>,
+    /// `Some` while a backfill after re-subscription runs: live messages wait here.
+    backfill: Option<Vec<Arc<Delivery>>>,
+}
+
+impl ChannelState {
+    fn is_duplicate(&self, epoch: &str, offset: Offset) -> bool {
+        matches!(&self.last, Some((e, last)) if **e == *epoch && offset <= *last)
+    }
+
+    /// Delivers in order to every member; buffering members keep it for later.
+    fn deliver(&mut self, d: &Arc<Delivery>, metrics: &Metrics) {
+        self.last = Some((d.epoch.clone(), d.offset));
+        for m in self.members.values_mut() {
+            match &mut m.mode {
+                Mode::Live => {
+                    if m.outbox.offer(d.frame.clone()) {
+                        metrics.messages_out.inc();
+                    }
+                }
+                Mode::Buffering { items, overflowed } => {
+                    if items.len() < MAX_BUFFERED {
+                        items.push(d.clone());
+                    } else {
+                        *overflowed = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of switching a member to live delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GoLive {
+    Live,
+    /// Its buffer overflowed while history was sent: read history again from `after`.
+    Overflowed,
+    /// The member left meanwhile.
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("Redis did not confirm the subscription in time")]
+    SubscribeTimeout,
+    #[error("the Redis subscriber has stopped")]
+    Stopped,
+}
+
+const SHARDS: usize = 16;
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKFILL_PAGE: u32 = 500;
+const BACKFILL_ATTEMPTS: u32 = 120;
+
+pub struct Hub {
+    shards: Vec<Mutex<HashMap<String, ChannelState>>>,
+    subscriber: OnceLock<Subscriber>,
+    store: Arc<ChannelStore>,
+    metrics: Arc<Metrics>,
+    /// Weak self, for spawning backfills from `&self` callbacks.
+    this: std::sync::Weak<Hub>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Splits `m <offset> <epoch>\n<frame>` or `x\n<frame>`.
+fn parse_payload(payload: &Bytes) -> Option<(Option<(Offset, &str)>, Bytes)> {
+    let nl = payload.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&payload[..nl]).ok()?;
+    let frame = payload.slice(nl + 1..);
+    let mut parts = header.split(' ');
+    match parts.next()? {
+        "m" => {
+            let offset = parts.next()?.parse().ok()?;
+            let epoch = parts.next()?;
+            Some((Some((offset, epoch)), frame))
+        }
+        "x" => Some((None, frame)),
+        _ => None,
+    }
+}
+
+impl Hub {
+    pub fn new(store: Arc<ChannelStore>, metrics: Arc<Metrics>) -> Arc<Hub> {
+        Arc::new_cyclic(|this| Hub {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            subscriber: OnceLock::new(),
+            store,
+            metrics,
+            this: this.clone(),
+        })
+    }
+
+    /// Wires the subscriber in (it needs the hub as its sink, hence after construction).
+    pub fn attach(&self, subscriber: Subscriber) {
+        let _ = self.subscriber.set(subscriber);
+    }
+
+    fn shard(&self, channel: &str) -> &Mutex<HashMap<String, ChannelState>> {
+        let h = channel.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        &self.shards[h % SHARDS]
+    }
+
+    fn with_channel<R>(&self, channel: &str, f: impl FnOnce(&mut HashMap<String, ChannelState>) -> R) -> R {
+        let mut guard = match self.shard(channel).lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    /// Adds a member in buffering mode and makes sure Redis delivers the channel to this
+    /// pod. When this returns, every later publication reaches the member's buffer.
+    pub async fn join(&self, channel: &str, outbox: Outbox) -> Result<(), HubError> {
+        self.with_channel(channel, |map| {
+            let state = map.entry(channel.to_string()).or_insert_with(|| {
+                self.metrics.channels.inc();
+                ChannelState::default()
+            });
+            state.members.insert(outbox.id, Member { outbox, mode: Mode::Buffering { items: Vec::new(), overflowed: false } });
+        });
+        let subscriber = self.subscriber.get().ok_or(HubError::Stopped)?;
+        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscriber.subscribe(channel)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(HubError::Stopped),
+            Err(_) => Err(HubError::SubscribeTimeout),
+        }
+    }
+
+    /// Switches a member to live delivery once its history up to `client` was sent.
+    /// `stream_last` is the channel's last offset as read with that history; it seeds the
+    /// hub's own position the first time the channel is seen.
+    pub fn go_live(&self, channel: &str, id: ConnId, client: &Position, stream_last: Offset) -> GoLive {
+        self.with_channel(channel, |map| {
+            let Some(state) = map.get_mut(channel) else { return GoLive::Gone };
+            if state.last.is_none() {
+                state.last = Some((Arc::from(client.epoch.as_str()), stream_last.max(client.offset)));
+            }
+            let Some(member) = state.members.get_mut(&id) else { return GoLive::Gone };
+            let items = match &mut member.mode {
+                Mode::Live => return GoLive::Live,
+                Mode::Buffering { overflowed: true, items } => {
+                    items.clear();
+                    if let Mode::Buffering { overflowed, .. } = &mut member.mode {
+                        *overflowed = false;
+                    }
+                    return GoLive::Overflowed;
+                }
+                Mode::Buffering { items, .. } => std::mem::take(items),
+            };
+            for d in items {
+                let old = *d.epoch == *client.epoch && d.offset <= client.offset;
+                if !old && member.outbox.offer(d.frame.clone()) {
+                    self.metrics.messages_out.inc();
+                }
+            }
+            member.mode = Mode::Live;
+            GoLive::Live
+        })
+    }
+
+    /// Removes a member; the last one out unsubscribes the pod from Redis.
+    pub fn leave(&self, channel: &str, id: ConnId) {
+        self.with_channel(channel, |map| {
+            let Some(state) = map.get_mut(channel) else { return };
+            state.members.remove(&id);
+            if state.members.is_empty() {
+                map.remove(channel);
+                self.metrics.channels.dec();
+                // Sent under the lock so a concurrent join's subscribe is ordered after it.
+                if let Some(s) = self.subscriber.get() {
+                    s.unsubscribe(channel);
+                }
+            }
+        });
+    }
+
+    /// Sends a frame to every live member of a channel (transient events).
+    fn broadcast(&self, channel: &str, frame: &Utf8Bytes) {
+        self.with_channel(channel, |map| {
+            if let Some(state) = map.get(channel) {
+                for m in state.members.values() {
+                    if matches!(m.mode, Mode::Live) && m.outbox.offer(frame.clone()) {
+                        self.metrics.messages_out.inc();
+                    }
+                }
+            }
+        });
+    }
+
+    /// Backfills a channel after re-subscription: history since the hub's last offset,
+    /// then whatever arrived live meanwhile.
+    async fn backfill(self: Arc<Hub>, channel: String) {
+        let mut attempts = 0;
+        loop {
+            let Some((epoch, after)) = self.with_channel(&channel, |map| map.get(&channel).and_then(|s| s.last.clone())) else {
+                // Never delivered anything: nothing to catch up on; just release the buffer.
+                self.finish_backfill(&channel);
+                return;
+            };
+            let page = match self.store.read(&channel, after, BACKFILL_PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    attempts += 1;
+                    if attempts >= BACKFILL_ATTEMPTS {
+                        tracing::error!(%channel, error = %e, "backfill abandoned");
+                        self.finish_backfill(&channel);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            };
+            let done = self.with_channel(&channel, |map| {
+                let Some(state) = map.get_mut(&channel) else { return true };
+                if *page.epoch != *epoch {
+                    // The stream was recreated (lost with a failed primary): say so.
+                    let gap =
+                        Gap { from: after, to: page.first.unwrap_or(Offset { ms: page.last.ms, seq: page.last.seq + 1 }), missed: None };
+                    let frame = Utf8Bytes::from(protocol::gap_frame(&channel, &page.epoch, &gap));
+                    for m in state.members.values() {
+                        m.outbox.offer(frame.clone());
+                    }
+                    state.last = Some((Arc::from(page.epoch.as_str()), Offset::ZERO));
+                    return false;
+                }
+                for (offset, data) in &page.entries {
+                    if state.is_duplicate(&epoch, *offset) {
+                        continue;
+                    }
+                    let d = Arc::new(Delivery {
+                        offset: *offset,
+                        epoch: epoch.clone(),
+                        frame: Utf8Bytes::from(protocol::message_frame(&channel, *offset, &epoch, data)),
+                    });
+                    state.deliver(&d, &self.metrics);
+                }
+                page.entries.len() < BACKFILL_PAGE as usize
+            });
+            if done {
+                self.finish_backfill(&channel);
+                return;
+            }
+        }
+    }
+
+    fn finish_backfill(&self, channel: &str) {
+        self.with_channel(channel, |map| {
+            let Some(state) = map.get_mut(channel) else { return };
+            for d in state.backfill.take().unwrap_or_default() {
+                if !state.is_duplicate(&d.epoch, d.offset) {
+                    state.deliver(&d, &self.metrics);
+                }
+            }
+        });
+    }
+}
+
+impl MessageSink for Hub {
+    fn on_message(&self, channel: &str, payload: Bytes) {
+        let Some((header, frame)) = parse_payload(&payload) else {
+            tracing::warn!(%channel, "ignoring a malformed shard-channel payload");
+            return;
+        };
+        let Ok(frame) = Utf8Bytes::try_from(frame) else { return };
+        let Some((offset, epoch)) = header else {
+            self.broadcast(channel, &frame);
+            return;
+        };
+        self.metrics.publish_to_deliver.observe(now_ms().saturating_sub(offset.ms) as f64 / 1000.0);
+        self.with_channel(channel, |map| {
+            let Some(state) = map.get_mut(channel) else { return };
+            if state.is_duplicate(epoch, offset) {
+                return;
+            }
+            let d = Arc::new(Delivery { offset, epoch: Arc::from(epoch), frame });
+            match &mut state.backfill {
+                Some(buffer) => buffer.push(d),
+                None => state.deliver(&d, &self.metrics),
+            }
+        });
+    }
+
+    fn on_resubscribed(&self, channel: &str) {
+        self.metrics.resubscribes.inc();
+        let start = self.with_channel(channel, |map| match map.get_mut(channel) {
+            Some(state) if state.backfill.is_none() => {
+                state.backfill = Some(Vec::new());
+                true
+            }
+            _ => false,
+        });
+        if start && let Some(hub) = self.this.upgrade() {
+            tokio::spawn(hub.backfill(channel.to_string()));
+        }
+    }
+
+    fn on_node_down(&self, _addr: &str) {
+        self.metrics.redis_reconnects.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_shard_payloads() {
+        let p = Bytes::from_static(b"m 17-3 abc\n{\"type\":\"message\"}");
+        let (header, frame) = parse_payload(&p).expect("valid");
+        assert_eq!(header, Some((Offset { ms: 17, seq: 3 }, "abc")));
+        assert_eq!(&frame[..], b"{\"type\":\"message\"}");
+        let x = Bytes::from_static(b"x\n{}");
+        let (header, frame) = parse_payload(&x).expect("valid");
+        assert_eq!((header, &frame[..]), (None, &b"{}"[..]));
+        assert!(parse_payload(&Bytes::from_static(b"m nope\n{}")).is_none());
+        assert!(parse_payload(&Bytes::from_static(b"no newline")).is_none());
+    }
+}

@@ -1,0 +1,33 @@
+//! SocketFleet sidecar: the WebSocket edge of a gateway pod.
+//!
+//! The binary (`main.rs`) only parses configuration and calls [`app::run`]. Everything else
+//! lives here so that tests can start the real server on `127.0.0.1:0`:
+//!
+//! - [`config`]: environment variables, each `ENV_*` beside its `DEFAULT_*`.
+//! - [`protocol`]: the v1 wire protocol (client frames in, server frames out).
+//! - [`offset`]: stream offsets and the gap arithmetic of recovery.
+//! - [`auth`]: JWT authentication and channel grants.
+//! - [`redis`]: topology resolution, the command router and our own sharded subscriber.
+//! - [`channels`]: publish, history, presence and ephemeral keys in Redis (one slot per channel).
+//! - [`hub`]: local fan-out, one Redis subscription per channel per pod, de-duplication.
+//! - [`connection`]: one WebSocket connection: reader, writer, send queue, keepalive.
+//! - [`recovery`]: subscribe with `since`: buffer live, read history, merge, report gaps.
+//! - [`server`], [`admin`], [`app_api`], [`http_util`]: the listeners.
+//! - [`metrics`]: the Prometheus registry.
+
+pub mod admin;
+pub mod app;
+pub mod app_api;
+pub mod auth;
+pub mod channels;
+pub mod config;
+pub mod connection;
+pub mod http_util;
+pub mod hub;
+pub mod metrics;
+pub mod offset;
+pub mod presence;
+pub mod protocol;
+pub mod recovery;
+pub mod redis;
+pub mod server;

@@ -1,0 +1,133 @@
+//! Presence (who is subscribed to a channel) and ephemeral keys ("user is typing").
+//!
+//! Members live in the sorted set `sf:{<ch>}:presence`, scored by their expiry time, so
+//! entries of a pod that died without cleaning up expire on their own: every pod refreshes
+//! the scores of its own members every third of the presence TTL, and readers drop
+//! expired entries. Join and leave are broadcast as transient events on the channel.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Value;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::channels::{ChannelError, ChannelStore};
+use crate::redis::subscriber::shard_channel;
+
+/// A member as stored: `<session>|<user>`.
+fn member(session: &str, user: &str) -> String {
+    format!("{session}|{user}")
+}
+
+fn presence_key(channel: &str) -> String {
+    format!("sf:{{{channel}}}:presence")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Presence reads return at most this many members.
+pub const MAX_MEMBERS: isize = 1000;
+
+pub struct Presence {
+    store: Arc<ChannelStore>,
+    ttl: Duration,
+    /// This pod's members per channel, refreshed periodically.
+    local: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl Presence {
+    pub fn new(store: Arc<ChannelStore>, ttl: Duration) -> Arc<Presence> {
+        Arc::new(Presence { store, ttl, local: Mutex::new(HashMap::new()) })
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn event(kind: &str, channel: &str, session: &str, user: &str) -> String {
+        ChannelStore::event_payload(&json!({"type": kind, "channel": channel, "client": session, "user": user}).to_string())
+    }
+
+    pub async fn join(&self, channel: &str, session: &str, user: &str) -> Result<(), ChannelError> {
+        let m = member(session, user);
+        self.local().entry(channel.to_string()).or_default().insert(m.clone());
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD").arg(presence_key(channel)).arg(now_ms() + self.ttl.as_millis() as u64).arg(&m);
+        pipe.cmd("PEXPIRE").arg(presence_key(channel)).arg(self.ttl.as_millis() as u64 * 2);
+        pipe.cmd("SPUBLISH").arg(shard_channel(channel)).arg(Self::event("join", channel, session, user));
+        self.store.on_channel(channel, &pipe, true).await.map(|_| ())
+    }
+
+    pub async fn leave(&self, channel: &str, session: &str, user: &str) -> Result<(), ChannelError> {
+        let m = member(session, user);
+        {
+            let mut local = self.local();
+            if let Some(set) = local.get_mut(channel) {
+                set.remove(&m);
+                if set.is_empty() {
+                    local.remove(channel);
+                }
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM").arg(presence_key(channel)).arg(&m);
+        pipe.cmd("SPUBLISH").arg(shard_channel(channel)).arg(Self::event("leave", channel, session, user));
+        self.store.on_channel(channel, &pipe, true).await.map(|_| ())
+    }
+
+    /// Current members as `{"client": session, "user": user}`, expired ones dropped.
+    pub async fn list(&self, channel: &str) -> Result<Vec<serde_json::Value>, ChannelError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREMRANGEBYSCORE").arg(presence_key(channel)).arg("-inf").arg(now_ms());
+        pipe.cmd("ZRANGE").arg(presence_key(channel)).arg(0).arg(MAX_MEMBERS - 1);
+        let reply = self.store.on_channel(channel, &pipe, true).await?;
+        let mut members = Vec::new();
+        if let Some(Value::Array(items)) = reply.get(1) {
+            for item in items {
+                if let Value::BulkString(b) = item
+                    && let Some((session, user)) = String::from_utf8_lossy(b).split_once('|')
+                {
+                    members.push(json!({"client": session, "user": user}));
+                }
+            }
+        }
+        Ok(members)
+    }
+
+    /// Sets an ephemeral key with a TTL and broadcasts it to the channel.
+    pub async fn ephemeral(&self, channel: &str, key: &str, user: &str, data: &RawValue, ttl_ms: u64) -> Result<(), ChannelError> {
+        let frame = format!(
+            r#"{{"type":"ephemeral","channel":"{channel}","key":"{key}","from":{},"data":{},"ttlMs":{ttl_ms}}}"#,
+            json!(user),
+            data.get()
+        );
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(format!("sf:{{{channel}}}:eph:{key}:{user}")).arg(data.get()).arg("PX").arg(ttl_ms);
+        pipe.cmd("SPUBLISH").arg(shard_channel(channel)).arg(ChannelStore::event_payload(&frame));
+        self.store.on_channel(channel, &pipe, true).await.map(|_| ())
+    }
+
+    /// Refreshes this pod's members so they outlive the TTL; runs until dropped.
+    pub async fn refresh_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.ttl / 3);
+        loop {
+            tick.tick().await;
+            let snapshot: Vec<(String, Vec<String>)> = self.local().iter().map(|(c, m)| (c.clone(), m.iter().cloned().collect())).collect();
+            let expiry = now_ms() + self.ttl.as_millis() as u64;
+            for (channel, members) in snapshot {
+                let mut pipe = redis::pipe();
+                for m in &members {
+                    pipe.cmd("ZADD").arg(presence_key(&channel)).arg(expiry).arg(m);
+                }
+                pipe.cmd("PEXPIRE").arg(presence_key(&channel)).arg(self.ttl.as_millis() as u64 * 2);
+                if let Err(e) = self.store.on_channel(&channel, &pipe, true).await {
+                    tracing::warn!(%channel, error = %e, "presence refresh failed");
+                }
+            }
+        }
+    }
+}

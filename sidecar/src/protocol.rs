@@ -1,0 +1,349 @@
+//! Wire protocol v1: JSON text frames (see `docs/protocol.md`).
+//!
+//! [`parse_request`] turns a client frame into a typed [`Request`] or a [`ProtocolError`]
+//! carrying a stable [`ErrorCode`]. Server frames are built here too, except the hot
+//! `message` frame, which the publish script renders once in Redis so that fan-out only
+//! copies bytes.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::offset::{Gap, Offset, Position};
+
+/// Stable error codes: clients may branch on them, so they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadJson,
+    BadRequest,
+    UnknownOp,
+    BadChannel,
+    Forbidden,
+    TooLarge,
+    BinaryUnsupported,
+    NotSubscribed,
+    AlreadySubscribed,
+    TooManySubscriptions,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::BadChannel => "bad_channel",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BinaryUnsupported => "binary_unsupported",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::AlreadySubscribed => "already_subscribed",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A request the server refuses, with the request id when it could be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtocolError {
+    pub id: Option<u64>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError { id, code, message: message.into() }
+    }
+
+    pub fn to_frame(&self) -> String {
+        error_frame(self.id, self.code, &self.message)
+    }
+}
+
+pub const MAX_CHANNEL_LEN: usize = 128;
+pub const MAX_KEY_LEN: usize = 64;
+pub const MAX_TTL_MS: u64 = 60_000;
+pub const MAX_HISTORY_LIMIT: u64 = 1000;
+
+/// Channel names: 1-128 of `A-Z a-z 0-9 : _ - . @ /`. Braces are excluded because they
+/// would break the hash tag that keeps a channel's keys in one slot, and quotes or
+/// backslashes because the publish script writes the name into JSON verbatim.
+pub fn valid_channel(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_CHANNEL_LEN && name.bytes().all(|b| b.is_ascii_alphanumeric() || b":_-.@/".contains(&b))
+}
+
+fn valid_key(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_KEY_LEN && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Subscribe { channel: String, since: Option<Position> },
+    Unsubscribe { channel: String },
+    Publish { channel: String, data: Box<RawValue> },
+    Presence { channel: String },
+    Ephemeral { channel: String, key: String, data: Box<RawValue>, ttl_ms: u64 },
+    History { channel: String, since: Option<Position>, limit: u64 },
+    Ping,
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: Option<u64>,
+    pub op: Op,
+}
+
+/// Every field any op may carry; types are checked by hand to produce precise messages.
+#[derive(Deserialize)]
+struct Envelope {
+    id: Option<Value>,
+    op: Option<Value>,
+    channel: Option<Value>,
+    data: Option<Box<RawValue>>,
+    since: Option<Value>,
+    limit: Option<Value>,
+    key: Option<Value>,
+    #[serde(rename = "ttlMs")]
+    ttl_ms: Option<Value>,
+}
+
+/// Parses one client text frame.
+pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
+    let env: Envelope = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(_)) => {
+            serde_json::from_str(text).map_err(|e| ProtocolError::new(None, ErrorCode::BadRequest, format!("invalid frame: {e}")))?
+        }
+        Ok(_) => return Err(ProtocolError::new(None, ErrorCode::BadRequest, "a frame must be a JSON object")),
+        Err(e) => return Err(ProtocolError::new(None, ErrorCode::BadJson, format!("not valid JSON: {e}"))),
+    };
+    let id = match env.id {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(_) => return Err(ProtocolError::new(None, ErrorCode::BadRequest, "\"id\" must be a non-negative integer")),
+    };
+    let bad = |msg: String| ProtocolError::new(id, ErrorCode::BadRequest, msg);
+    let op = match env.op {
+        Some(Value::String(op)) => op,
+        Some(_) => return Err(bad("\"op\" must be a string".into())),
+        None => return Err(bad("missing \"op\"".into())),
+    };
+    let channel = || -> Result<String, ProtocolError> {
+        match &env.channel {
+            Some(Value::String(c)) if valid_channel(c) => Ok(c.clone()),
+            Some(Value::String(_)) => Err(ProtocolError::new(
+                id,
+                ErrorCode::BadChannel,
+                format!("channel names are 1-{MAX_CHANNEL_LEN} characters of A-Z a-z 0-9 : _ - . @ /"),
+            )),
+            Some(_) => Err(bad("\"channel\" must be a string".into())),
+            None => Err(bad(format!("{op} needs \"channel\""))),
+        }
+    };
+    let data = || -> Result<Box<RawValue>, ProtocolError> {
+        env.data.clone().ok_or_else(|| bad(format!("{op} needs \"data\" (any JSON value but null)")))
+    };
+    let since = || -> Result<Option<Position>, ProtocolError> { parse_since(env.since.as_ref()).map_err(|m| bad(m.into())) };
+    let op = match op.as_str() {
+        "subscribe" => Op::Subscribe { channel: channel()?, since: since()? },
+        "unsubscribe" => Op::Unsubscribe { channel: channel()? },
+        "publish" => Op::Publish { channel: channel()?, data: data()? },
+        "presence" => Op::Presence { channel: channel()? },
+        "ephemeral" => {
+            let key = match &env.key {
+                Some(Value::String(k)) if valid_key(k) => k.clone(),
+                _ => return Err(bad(format!("ephemeral needs \"key\": 1-{MAX_KEY_LEN} characters of A-Z a-z 0-9 _ - ."))),
+            };
+            let ttl_ms = match &env.ttl_ms {
+                None => 3000,
+                Some(Value::Number(n)) => match n.as_u64() {
+                    Some(t) if (1..=MAX_TTL_MS).contains(&t) => t,
+                    _ => return Err(bad(format!("\"ttlMs\" must be from 1 to {MAX_TTL_MS}"))),
+                },
+                Some(_) => return Err(bad("\"ttlMs\" must be a number".into())),
+            };
+            Op::Ephemeral { channel: channel()?, key, data: data()?, ttl_ms }
+        }
+        "history" => {
+            let limit = match &env.limit {
+                None => 100,
+                Some(Value::Number(n)) => match n.as_u64() {
+                    Some(l) if (1..=MAX_HISTORY_LIMIT).contains(&l) => l,
+                    _ => return Err(bad(format!("\"limit\" must be from 1 to {MAX_HISTORY_LIMIT}"))),
+                },
+                Some(_) => return Err(bad("\"limit\" must be a number".into())),
+            };
+            Op::History { channel: channel()?, since: since()?, limit }
+        }
+        "ping" => Op::Ping,
+        other => {
+            return Err(ProtocolError::new(
+                id,
+                ErrorCode::UnknownOp,
+                format!("unknown op {other:?}; expected subscribe, unsubscribe, publish, presence, ephemeral, history or ping"),
+            ));
+        }
+    };
+    Ok(Request { id, op })
+}
+
+fn parse_since(v: Option<&Value>) -> Result<Option<Position>, &'static str> {
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err("\"since\" must be an object {\"offset\":\"<ms>-<seq>\",\"epoch\":\"<e>\"}"),
+    };
+    let offset = match obj.get("offset") {
+        Some(Value::String(s)) => s.parse::<Offset>().map_err(|_| "\"since.offset\" must look like <ms>-<seq>")?,
+        _ => return Err("\"since.offset\" must be a string like \"1700000000000-42\""),
+    };
+    let epoch = match obj.get("epoch") {
+        Some(Value::String(s)) if s.len() <= 64 => s.clone(),
+        _ => return Err("\"since.epoch\" must be the epoch string the server sent"),
+    };
+    Ok(Some(Position { offset, epoch }))
+}
+
+/// `{"type":"error",...}`.
+pub fn error_frame(id: Option<u64>, code: ErrorCode, message: &str) -> String {
+    let mut v = json!({"type": "error", "code": code.as_str(), "message": message});
+    if let Some(id) = id {
+        v["id"] = json!(id);
+    }
+    v.to_string()
+}
+
+/// `{"type":"reply","id":7,"ok":true, ...extra}`; `extra` must be an object.
+pub fn reply_frame(id: Option<u64>, extra: Value) -> String {
+    let mut v = json!({"type": "reply", "ok": true});
+    if let Some(id) = id {
+        v["id"] = json!(id);
+    }
+    if let (Value::Object(dst), Value::Object(src)) = (&mut v, extra) {
+        dst.extend(src);
+    }
+    v.to_string()
+}
+
+pub fn gap_json(gap: &Gap) -> Value {
+    let mut v = json!({"from": gap.from.to_string(), "to": gap.to.to_string()});
+    if let Some(missed) = gap.missed {
+        v["missed"] = json!(missed);
+    }
+    v
+}
+
+/// `{"type":"subscribed",...}`: the position the client is at once recovery completes.
+pub fn subscribed_frame(id: Option<u64>, channel: &str, offset: Offset, epoch: &str, recovered: bool, gap: Option<&Gap>) -> String {
+    let mut v = json!({
+        "type": "subscribed", "channel": channel, "offset": offset.to_string(), "epoch": epoch,
+        "recovered": recovered, "gap": gap.map(gap_json),
+    });
+    if let Some(id) = id {
+        v["id"] = json!(id);
+    }
+    v.to_string()
+}
+
+/// `{"type":"gap",...}`: sent mid-subscription when the server itself lost track of a
+/// channel (its stream was recreated in a new epoch while the pod was resubscribing).
+pub fn gap_frame(channel: &str, epoch: &str, gap: &Gap) -> String {
+    let mut v = gap_json(gap);
+    v["type"] = json!("gap");
+    v["channel"] = json!(channel);
+    v["epoch"] = json!(epoch);
+    v.to_string()
+}
+
+/// A `message` frame for an entry read from history (live ones come pre-rendered).
+pub fn message_frame(channel: &str, offset: Offset, epoch: &str, data: &str) -> String {
+    format!(r#"{{"type":"message","channel":"{channel}","offset":"{offset}","epoch":"{epoch}","data":{data}}}"#)
+}
+
+pub fn welcome_frame(session: &str, node: &str) -> String {
+    json!({"type": "welcome", "session": session, "resumeToken": Value::Null, "node": node, "resumed": false}).to_string()
+}
+
+pub fn reconnect_frame(delay_ms: u64, reason: &str) -> String {
+    json!({"type": "reconnect", "resumeToken": Value::Null, "delayMs": delay_ms, "reason": reason}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ProtocolError {
+        parse_request(text).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn parses_every_op() {
+        let r = parse_request(r#"{"op":"subscribe","channel":"room:1","id":3,"since":{"offset":"5-2","epoch":"e1"}}"#).expect("valid");
+        assert_eq!(r.id, Some(3));
+        match r.op {
+            Op::Subscribe { channel, since } => {
+                assert_eq!(channel, "room:1");
+                assert_eq!(since, Some(Position { offset: Offset { ms: 5, seq: 2 }, epoch: "e1".into() }));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let r = parse_request(r#"{"op":"publish","channel":"a","data":{"x":[1,2]}}"#).expect("valid");
+        match r.op {
+            Op::Publish { data, .. } => assert_eq!(data.get(), r#"{"x":[1,2]}"#),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(parse_request(r#"{"op":"ping"}"#).expect("valid").op, Op::Ping));
+        assert!(matches!(parse_request(r#"{"op":"unsubscribe","channel":"a"}"#).expect("valid").op, Op::Unsubscribe { .. }));
+        assert!(matches!(parse_request(r#"{"op":"presence","channel":"a"}"#).expect("valid").op, Op::Presence { .. }));
+        assert!(matches!(
+            parse_request(r#"{"op":"ephemeral","channel":"a","key":"typing","data":true}"#).expect("valid").op,
+            Op::Ephemeral { ttl_ms: 3000, .. }
+        ));
+        assert!(matches!(
+            parse_request(r#"{"op":"history","channel":"a","limit":5}"#).expect("valid").op,
+            Op::History { limit: 5, since: None, .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_input_with_stable_codes() {
+        assert_eq!(err("{not json").code, ErrorCode::BadJson);
+        assert_eq!(err("[1,2]").code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"id":1}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"fly","id":9}"#), ProtocolError { id: Some(9), ..err(r#"{"op":"fly","id":9}"#) });
+        assert_eq!(err(r#"{"op":"fly","id":9}"#).code, ErrorCode::UnknownOp);
+        assert_eq!(err(r#"{"op":7}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"subscribe"}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"subscribe","channel":5}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"subscribe","channel":"a{b}"}"#).code, ErrorCode::BadChannel);
+        assert_eq!(err(r#"{"op":"subscribe","channel":""}"#).code, ErrorCode::BadChannel);
+        assert_eq!(err(&format!(r#"{{"op":"subscribe","channel":"{}"}}"#, "a".repeat(129))).code, ErrorCode::BadChannel);
+        assert_eq!(err(r#"{"op":"subscribe","channel":"a","since":{"offset":"x"}}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"publish","channel":"a"}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"publish","channel":"a","data":null}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"ephemeral","channel":"a","key":"t","data":1,"ttlMs":0}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"history","channel":"a","limit":100000}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"ping","id":-1}"#).code, ErrorCode::BadRequest);
+        assert_eq!(err(r#"{"op":"ping","id":"x"}"#).id, None);
+    }
+
+    #[test]
+    fn frames_are_valid_json() {
+        let f: Value = serde_json::from_str(&error_frame(Some(4), ErrorCode::Forbidden, "no \"quote\" issues")).expect("json");
+        assert_eq!(f["id"], 4);
+        assert_eq!(f["code"], "forbidden");
+        let f: Value = serde_json::from_str(&message_frame("a:b", Offset { ms: 1, seq: 2 }, "e", r#"{"k":1}"#)).expect("json");
+        assert_eq!(f["offset"], "1-2");
+        assert_eq!(f["data"]["k"], 1);
+        let gap = Gap { from: Offset { ms: 1, seq: 2 }, to: Offset { ms: 3, seq: 9 }, missed: Some(6) };
+        let f: Value =
+            serde_json::from_str(&subscribed_frame(Some(1), "c", Offset { ms: 3, seq: 9 }, "e", false, Some(&gap))).expect("json");
+        assert_eq!(f["gap"]["missed"], 6);
+        let f: Value = serde_json::from_str(&reply_frame(Some(2), json!({"offset": "1-1"}))).expect("json");
+        assert_eq!((f["ok"].as_bool(), f["offset"].as_str()), (Some(true), Some("1-1")));
+    }
+}

@@ -1,0 +1,210 @@
+//! Runs commands on the primary that owns a slot, in every mode, through failovers.
+//!
+//! One multiplexed connection per node. A command that Redis refused without running it
+//! (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY, or a connection that
+//! could not be opened) is retried against a refreshed slot map until the retry budget is
+//! spent. A command whose connection broke after it was sent may or may not have run, so it
+//! is retried only when the caller says it is idempotent: a publish is not, and a retried
+//! publish would deliver the same message twice under two offsets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{Pipeline, RedisError, Value};
+use tokio::sync::OnceCell;
+
+use super::Addr;
+use super::topology::{SlotMap, Topology, TopologyError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("slot {0} has no reachable primary")]
+    Uncovered(u16),
+}
+
+impl RouterError {
+    /// The server's error code (`NOSCRIPT`, `MOVED`...), if the error came from Redis.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            RouterError::Redis(e) => e.code(),
+            _ => None,
+        }
+    }
+}
+
+/// How the router treats an error.
+enum Verdict {
+    Moved(Addr),
+    Ask(Addr),
+    /// Refused without running: safe to retry after a refresh.
+    Refused,
+    /// The connection broke; the command may have run.
+    Broken,
+    Fatal,
+}
+
+fn classify(e: &RedisError) -> Verdict {
+    let redirect = || e.redirect_node().map(|(addr, _)| Addr::from(addr));
+    match e.code() {
+        Some("MOVED") => redirect().map_or(Verdict::Refused, Verdict::Moved),
+        Some("ASK") => redirect().map_or(Verdict::Refused, Verdict::Ask),
+        Some("TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" | "READONLY") => Verdict::Refused,
+        _ if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() => Verdict::Broken,
+        _ => Verdict::Fatal,
+    }
+}
+
+pub struct Router {
+    topology: Topology,
+    map: RwLock<Arc<SlotMap>>,
+    conns: Mutex<HashMap<Addr, Arc<OnceCell<MultiplexedConnection>>>>,
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    retry_budget: Duration,
+    /// Called whenever a node connection is dropped (metrics).
+    on_reconnect: Box<dyn Fn() + Send + Sync>,
+}
+
+/// Refreshes closer together than this share one resolution.
+const REFRESH_DEDUP: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+impl Router {
+    pub fn new(topology: Topology, retry_budget: Duration, on_reconnect: Box<dyn Fn() + Send + Sync>) -> Router {
+        Router {
+            topology,
+            map: RwLock::new(Arc::new(SlotMap::default())),
+            conns: Mutex::new(HashMap::new()),
+            last_refresh: tokio::sync::Mutex::new(None),
+            retry_budget,
+            on_reconnect,
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn slot_map(&self) -> Arc<SlotMap> {
+        self.map.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Re-resolves the slot map (callers arriving within 50 ms share one resolution).
+    pub async fn refresh(&self) -> Result<Arc<SlotMap>, TopologyError> {
+        let mut last = self.last_refresh.lock().await;
+        if last.is_some_and(|t| t.elapsed() < REFRESH_DEDUP) {
+            return Ok(self.slot_map());
+        }
+        let known = self.slot_map().primaries();
+        let map = Arc::new(self.topology.resolve(&known).await?);
+        if let Ok(mut m) = self.map.write() {
+            *m = map.clone();
+        }
+        *last = Some(Instant::now());
+        Ok(map)
+    }
+
+    async fn conn(&self, addr: &Addr) -> Result<MultiplexedConnection, RedisError> {
+        let cell = {
+            let mut conns = self.conns.lock().map_err(|_| RedisError::from((redis::ErrorKind::Client, "poisoned")))?;
+            conns.entry(addr.clone()).or_default().clone()
+        };
+        let conn = cell.get_or_try_init(|| super::connect(addr, self.topology.password(), self.topology.timeout())).await?;
+        Ok(conn.clone())
+    }
+
+    fn forget(&self, addr: &Addr) {
+        if let Ok(mut conns) = self.conns.lock()
+            && conns.remove(addr).is_some()
+        {
+            (self.on_reconnect)();
+        }
+    }
+
+    /// Runs `pipe` on the primary owning `slot` and returns one value per command.
+    pub async fn query(&self, slot: u16, pipe: &Pipeline, idempotent: bool) -> Result<Vec<Value>, RouterError> {
+        let deadline = Instant::now() + self.retry_budget;
+        let mut backoff = Duration::from_millis(20);
+        let mut redirect: Option<(Addr, bool)> = None;
+        loop {
+            let (addr, asking) = match redirect.take() {
+                Some(r) => r,
+                None => match self.slot_map().owner(slot).cloned() {
+                    Some(a) => (a, false),
+                    None => match self.refresh().await {
+                        Ok(map) if map.owner(slot).is_some() => continue,
+                        Ok(_) if Instant::now() < deadline => {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                            continue;
+                        }
+                        Ok(_) => return Err(RouterError::Uncovered(slot)),
+                        Err(e) if Instant::now() < deadline => {
+                            tracing::debug!(error = %e, "topology refresh failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    },
+                },
+            };
+            let result = match self.conn(&addr).await {
+                Ok(mut conn) if asking => {
+                    let mut asked = redis::pipe();
+                    asked.cmd("ASKING");
+                    for c in pipe.cmd_iter() {
+                        asked.add_command(c.clone());
+                    }
+                    asked.query_async::<Vec<Value>>(&mut conn).await.map(|mut v| v.split_off(1))
+                }
+                Ok(mut conn) => pipe.query_async::<Vec<Value>>(&mut conn).await,
+                Err(e) => {
+                    // Never sent: always safe to retry elsewhere.
+                    self.forget(&addr);
+                    if Instant::now() >= deadline {
+                        return Err(e.into());
+                    }
+                    let _ = self.refresh().await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            let err = match result {
+                Ok(values) => return Ok(values),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(err.into());
+            }
+            match classify(&err) {
+                Verdict::Moved(to) => {
+                    let _ = self.refresh().await;
+                    redirect = Some((to, false));
+                }
+                Verdict::Ask(to) => redirect = Some((to, true)),
+                Verdict::Refused => {
+                    let _ = self.refresh().await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Verdict::Broken => {
+                    self.forget(&addr);
+                    if !idempotent {
+                        return Err(err.into());
+                    }
+                    let _ = self.refresh().await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Verdict::Fatal => return Err(err.into()),
+            }
+        }
+    }
+}

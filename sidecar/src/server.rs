@@ -1,0 +1,100 @@
+//! The client-facing listener: `GET /ws` upgrades to a WebSocket (RFC 6455).
+//!
+//! Before upgrading it checks the handshake headers, the connection cap and the token,
+//! so refused clients get a plain HTTP status with a reason instead of a dead socket.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::{HeaderValue, Method, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::app::AppState;
+use crate::connection;
+use crate::http_util::{HttpResponse, respond, text};
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+}
+
+fn header_has(req: &hyper::Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
+    req.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Small buffers: most connections are idle most of the time, and memory per idle
+/// connection is what bounds a pod (see bench/RESULTS.md).
+pub fn ws_config(max_frame: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 << 20)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame))
+}
+
+pub async fn handle(mut req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
+    if req.uri().path() != "/ws" {
+        return text(StatusCode::NOT_FOUND, "not found: connect to /ws\n");
+    }
+    if req.method() != Method::GET || !header_has(&req, header::UPGRADE, "websocket") || !header_has(&req, header::CONNECTION, "upgrade") {
+        return text(StatusCode::UPGRADE_REQUIRED, "a WebSocket upgrade (GET /ws) is required\n");
+    }
+    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13\n");
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec()) else {
+        return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    if app.health.draining() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another instance\n");
+    }
+    let Ok(permit) = app.conn_limit.clone().try_acquire_owned() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
+    };
+    let query = req.uri().query().unwrap_or("");
+    if let Some(v) = query_param(query, "v").filter(|v| *v != "1") {
+        return text(StatusCode::BAD_REQUEST, format!("protocol version {v} is not supported; this server speaks v=1\n"));
+    }
+    let conn_id = app.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let identity = match app.auth.authenticate(query_param(query, "token"), conn_id) {
+        Ok(id) => id,
+        Err(e) => return text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    let config = ws_config(app.config.max_frame_bytes);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                connection::serve(ws, app, identity, conn_id, permit).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    let mut resp = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
+    let h = resp.headers_mut();
+    h.remove(header::CONTENT_TYPE);
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(&key)) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_query_parameters() {
+        assert_eq!(query_param("token=abc&v=1", "token"), Some("abc"));
+        assert_eq!(query_param("token=abc&v=1", "v"), Some("1"));
+        assert_eq!(query_param("tokens=x", "token"), None);
+        assert_eq!(query_param("", "token"), None);
+    }
+}
