@@ -39,10 +39,17 @@ where
     F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
+    // A closed channel means nobody can ask us to stop: serve forever.
+    let stop = async move {
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.changed() => return,
+            _ = &mut stop => return,
         };
         let (stream, _) = match accepted {
             Ok(a) => a,

@@ -1,0 +1,582 @@
+//! L1 test harness: real `redis-server` processes on free loopback ports (a 6-node
+//! cluster, or a primary with replicas and three Sentinels), real sidecar binaries, and a
+//! WebSocket client. Every process is killed when its handle drops, also when a test fails.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const PASSWORD: &str = "l1-test-password";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sf-l1-{name}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `timeout` for exit; returns the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-a", PASSWORD, "--no-auth-warning"])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn sentinel_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output().expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn start_redis(dir: &Path, port: u16, extra: &[&str]) -> Proc {
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).expect("node dir");
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--requirepass", PASSWORD, "--masterauth", PASSWORD])
+        .arg("--dir")
+        .arg(&node_dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts (make deps installs it)");
+    let p = Proc { child, name: format!("redis:{port}") };
+    wait_until(&format!("redis on {port}"), Duration::from_secs(10), || redis_cli(port, &["PING"]) == "PONG");
+    p
+}
+
+/// Three primaries and three replicas, bootstrapped with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<(u16, Proc)>,
+    pub dir: PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = temp_dir("cluster");
+        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let nodes: Vec<(u16, Proc)> = ports
+            .iter()
+            .map(|&p| {
+                (
+                    p,
+                    start_redis(
+                        &dir,
+                        p,
+                        &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1500"],
+                    ),
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["-a", PASSWORD, "--no-auth-warning", "--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = RedisCluster { nodes, dir };
+        cluster.wait_ok();
+        cluster
+    }
+
+    pub fn wait_ok(&self) {
+        for (port, _) in &self.nodes {
+            wait_until("cluster_state:ok", Duration::from_secs(20), || redis_cli(*port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+        }
+    }
+
+    pub fn addrs(&self) -> String {
+        self.nodes.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn any_port(&self) -> u16 {
+        self.nodes[0].0
+    }
+
+    /// The port of the primary owning `key`'s slot, asked of a live node.
+    pub fn primary_for(&self, key: &str) -> u16 {
+        let slot: u16 = redis_cli(self.alive_port(), &["CLUSTER", "KEYSLOT", key]).parse().expect("slot");
+        self.primary_for_slot(slot)
+    }
+
+    pub fn primary_for_slot(&self, slot: u16) -> u16 {
+        let nodes = redis_cli(self.alive_port(), &["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            for range in &f[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                    && (a..=b).contains(&slot)
+                {
+                    return f[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()).expect("port");
+                }
+            }
+        }
+        panic!("no primary for slot {slot}:\n{nodes}");
+    }
+
+    pub fn node_id(&self, port: u16) -> String {
+        redis_cli(port, &["CLUSTER", "MYID"])
+    }
+
+    pub fn primaries(&self) -> Vec<u16> {
+        let nodes = redis_cli(self.alive_port(), &["CLUSTER", "NODES"]);
+        let mut v: Vec<u16> = nodes
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.split(['@', ':']).nth(1)?.parse().ok())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn alive_port(&self) -> u16 {
+        self.nodes.iter().find(|(_, p)| p.child.id() > 0 && redis_cli_ok(p)).map(|(port, _)| *port).expect("a live node")
+    }
+
+    pub fn kill(&mut self, port: u16) {
+        if let Some((_, p)) = self.nodes.iter_mut().find(|(p, _)| *p == port) {
+            p.kill();
+        }
+    }
+}
+
+fn redis_cli_ok(p: &Proc) -> bool {
+    let port: u16 = p.name.trim_start_matches("redis:").parse().unwrap_or(0);
+    redis_cli(port, &["PING"]) == "PONG"
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary, two replicas and three Sentinels watching them as `mymaster`.
+pub struct SentinelSet {
+    pub redis: Vec<(u16, Proc)>,
+    pub sentinels: Vec<(u16, Proc)>,
+    pub dir: PathBuf,
+}
+
+impl SentinelSet {
+    pub fn start() -> SentinelSet {
+        let dir = temp_dir("sentinel");
+        let primary = free_port();
+        let mut redis = vec![(primary, start_redis(&dir, primary, &[]))];
+        for _ in 0..2 {
+            let p = free_port();
+            redis.push((p, start_redis(&dir, p, &["--replicaof", "127.0.0.1", &primary.to_string()])));
+        }
+        for (p, _) in &redis[1..] {
+            wait_until("replica link up", Duration::from_secs(20), || {
+                redis_cli(*p, &["INFO", "replication"]).contains("master_link_status:up")
+            });
+        }
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n\
+                     sentinel auth-pass mymaster {PASSWORD}\nsentinel parallel-syncs mymaster 2\n"
+                ),
+            )
+            .expect("sentinel conf");
+            let child = Command::new("redis-sentinel")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-sentinel starts");
+            sentinels.push((port, Proc { child, name: format!("sentinel:{port}") }));
+            wait_until("sentinel up", Duration::from_secs(10), || sentinel_cli(port, &["PING"]) == "PONG");
+        }
+        for (port, _) in &sentinels {
+            wait_until("sentinels see the replicas", Duration::from_secs(20), || {
+                sentinel_cli(*port, &["SENTINEL", "replicas", "mymaster"]).lines().filter(|l| *l == "flags").count() >= 2
+                    && sentinel_cli(*port, &["SENTINEL", "sentinels", "mymaster"]).lines().filter(|l| *l == "flags").count() >= 2
+            });
+        }
+        SentinelSet { redis, sentinels, dir }
+    }
+
+    pub fn sentinel_addrs(&self) -> String {
+        self.sentinels.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn primary_port(&self) -> u16 {
+        let out = sentinel_cli(self.sentinels[0].0, &["SENTINEL", "get-master-addr-by-name", "mymaster"]);
+        out.lines().nth(1).and_then(|p| p.parse().ok()).expect("primary port")
+    }
+
+    pub fn kill(&mut self, port: u16) {
+        if let Some((_, p)) = self.redis.iter_mut().find(|(p, _)| *p == port) {
+            p.kill();
+        }
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        self.sentinels.clear();
+        self.redis.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A sidecar process on free loopback ports.
+pub struct Sidecar {
+    pub proc: Proc,
+    pub ws_port: u16,
+    pub admin_port: u16,
+    pub api_port: u16,
+    pub name: String,
+}
+
+impl Sidecar {
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Sidecar {
+        let (ws_port, admin_port, api_port) = (free_port(), free_port(), free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_socketfleet-sidecar"));
+        cmd.env_clear()
+            .env("SF_WS_ADDR", format!("127.0.0.1:{ws_port}"))
+            .env("SF_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("SF_APP_API_ADDR", format!("127.0.0.1:{api_port}"))
+            .env("SF_NODE_NAME", name)
+            .env("SF_REDIS_PASSWORD", PASSWORD)
+            .env("SF_TOPOLOGY_POLL", "1s")
+            .env("SF_REDIS_RETRY_BUDGET", "5s")
+            .env("SF_LOG", std::env::var("SF_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null());
+        if std::env::var("SF_TEST_LOG").is_err() {
+            cmd.stderr(Stdio::null());
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("sidecar starts");
+        let s = Sidecar { proc: Proc { child, name: name.into() }, ws_port, admin_port, api_port, name: name.into() };
+        wait_until(&format!("{name} ready"), Duration::from_secs(20), || s.http_get(s.admin_port, "/ready").0 == 200);
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.ws_port)
+    }
+
+    /// A blocking HTTP/1.0 GET; returns status and body.
+    pub fn http_get(&self, port: u16, path: &str) -> (u16, String) {
+        http_request(port, "GET", path, None)
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get(self.admin_port, "/metrics");
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+pub fn http_request(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let body = body.unwrap_or("");
+    let req =
+        format!("{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A protocol client: requests get ids; other frames wait in `inbox`.
+pub struct Client {
+    pub ws: Socket,
+    pub inbox: VecDeque<Value>,
+    pub welcome: Value,
+    next_id: u64,
+}
+
+pub const STEP: Duration = Duration::from_secs(15);
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        Self::try_connect(url).await.expect("websocket connects")
+    }
+
+    pub async fn try_connect(url: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let mut c = Client { ws, inbox: VecDeque::new(), welcome: Value::Null, next_id: 1 };
+        let welcome = c.next_frame(STEP).await.expect("welcome frame");
+        assert_eq!(welcome["type"], "welcome", "first frame: {welcome}");
+        c.welcome = welcome;
+        Ok(c)
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send");
+    }
+
+    /// The next frame from the socket (not the inbox).
+    pub async fn next_frame(&mut self, timeout: Duration) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(timeout, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).expect("server sends JSON")),
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Sends `frame` with a fresh id and returns the frame answering it.
+    pub async fn call(&mut self, mut frame: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        frame["id"] = json!(id);
+        self.send_raw(Message::Text(frame.to_string().into())).await;
+        loop {
+            let f = self.next_frame(STEP).await.unwrap_or_else(|| panic!("no answer to {frame}"));
+            if f["id"] == json!(id) {
+                return f;
+            }
+            self.inbox.push_back(f);
+        }
+    }
+
+    /// The next frame of `kind` (inbox first), or None after `timeout`.
+    pub async fn next_of(&mut self, kind: &str, timeout: Duration) -> Option<Value> {
+        if let Some(i) = self.inbox.iter().position(|f| f["type"] == kind) {
+            return self.inbox.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let f = self.next_frame(left).await?;
+            if f["type"] == kind {
+                return Some(f);
+            }
+            self.inbox.push_back(f);
+        }
+    }
+
+    pub async fn subscribe(&mut self, channel: &str) -> Value {
+        let r = self.call(json!({"op": "subscribe", "channel": channel})).await;
+        assert_eq!(r["type"], "subscribed", "subscribe {channel}: {r}");
+        r
+    }
+
+    pub async fn publish(&mut self, channel: &str, data: Value) -> Value {
+        self.call(json!({"op": "publish", "channel": channel, "data": data})).await
+    }
+}
+
+/// Splits `"<ms>-<seq>"`.
+pub fn seq_of(offset: &Value) -> u64 {
+    offset.as_str().and_then(|s| s.split_once('-')).and_then(|(_, s)| s.parse().ok()).expect("offset")
+}
+
+pub fn cluster_env(cluster: &RedisCluster) -> Vec<(&'static str, String)> {
+    vec![("SF_AUTH", "none".into()), ("SF_REDIS_MODE", "cluster".into()), ("SF_REDIS_ADDRS", cluster.addrs())]
+}
+
+pub fn start_sidecars(n: usize, env: &[(&'static str, String)]) -> Vec<Sidecar> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    (0..n).map(|i| Sidecar::start(&format!("sidecar-{i}"), &env)).collect()
+}
+
+impl RedisCluster {
+    /// Starts a killed node again on its port and directory (it rejoins from nodes.conf).
+    pub fn restart(&mut self, port: u16) {
+        let extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1500"];
+        let proc = start_redis(&self.dir, port, &extra);
+        if let Some(slot) = self.nodes.iter_mut().find(|(p, _)| *p == port) {
+            slot.1 = proc;
+        }
+    }
+}
+
+/// One plain Redis node (for protocol and auth tests, which need no cluster).
+pub struct RedisStandalone {
+    pub port: u16,
+    pub proc: Proc,
+    pub dir: PathBuf,
+}
+
+impl RedisStandalone {
+    pub fn start() -> RedisStandalone {
+        let dir = temp_dir("standalone");
+        let port = free_port();
+        let proc = start_redis(&dir, port, &[]);
+        RedisStandalone { port, proc, dir }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisStandalone {
+    fn drop(&mut self) {
+        self.proc.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Messages each subscriber received, per channel, as (seq, offset) in arrival order.
+pub type Received = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u64>>>>;
+
+/// Subscribes a client to every channel and records messages until `stop` flips.
+pub async fn collect(
+    url: String,
+    channels: Vec<String>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Received, tokio::task::JoinHandle<()>) {
+    let mut client = Client::connect(&url).await;
+    for c in &channels {
+        client.subscribe(c).await;
+    }
+    let received: Received = Default::default();
+    let sink = received.clone();
+    let handle = tokio::spawn(async move {
+        let record = |f: &Value| {
+            if f["type"] == "message" {
+                let ch = f["channel"].as_str().unwrap_or_default().to_string();
+                sink.lock().expect("lock").entry(ch).or_default().push(seq_of(&f["offset"]));
+            }
+        };
+        for f in std::mem::take(&mut client.inbox) {
+            record(&f);
+        }
+        while !*stop.borrow() {
+            if let Some(f) = client.next_frame(Duration::from_millis(100)).await {
+                record(&f);
+            }
+        }
+    });
+    (received, handle)
+}
+
+/// Publishes `{"n": i}` round-robin over `channels` until `stop`; returns acked seqs per
+/// channel and the number of publishes the server refused.
+pub async fn publish_until(
+    url: String,
+    channels: Vec<String>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (std::collections::HashMap<String, Vec<u64>>, u64) {
+    let mut client = Client::connect(&url).await;
+    let mut acked: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    let mut refused = 0;
+    let mut i = 0u64;
+    while !*stop.borrow() && i < 200_000 {
+        let ch = &channels[(i as usize) % channels.len()];
+        let r = client.publish(ch, json!({"n": i})).await;
+        if r["ok"] == true {
+            acked.entry(ch.clone()).or_default().push(seq_of(&r["offset"]));
+        } else {
+            refused += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        i += 1;
+    }
+    (acked, refused)
+}
+
+/// Waits until every subscriber holds every acked seq (or `timeout`), then asserts: each
+/// channel's messages arrived in increasing order without duplicates, none acked missing.
+pub async fn assert_exactly_once(subscribers: &[Received], acked: &std::collections::HashMap<String, Vec<u64>>, timeout: Duration) {
+    let complete = |r: &Received| {
+        let r = r.lock().expect("lock");
+        acked.iter().all(|(ch, seqs)| {
+            let got: std::collections::HashSet<u64> = r.get(ch).map(|v| v.iter().copied().collect()).unwrap_or_default();
+            seqs.iter().all(|s| got.contains(s))
+        })
+    };
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && !subscribers.iter().all(complete) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, r) in subscribers.iter().enumerate() {
+        let r = r.lock().expect("lock");
+        for (ch, seqs) in acked {
+            let got = r.get(ch).cloned().unwrap_or_default();
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "subscriber {i} channel {ch}: out of order or duplicated: {got:?}");
+            let set: std::collections::HashSet<u64> = got.iter().copied().collect();
+            let missing: Vec<u64> = seqs.iter().filter(|s| !set.contains(s)).copied().collect();
+            assert!(missing.is_empty(), "subscriber {i} channel {ch}: missing acked {missing:?} (got {} of {})", got.len(), seqs.len());
+        }
+    }
+}
