@@ -19,6 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::{Action, Identity};
@@ -41,9 +42,12 @@ struct Conn {
 }
 
 /// Serves one upgraded connection until it closes. `_permit` holds its connection slot.
-pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, _permit: OwnedSemaphorePermit) {
+pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, permit: OwnedSemaphorePermit) {
     let span = tracing::debug_span!("conn", id = conn_id, user = %identity.user);
-    let _enter = span.enter();
+    serve_in_span(ws, app, identity, conn_id, permit).instrument(span).await
+}
+
+async fn serve_in_span(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, _permit: OwnedSemaphorePermit) {
     app.metrics.connections.inc();
     app.metrics.connections_total.inc();
     let (sink, mut stream) = ws.split();

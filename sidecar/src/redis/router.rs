@@ -49,8 +49,18 @@ enum Verdict {
     Fatal,
 }
 
+/// The node named by a MOVED/ASK error, also when it came back inside a pipeline.
+fn redirect_target(e: &RedisError) -> Option<Addr> {
+    if let Some((addr, _)) = e.redirect_node() {
+        return Some(Addr::from(addr));
+    }
+    let errors = e.clone().into_server_errors()?;
+    let detail = errors.first()?.1.details()?;
+    detail.split_ascii_whitespace().nth(1).map(Addr::from)
+}
+
 fn classify(e: &RedisError) -> Verdict {
-    let redirect = || e.redirect_node().map(|(addr, _)| Addr::from(addr));
+    let redirect = || redirect_target(e);
     match e.code() {
         Some("MOVED") => redirect().map_or(Verdict::Refused, Verdict::Moved),
         Some("ASK") => redirect().map_or(Verdict::Refused, Verdict::Ask),

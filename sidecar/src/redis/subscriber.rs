@@ -146,7 +146,10 @@ impl Actor {
                 _ = poll.tick() => self.reconcile().await,
                 _ = retry, if self.dirty => {
                     self.reconcile().await;
-                    self.backoff = if self.dirty { (self.backoff * 2).min(MAX_RETRY) } else { MIN_RETRY };
+                    // Reset only once everything is confirmed: a dead node that is still in
+                    // the slot map (failover pending) would otherwise be retried every 50 ms.
+                    let settled = self.channels.values().all(|s| s.confirmed);
+                    self.backoff = if settled { MIN_RETRY } else { (self.backoff * 2).min(MAX_RETRY) };
                 }
             }
         }
