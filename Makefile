@@ -1,5 +1,6 @@
 # The one entry point for people and CI. `make help` lists the targets.
 CARGO ?= cargo
+SHELL := /bin/bash
 
 .PHONY: help deps build test test-unit test-l1 lint fmt demo bench clean
 
@@ -17,7 +18,8 @@ build:
 
 # Unit tests, then L1: real redis-server processes, real sidecar binaries, real clients.
 test: deps build
-	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
+	@set -o pipefail; $(CARGO) test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "cargo: %d passed, %d failed\n", p, f }' target/test.log
 
 lint:
 	$(CARGO) fmt --all -- --check

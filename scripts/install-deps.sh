@@ -7,13 +7,19 @@ need=()
 command -v redis-server   >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v redis-cli      >/dev/null 2>&1 || need+=(redis-tools)
-python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The interop test drives the sidecar with Python's `websockets`, a client nobody here
+# wrote. Installed for the python3 on PATH (which may not be Debian's), pinned.
+if ! python3 -c 'import websockets' >/dev/null 2>&1; then
+  echo "install-deps: installing python websockets"
+  python3 -m pip install --quiet --disable-pip-version-check 'websockets==13.1'
 fi
 
 # The Debian package starts a system redis on :6379; tests use their own ports, so it

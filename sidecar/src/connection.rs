@@ -57,11 +57,15 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: 
     let session = format!("{:032x}", rand::random::<u128>());
     let mut conn = Conn { app: app.clone(), identity, session, outbox, subscriptions: HashSet::new() };
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
-    let writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, app.clone()));
+    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, app.clone()));
     conn.send(protocol::welcome_frame(&conn.session, &app.config.node_name)).await;
 
     let close = loop {
-        let next = tokio::time::timeout(app.config.idle_timeout, stream.next()).await;
+        let next = tokio::select! {
+            next = tokio::time::timeout(app.config.idle_timeout, stream.next()) => next,
+            // The writer ended (socket error, slow consumer, drain): the connection is over.
+            _ = &mut writer => break close_frame(CloseCode::Normal, ""),
+        };
         let msg = match next {
             Err(_) => break close_frame(CloseCode::Away, "idle timeout"),
             Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => break close_frame(CloseCode::Normal, ""),
@@ -94,7 +98,9 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: 
     conn.leave_all().await;
     // Dropping the last outbox sender lets the writer finish its queue and close.
     drop(conn);
-    let _ = writer.await;
+    if !writer.is_finished() {
+        let _ = writer.await;
+    }
     app.metrics.connections.dec();
 }
 
@@ -102,9 +108,27 @@ fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
     CloseFrame { code, reason: Utf8Bytes::from(reason) }
 }
 
-/// Writes queued frames, coalescing bursts into one flush; pings; handles kicks.
+/// How long a client that stopped reading gets to take its reconnect hint and close frame.
+const FAREWELL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+type Sink = futures_util::stream::SplitSink<Ws, Message>;
+
+/// Writes one frame and whatever else is queued (up to [`COALESCE`]), then flushes once.
+async fn write_burst(sink: &mut Sink, rx: &mut mpsc::Receiver<Utf8Bytes>, first: Utf8Bytes) -> Result<(), WsError> {
+    sink.feed(Message::Text(first)).await?;
+    for _ in 0..COALESCE {
+        match rx.try_recv() {
+            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
+}
+
+/// Writes queued frames, coalescing bursts into one flush; pings; handles kicks. A write
+/// blocked on a client that stopped reading is abandoned when the client is marked slow.
 async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    mut sink: Sink,
     mut rx: mpsc::Receiver<Utf8Bytes>,
     signals: Arc<ConnSignals>,
     mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
@@ -113,48 +137,49 @@ async fn write_loop(
     let mut ping = tokio::time::interval(app.config.ping_interval);
     ping.tick().await;
     let mut shutdown = app.shutdown.clone();
-    let close = loop {
+    let mut kicked = false;
+    let (farewell, close) = loop {
         tokio::select! {
             biased;
-            _ = signals.notify.notified() => {
-                if signals.slow.load(Ordering::Relaxed) {
-                    app.metrics.slow_consumer_disconnects.inc();
-                    let hint = protocol::reconnect_frame(0, "slow_consumer");
-                    let _ = sink.send(Message::Text(hint.into())).await;
-                    break Some(close_frame(CloseCode::Again, "send queue full"));
-                }
-            }
+            _ = signals.notify.notified(), if !kicked => kicked = true,
             _ = shutdown.changed() => {
                 // Drain: flush what is queued, then ask the client to reconnect elsewhere.
+                let mut flushed = Ok(());
                 while let Ok(frame) = rx.try_recv() {
-                    if sink.feed(Message::Text(frame)).await.is_err() { break; }
+                    flushed = write_burst(&mut sink, &mut rx, frame).await;
+                    if flushed.is_err() { break; }
                 }
+                if flushed.is_err() { return; }
                 let delay = rand::random::<u64>() % 1000;
-                let _ = sink.send(Message::Text(protocol::reconnect_frame(delay, "drain").into())).await;
-                break Some(close_frame(CloseCode::Restart, "server restarting"));
+                break (Some(protocol::reconnect_frame(delay, "drain")), Some(close_frame(CloseCode::Restart, "server restarting")));
             }
             frame = rx.recv() => {
-                let Some(frame) = frame else { break None };
-                if sink.feed(Message::Text(frame)).await.is_err() { return; }
-                for _ in 0..COALESCE {
-                    match rx.try_recv() {
-                        Ok(frame) => if sink.feed(Message::Text(frame)).await.is_err() { return; },
-                        Err(_) => break,
-                    }
+                let Some(frame) = frame else { break (None, None) };
+                tokio::select! {
+                    r = write_burst(&mut sink, &mut rx, frame) => if r.is_err() { return },
+                    _ = signals.notify.notified() => kicked = true,
                 }
-                if sink.flush().await.is_err() { return; }
             }
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() { return; }
             }
         }
+        if kicked && signals.slow.load(Ordering::Relaxed) {
+            // Queued messages are dropped: the client recovers them with `since`.
+            app.metrics.slow_consumer_disconnects.inc();
+            break (Some(protocol::reconnect_frame(0, "slow_consumer")), Some(close_frame(CloseCode::Again, "send queue full")));
+        }
+        kicked = false;
     };
-    let close = match close {
-        Some(c) => Some(c),
-        None => close_rx.try_recv().ok(),
-    };
-    let _ = sink.send(Message::Close(close)).await;
-    let _ = sink.close().await;
+    let close = close.or_else(|| close_rx.try_recv().ok());
+    let _ = tokio::time::timeout(FAREWELL_GRACE, async {
+        if let Some(hint) = farewell {
+            sink.send(Message::Text(hint.into())).await?;
+        }
+        sink.send(Message::Close(close)).await?;
+        sink.close().await
+    })
+    .await;
 }
 
 impl Conn {

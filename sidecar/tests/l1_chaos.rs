@@ -69,8 +69,9 @@ async fn no_acknowledged_message_is_lost_when_a_cluster_primary_is_killed() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = pub_stop_tx.send(true);
     let (mut acked, refused) = publisher.await.expect("publisher");
-    acked.entry("chaos:0".into()).or_default().push(probe_seq);
-    acked.get_mut("chaos:0").map(|v| v.sort());
+    let c0 = acked.entry("chaos:0".into()).or_default();
+    c0.push(probe_seq);
+    c0.sort();
     assert_exactly_once(&subscribers, &acked, Duration::from_secs(20)).await;
     let _ = stop_tx.send(true);
     for t in tasks {

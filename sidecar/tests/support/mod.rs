@@ -393,6 +393,18 @@ impl Client {
         Ok(c)
     }
 
+    /// A client whose socket receive buffer is tiny and fixed (no autotuning), so a client
+    /// that stops reading backs up the server within a few hundred kilobytes.
+    pub async fn connect_small_buffer(url: &str, port: u16) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await.expect("handshake");
+        let mut c = Client { ws, inbox: VecDeque::new(), welcome: Value::Null, next_id: 1 };
+        c.welcome = c.next_frame(STEP).await.expect("welcome");
+        c
+    }
+
     pub async fn send_raw(&mut self, msg: Message) {
         self.ws.send(msg).await.expect("send");
     }

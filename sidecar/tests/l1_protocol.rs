@@ -1,0 +1,216 @@
+//! L1 protocol edge: bad input of every kind, authentication and authorisation, slow
+//! consumers, configuration errors, and a third-party client, against real processes.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const SECRET: &str = "l1-jwt-secret-l1-jwt-secret-l1-jwt-secret";
+
+fn standalone_env(redis: &RedisStandalone) -> Vec<(&'static str, String)> {
+    vec![("SF_AUTH", "none".into()), ("SF_REDIS_ADDRS", redis.addr()), ("SF_MAX_FRAME_BYTES", "4096".into())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_bad_input_gets_an_error_frame_and_nothing_breaks() {
+    let redis = RedisStandalone::start();
+    let sidecars = start_sidecars(1, &standalone_env(&redis));
+    let s = &sidecars[0];
+    let mut c = Client::connect(&s.url()).await;
+    let cases: Vec<(&str, &str)> = vec![
+        ("{not json", "bad_json"),
+        ("[1,2,3]", "bad_request"),
+        ("42", "bad_request"),
+        (r#"{"id":1}"#, "bad_request"),
+        (r#"{"op":"teleport","id":2}"#, "unknown_op"),
+        (r#"{"op":5,"id":3}"#, "bad_request"),
+        (r#"{"op":"subscribe","id":4}"#, "bad_request"),
+        (r#"{"op":"subscribe","channel":["x"],"id":5}"#, "bad_request"),
+        (r#"{"op":"subscribe","channel":"has space","id":6}"#, "bad_channel"),
+        (r#"{"op":"subscribe","channel":"a{b}","id":7}"#, "bad_channel"),
+        (r#"{"op":"subscribe","channel":"ok","since":{"offset":"nope","epoch":"e"},"id":8}"#, "bad_request"),
+        (r#"{"op":"publish","channel":"ok","id":9}"#, "bad_request"),
+        (r#"{"op":"unsubscribe","channel":"never","id":10}"#, "not_subscribed"),
+        (r#"{"op":"history","channel":"ok","limit":0,"id":11}"#, "bad_request"),
+        (r#"{"op":"ephemeral","channel":"ok","key":"k","data":1,"ttlMs":999999,"id":12}"#, "bad_request"),
+        (r#"{"op":"ping","id":"seven"}"#, "bad_request"),
+    ];
+    for (input, code) in &cases {
+        c.send_raw(Message::Text((*input).into())).await;
+        let f = c.next_of("error", STEP).await.unwrap_or_else(|| panic!("no error frame for {input}"));
+        assert_eq!(f["code"], *code, "input {input}: {f}");
+        assert!(f["message"].as_str().is_some_and(|m| !m.is_empty()));
+        // The connection stays usable.
+        assert_eq!(c.call(json!({"op": "ping"})).await["ok"], true, "after {input}");
+    }
+    // An id is echoed on errors when it could be read.
+    c.send_raw(Message::Text(r#"{"op":"teleport","id":77}"#.into())).await;
+    assert_eq!(c.next_of("error", STEP).await.expect("error")["id"], 77);
+    // Double subscribe.
+    c.subscribe("dup").await;
+    assert_eq!(c.call(json!({"op": "subscribe", "channel": "dup"})).await["code"], "already_subscribed");
+    // Binary frames are refused but the connection stays.
+    c.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
+    assert_eq!(c.next_of("error", STEP).await.expect("error")["code"], "binary_unsupported");
+    assert_eq!(c.call(json!({"op": "ping"})).await["ok"], true);
+    // An oversized frame is answered, then the connection is closed with 1009.
+    c.send_raw(Message::Text("x".repeat(8192).into())).await;
+    assert_eq!(c.next_of("error", STEP).await.expect("error")["code"], "too_large");
+    let mut closed_with = None;
+    for _ in 0..10 {
+        match tokio::time::timeout(STEP, futures_util::StreamExt::next(&mut c.ws)).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                closed_with = Some(frame.code);
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => break,
+        }
+    }
+    assert_eq!(closed_with, Some(CloseCode::Size));
+    // The process is healthy and nothing leaked: connections drop back to zero.
+    drop(c);
+    assert_eq!(s.http_get(s.admin_port, "/live").0, 200);
+    wait_until("connections gauge back to 0", Duration::from_secs(10), || s.metric("socketfleet_sidecar_connections") == 0.0);
+    assert!(s.metric("socketfleet_sidecar_protocol_errors_total") >= cases.len() as f64);
+    let mut fresh = Client::connect(&s.url()).await;
+    assert_eq!(fresh.call(json!({"op": "ping"})).await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_level_refusals_are_explicit() {
+    let redis = RedisStandalone::start();
+    let sidecars = start_sidecars(1, &standalone_env(&redis));
+    let s = &sidecars[0];
+    assert_eq!(http_request(s.ws_port, "GET", "/ws", None).0, 426, "plain GET without upgrade");
+    assert_eq!(http_request(s.ws_port, "GET", "/elsewhere", None).0, 404);
+    let err = tokio_tungstenite::connect_async(format!("{}?v=2", s.url())).await.expect_err("v=2 unsupported");
+    assert!(err.to_string().contains("400"), "{err}");
+    assert_eq!(s.http_get(s.admin_port, "/ready").0, 200);
+    assert!(s.http_get(s.admin_port, "/metrics").1.contains("socketfleet_sidecar_connections"));
+}
+
+fn token(claims: Value) -> String {
+    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_auth_refuses_bad_tokens_and_unauthorised_channels() {
+    let redis = RedisStandalone::start();
+    let env = vec![("SF_AUTH", "hs256".to_string()), ("SF_JWT_SECRET", SECRET.to_string()), ("SF_REDIS_ADDRS", redis.addr())];
+    let sidecars = start_sidecars(1, &env);
+    let url = sidecars[0].url();
+    let exp = 4_000_000_000u64;
+    for bad in [
+        url.clone(),
+        format!("{url}?token=garbage"),
+        format!("{url}?token={}", token(json!({"sub": "old", "exp": 1_000_000}))),
+        format!(
+            "{url}?token={}",
+            encode(
+                &Header::new(Algorithm::HS256),
+                &json!({"sub": "eve", "exp": exp}),
+                &EncodingKey::from_secret(b"not-the-secret-not-the-secret-xx")
+            )
+            .expect("t")
+        ),
+    ] {
+        let err = tokio_tungstenite::connect_async(&bad).await.expect_err("refused");
+        assert!(err.to_string().contains("401"), "{bad}: {err}");
+    }
+    let reader = token(json!({"sub": "ada", "exp": exp, "channels": {"subscribe": ["room:*"], "publish": []}}));
+    let writer = token(json!({"sub": "bob", "exp": exp, "channels": {"subscribe": ["room:*", "secret"], "publish": ["room:*", "secret"]}}));
+    let mut ada = Client::connect(&format!("{url}?token={reader}")).await;
+    let mut bob = Client::connect(&format!("{url}?token={writer}")).await;
+    assert_eq!(ada.call(json!({"op": "subscribe", "channel": "secret"})).await["code"], "forbidden");
+    assert_eq!(ada.call(json!({"op": "history", "channel": "secret"})).await["code"], "forbidden");
+    assert_eq!(ada.call(json!({"op": "presence", "channel": "secret"})).await["code"], "forbidden");
+    assert_eq!(ada.call(json!({"op": "publish", "channel": "room:1", "data": 1})).await["code"], "forbidden");
+    ada.subscribe("room:1").await;
+    bob.subscribe("secret").await;
+    assert_eq!(bob.publish("secret", json!("classified")).await["ok"], true);
+    assert_eq!(bob.publish("room:1", json!("hello ada")).await["ok"], true);
+    let m = ada.next_of("message", STEP).await.expect("ada gets room:1");
+    assert_eq!(m["data"], "hello ada");
+    assert!(ada.next_of("message", Duration::from_millis(500)).await.is_none(), "ada never sees the secret channel");
+    let who = bob.call(json!({"op": "presence", "channel": "room:1"})).await;
+    assert_eq!(who["members"][0]["user"], "ada");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_disconnected_with_a_reconnect_hint_and_others_keep_receiving() {
+    let redis = RedisStandalone::start();
+    let env = vec![
+        ("SF_AUTH", "none".to_string()),
+        ("SF_REDIS_ADDRS", redis.addr()),
+        ("SF_SEND_QUEUE", "16".to_string()),
+        ("SF_MAX_FRAME_BYTES", "65536".to_string()),
+    ];
+    let sidecars = start_sidecars(1, &env);
+    let s = &sidecars[0];
+    let mut slow = Client::connect_small_buffer(&s.url(), s.ws_port).await;
+    slow.subscribe("firehose").await;
+    let mut fast = Client::connect(&s.url()).await;
+    fast.subscribe("firehose").await;
+    let mut publisher = Client::connect(&s.url()).await;
+    let payload = "y".repeat(60_000);
+    let mut sent = 0;
+    // The slow client reads nothing; socket buffers fill, then its queue of 16 overflows.
+    for i in 0..2000 {
+        assert_eq!(publisher.publish("firehose", json!({"i": i, "pad": payload})).await["ok"], true);
+        sent += 1;
+        let _ = fast.next_of("message", STEP).await.expect("fast client keeps up");
+        if s.metric("socketfleet_sidecar_slow_consumer_disconnects_total") >= 1.0 {
+            break;
+        }
+    }
+    assert!(s.metric("socketfleet_sidecar_slow_consumer_disconnects_total") >= 1.0, "slow client disconnected after {sent} messages");
+    let mut hint = None;
+    for _ in 0..1000 {
+        match slow.next_frame(STEP).await {
+            Some(f) if f["type"] == "reconnect" => {
+                hint = Some(f);
+                break;
+            }
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    assert_eq!(hint.expect("a reconnect hint before the close")["reason"], "slow_consumer");
+    assert_eq!(publisher.publish("firehose", json!({"after": true})).await["ok"], true);
+    let m = fast.next_of("message", STEP).await.expect("fast client unaffected");
+    assert_eq!(m["data"]["after"], true);
+}
+
+#[test]
+fn bad_configuration_lists_every_problem_and_exits_64() {
+    let out = Command::new(env!("CARGO_BIN_EXE_socketfleet-sidecar"))
+        .env_clear()
+        .env("SF_WS_ADDR", "nowhere")
+        .env("SF_REDIS_MODE", "clusterr")
+        .env("SF_HISTORY_TTL", "forever")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for var in ["SF_WS_ADDR", "SF_REDIS_MODE", "SF_HISTORY_TTL", "SF_AUTH"] {
+        assert!(err.contains(var), "{var} not reported:\n{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_python_client_interoperates() {
+    let redis = RedisStandalone::start();
+    let sidecars = start_sidecars(1, &standalone_env(&redis));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop_client.py");
+    let out = tokio::process::Command::new("python3").arg(script).arg(sidecars[0].url()).output().await.expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("OK"), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
