@@ -33,8 +33,8 @@ demo: deps
 	scripts/demo.sh
 
 bench: deps
-	$(CARGO) build --release -p socketfleet-sidecar
-	scripts/bench-memory.sh
+	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-bench
+	scripts/bench.sh
 
 clean:
 	$(CARGO) clean

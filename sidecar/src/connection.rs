@@ -80,7 +80,9 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: 
             Ok(Some(Ok(m))) => m,
         };
         match msg {
-            Message::Text(text) => conn.handle(&text).await,
+            // Boxed: the request future is large and rarely alive; inlined, every idle
+            // connection task would carry its size.
+            Message::Text(text) => Box::pin(conn.handle(&text)).await,
             Message::Binary(_) => {
                 conn.app.metrics.protocol_errors.inc();
                 conn.send(protocol::error_frame(

@@ -29,7 +29,7 @@ fn header_has(req: &hyper::Request<Incoming>, name: header::HeaderName, token: &
 /// connection is what bounds a pod (see bench/RESULTS.md).
 pub fn ws_config(max_frame: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(4 << 20)
         .max_message_size(Some(max_frame))
