@@ -7,6 +7,7 @@ need=()
 command -v redis-server   >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v redis-cli      >/dev/null 2>&1 || need+=(redis-tools)
+command -v curl           >/dev/null 2>&1 || need+=(curl)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"

@@ -608,3 +608,69 @@ pub async fn assert_exactly_once(subscribers: &[Received], acked: &std::collecti
         }
     }
 }
+
+/// Continuous traffic for chaos tests: a collecting subscriber on every sidecar (all
+/// channels) and one publisher on the first sidecar, until [`Traffic::finish`].
+pub struct Traffic {
+    pub subscribers: Vec<Received>,
+    collectors: Vec<tokio::task::JoinHandle<()>>,
+    stop_collectors: tokio::sync::watch::Sender<bool>,
+    stop_publisher: tokio::sync::watch::Sender<bool>,
+    publisher: tokio::task::JoinHandle<(std::collections::HashMap<String, Vec<u64>>, u64)>,
+}
+
+impl Traffic {
+    pub async fn start(sidecars: &[Sidecar], channels: &[String]) -> Traffic {
+        let (stop_collectors, stop) = tokio::sync::watch::channel(false);
+        let mut subscribers = Vec::new();
+        let mut collectors = Vec::new();
+        for s in sidecars {
+            let (r, h) = collect(s.url(), channels.to_vec(), stop.clone()).await;
+            subscribers.push(r);
+            collectors.push(h);
+        }
+        let (stop_publisher, pub_stop) = tokio::sync::watch::channel(false);
+        let publisher = tokio::spawn(publish_until(sidecars[0].url(), channels.to_vec(), pub_stop));
+        Traffic { subscribers, collectors, stop_collectors, stop_publisher, publisher }
+    }
+
+    /// Stops publishing, adds `extra` acked publications, asserts every subscriber got
+    /// every acked message exactly once and in order; returns (acked total, refused).
+    pub async fn finish(self, extra: &[(&str, u64)]) -> (usize, u64) {
+        let _ = self.stop_publisher.send(true);
+        let (mut acked, refused) = self.publisher.await.expect("publisher");
+        for (channel, seq) in extra {
+            let v = acked.entry((*channel).to_string()).or_default();
+            v.push(*seq);
+            v.sort();
+        }
+        assert_exactly_once(&self.subscribers, &acked, Duration::from_secs(20)).await;
+        let _ = self.stop_collectors.send(true);
+        for t in self.collectors {
+            let _ = t.await;
+        }
+        (acked.values().map(Vec::len).sum(), refused)
+    }
+
+    /// Waits until every subscriber has received publication `seq` of `channel`.
+    pub fn wait_all_received(&self, channel: &str, seq: u64, timeout: Duration) {
+        wait_until("every subscriber received the probe", timeout, || {
+            self.subscribers.iter().all(|r| r.lock().expect("lock").get(channel).is_some_and(|v| v.contains(&seq)))
+        });
+    }
+}
+
+/// Publishes `data` on `channel` until the server acknowledges it (e.g. once a failover
+/// completed); returns its seq.
+pub async fn publish_until_acked(url: &str, channel: &str, timeout: Duration) -> u64 {
+    let mut client = Client::connect(url).await;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let r = client.publish(channel, json!("probe")).await;
+        if r["ok"] == true {
+            return seq_of(&r["offset"]);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("publishing on {channel} did not resume within {timeout:?}");
+}
