@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help deps build test test-unit test-l1 lint fmt demo bench clean
+.PHONY: help deps build test lint fmt demo bench clean
 
 help:
 	@echo "make test   install missing dependencies, build, run every test"
@@ -35,6 +35,7 @@ demo: deps
 bench: deps
 	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-bench
 	scripts/bench.sh
+	scripts/bench-ws-libs.sh
 
 clean:
 	$(CARGO) clean
