@@ -1,4 +1,5 @@
-//! The admin listener: `/live`, `/ready`, `/metrics`.
+//! The admin listener: `/live`, `/ready`, `/metrics`, and `/drain` (GET: progress as JSON;
+//! POST: start the drain, for a preStop hook).
 //!
 //! Ready means: Redis answered the last topology check and the sidecar is not draining.
 //! Kubernetes removes a pod that is not ready from the Service's endpoints, which is the
@@ -11,7 +12,7 @@ use http::StatusCode;
 use hyper::body::Incoming;
 
 use crate::app::AppState;
-use crate::http_util::{HttpResponse, respond, text};
+use crate::http_util::{HttpResponse, json, respond, text};
 
 /// Readiness inputs, set by the Redis health check and the drain.
 #[derive(Default)]
@@ -52,7 +53,12 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpRe
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
         },
+        "/drain" if req.method() == http::Method::POST => {
+            app.drain.request();
+            json(StatusCode::ACCEPTED, &app.drain.status())
+        }
+        "/drain" => json(StatusCode::OK, &app.drain.status()),
         "/metrics" => respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
-        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics, /drain\n"),
     }
 }

@@ -12,12 +12,14 @@ use crate::admin::{self, Health};
 use crate::auth::Authenticator;
 use crate::channels::{ChannelSettings, ChannelStore};
 use crate::config::Config;
+use crate::drain::{Drain, Pace};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::redis::router::Router;
 use crate::redis::subscriber::Subscriber;
 use crate::redis::topology::Topology;
+use crate::resume_token::ResumeKeys;
 use crate::{app_api, http_util, server};
 
 /// Everything a request handler may need; one per process.
@@ -31,7 +33,9 @@ pub struct AppState {
     pub health: Health,
     pub conn_limit: Arc<Semaphore>,
     pub next_conn_id: AtomicU64,
-    /// Turns true when the process starts shutting down.
+    pub drain: Drain,
+    pub resume_keys: ResumeKeys,
+    /// Turns true when the client listeners stop accepting (during a drain).
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -52,8 +56,8 @@ impl Listeners {
     }
 }
 
-/// Runs the sidecar until `stop` resolves, then closes every connection with a reconnect
-/// hint and waits (at most `drain_timeout`) for them to go.
+/// Runs the sidecar until `stop` resolves or `POST /drain` is called, then drains (see
+/// `drain.rs`) and returns.
 pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let auth = Authenticator::from_config(&config.auth)?;
@@ -77,6 +81,7 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
     let hub = Hub::new(store.clone(), metrics.clone());
     hub.attach(Subscriber::start(router.clone(), hub.clone(), config.redis.topology_poll));
     let presence = Presence::new(store.clone(), config.presence_ttl);
+    let config_keys = (config.resume_key.clone(), config.resume_key_previous.clone());
     let (shutdown_tx, shutdown) = watch::channel(false);
     let app = Arc::new(AppState {
         conn_limit: Arc::new(Semaphore::new(config.max_connections)),
@@ -88,6 +93,8 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
         metrics,
         health: Health::default(),
         next_conn_id: AtomicU64::new(1),
+        drain: Drain::default(),
+        resume_keys: resume_keys(&config_keys),
         shutdown,
     });
 
@@ -103,19 +110,26 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
         tokio::spawn(http_util::serve(listeners.app_api, app.shutdown.clone(), header_timeout, move |req| app_api::handle(req, a.clone())));
     tracing::info!(ws = %app.config.ws_addr, admin = %app.config.admin_addr, node = %app.config.node_name, "sidecar started");
 
-    stop.await;
-    tracing::info!("shutting down: closing connections with a reconnect hint");
-    app.health.start_draining();
-    let _ = shutdown_tx.send(true);
-    let deadline = tokio::time::Instant::now() + app.config.drain_timeout;
-    while app.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::select! {
+        _ = stop => tracing::info!("signal received: draining"),
+        _ = app.drain.requested() => tracing::info!("drain requested: draining"),
     }
+    app.health.start_draining();
+    let pace = Pace { accept_grace: app.config.drain_accept_grace, spread: app.config.drain_spread, timeout: app.config.drain_timeout };
+    app.drain.run(pace, &shutdown_tx, &app.metrics).await;
     for task in background.iter().chain([&ws, &admin, &api]) {
         task.abort();
     }
     tracing::info!(remaining = app.metrics.connections.get(), "stopped");
     Ok(())
+}
+
+fn resume_keys((current, previous): &(Option<Vec<u8>>, Option<Vec<u8>>)) -> ResumeKeys {
+    let current = current.clone().unwrap_or_else(|| {
+        tracing::warn!("SF_RESUME_KEY is not set: resume tokens will only work on this pod");
+        (0..4).flat_map(|_| rand::random::<u64>().to_le_bytes()).collect()
+    });
+    ResumeKeys::new(current, previous.clone())
 }
 
 /// Keeps `/ready` truthful: Redis must answer a topology resolution.

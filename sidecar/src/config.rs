@@ -60,8 +60,24 @@ pub const ENV_IDLE_TIMEOUT: &str = "SF_IDLE_TIMEOUT";
 pub const DEFAULT_IDLE_TIMEOUT: &str = "60s";
 pub const ENV_HANDSHAKE_TIMEOUT: &str = "SF_HANDSHAKE_TIMEOUT";
 pub const DEFAULT_HANDSHAKE_TIMEOUT: &str = "10s";
+/// The whole drain is bounded by this; the process exits when it runs out.
 pub const ENV_DRAIN_TIMEOUT: &str = "SF_DRAIN_TIMEOUT";
-pub const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
+pub const DEFAULT_DRAIN_TIMEOUT: &str = "60s";
+/// Closes are paced evenly over this window so the rest of the fleet is not stormed.
+pub const ENV_DRAIN_SPREAD: &str = "SF_DRAIN_SPREAD";
+pub const DEFAULT_DRAIN_SPREAD: &str = "20s";
+/// New connections are still accepted this long after a drain starts, while the pod's
+/// endpoint is removed from Services.
+pub const ENV_DRAIN_ACCEPT_GRACE: &str = "SF_DRAIN_ACCEPT_GRACE";
+pub const DEFAULT_DRAIN_ACCEPT_GRACE: &str = "2s";
+
+/// HMAC key for resume tokens, shared by every pod of a fleet (from a Secret). Without it
+/// a random key is generated: tokens then only resume on the pod that issued them.
+pub const ENV_RESUME_KEY: &str = "SF_RESUME_KEY";
+/// The key before the last rotation; tokens signed with it are still accepted.
+pub const ENV_RESUME_KEY_PREVIOUS: &str = "SF_RESUME_KEY_PREVIOUS";
+pub const ENV_RESUME_WINDOW: &str = "SF_RESUME_WINDOW";
+pub const DEFAULT_RESUME_WINDOW: &str = "5m";
 
 /// `none`, `hs256` or `rs256`. Deliberately without a default: running without auth must be
 /// a decision, not an accident.
@@ -116,6 +132,11 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
+    pub drain_spread: Duration,
+    pub drain_accept_grace: Duration,
+    pub resume_key: Option<Vec<u8>>,
+    pub resume_key_previous: Option<Vec<u8>>,
+    pub resume_window: Duration,
     pub auth: AuthConfig,
 }
 
@@ -210,6 +231,14 @@ impl Reader<'_> {
             self.fail(var, format!("cannot read {path:?}: {e}"));
             Vec::new()
         })
+    }
+
+    fn key(&mut self, var: &'static str) -> Option<Vec<u8>> {
+        let key = (self.get)(var)?;
+        if key.len() < 32 {
+            self.fail(var, "a resume-token key must be at least 32 bytes");
+        }
+        Some(key.into_bytes())
     }
 
     fn auth(&mut self) -> AuthConfig {
@@ -316,8 +345,16 @@ impl Config {
             idle_timeout: r.duration(ENV_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT),
             handshake_timeout: r.duration(ENV_HANDSHAKE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT),
             drain_timeout: r.duration(ENV_DRAIN_TIMEOUT, DEFAULT_DRAIN_TIMEOUT),
+            drain_spread: r.duration(ENV_DRAIN_SPREAD, DEFAULT_DRAIN_SPREAD),
+            drain_accept_grace: r.duration(ENV_DRAIN_ACCEPT_GRACE, DEFAULT_DRAIN_ACCEPT_GRACE),
+            resume_key: r.key(ENV_RESUME_KEY),
+            resume_key_previous: r.key(ENV_RESUME_KEY_PREVIOUS),
+            resume_window: r.duration(ENV_RESUME_WINDOW, DEFAULT_RESUME_WINDOW),
             auth: r.auth(),
         };
+        if config.drain_accept_grace + config.drain_spread >= config.drain_timeout {
+            r.fail(ENV_DRAIN_SPREAD, format!("{ENV_DRAIN_ACCEPT_GRACE} + {ENV_DRAIN_SPREAD} must be shorter than {ENV_DRAIN_TIMEOUT}"));
+        }
         if r.errors.is_empty() { Ok(config) } else { Err(r.errors) }
     }
 }
@@ -383,6 +420,14 @@ mod tests {
         assert_eq!(c.redis.addrs, vec!["a:1", "b:2"]);
         let c = load(&[(ENV_AUTH, "none"), (ENV_REDIS_MODE, "sentinel"), (ENV_REDIS_SENTINEL_MASTER, "m1")]).expect("valid");
         assert_eq!(c.redis.mode, RedisMode::Sentinel { master: "m1".into() });
+    }
+
+    #[test]
+    fn drain_must_fit_its_timeout() {
+        let errs = load(&[(ENV_AUTH, "none"), (ENV_DRAIN_SPREAD, "30s"), (ENV_DRAIN_TIMEOUT, "20s")]).expect_err("too long");
+        assert_eq!(errs[0].var, ENV_DRAIN_SPREAD);
+        let errs = load(&[(ENV_AUTH, "none"), (ENV_RESUME_KEY, "short")]).expect_err("short key");
+        assert_eq!(errs[0].var, ENV_RESUME_KEY);
     }
 
     #[test]

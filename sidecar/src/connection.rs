@@ -27,6 +27,7 @@ use crate::hub::{ConnSignals, Outbox};
 use crate::offset::Offset;
 use crate::protocol::{self, ErrorCode, Op, ProtocolError, Request};
 use crate::recovery::Subscribe;
+use crate::resume_token::TokenError;
 
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -37,28 +38,59 @@ struct Conn {
     app: Arc<AppState>,
     identity: Identity,
     session: String,
+    /// Resumed from a token: presence re-joins silently.
+    resumed: bool,
     outbox: Outbox,
     subscriptions: HashSet<String>,
 }
 
 /// Serves one upgraded connection until it closes. `_permit` holds its connection slot.
-pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, permit: OwnedSemaphorePermit) {
+pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, resume: Option<String>, permit: OwnedSemaphorePermit) {
     let span = tracing::debug_span!("conn", id = conn_id, user = %identity.user);
-    serve_in_span(ws, app, identity, conn_id, permit).instrument(span).await
+    serve_in_span(ws, app, identity, conn_id, resume, permit).instrument(span).await
 }
 
-async fn serve_in_span(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, _permit: OwnedSemaphorePermit) {
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The session of a new connection: the resumed one when `resume` holds a valid token for
+/// this user, else a fresh one (with the reason the token was refused).
+fn session_for(app: &AppState, identity: &Identity, resume: Option<&str>) -> (String, bool, Option<TokenError>) {
+    let fresh = || format!("{:032x}", rand::random::<u128>());
+    let Some(token) = resume else { return (fresh(), false, None) };
+    match app.resume_keys.verify(token, unix_now()) {
+        // Anonymous users have no stable name to compare; with auth the token's user must match.
+        Ok(r) if identity.grants.is_none() || r.user == identity.user => (r.session, true, None),
+        Ok(_) => (fresh(), false, Some(TokenError::OtherUser)),
+        Err(e) => (fresh(), false, Some(e)),
+    }
+}
+
+async fn serve_in_span(
+    ws: Ws,
+    app: Arc<AppState>,
+    identity: Identity,
+    conn_id: u64,
+    resume: Option<String>,
+    _permit: OwnedSemaphorePermit,
+) {
     app.metrics.connections.inc();
     app.metrics.connections_total.inc();
     let (sink, mut stream) = ws.split();
     let (tx, rx) = mpsc::channel(app.config.send_queue);
     let signals = Arc::new(ConnSignals::default());
     let outbox = Outbox { id: conn_id, tx, signals: signals.clone() };
-    let session = format!("{:032x}", rand::random::<u128>());
-    let mut conn = Conn { app: app.clone(), identity, session, outbox, subscriptions: HashSet::new() };
+    let (session, resumed, refused) = session_for(&app, &identity, resume.as_deref());
+    let token = app.resume_keys.issue(&session, &identity.user, unix_now() + app.config.resume_window.as_secs());
+    app.drain.register(conn_id, signals.clone());
+    let mut conn = Conn { app: app.clone(), identity, session, resumed, outbox, subscriptions: HashSet::new() };
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
-    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, app.clone()));
-    conn.send(protocol::welcome_frame(&conn.session, &app.config.node_name)).await;
+    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, token.clone(), app.clone()));
+    conn.send(protocol::welcome_frame(&conn.session, &token, &app.config.node_name, resumed)).await;
+    if let Some(e) = refused {
+        conn.fail(ProtocolError::new(None, ErrorCode::ResumeRejected, format!("{e}; this is a new session"))).await;
+    }
 
     let close = loop {
         let next = tokio::select! {
@@ -97,6 +129,7 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: 
         }
     };
     let _ = close_tx.send(close);
+    app.drain.unregister(conn_id);
     conn.leave_all().await;
     // Dropping the last outbox sender lets the writer finish its queue and close.
     drop(conn);
@@ -134,27 +167,16 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Utf8Bytes>,
     signals: Arc<ConnSignals>,
     mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
+    resume_token: String,
     app: Arc<AppState>,
 ) {
     let mut ping = tokio::time::interval(app.config.ping_interval);
     ping.tick().await;
-    let mut shutdown = app.shutdown.clone();
     let mut kicked = false;
     let (farewell, close) = loop {
         tokio::select! {
             biased;
             _ = signals.notify.notified(), if !kicked => kicked = true,
-            _ = shutdown.changed() => {
-                // Drain: flush what is queued, then ask the client to reconnect elsewhere.
-                let mut flushed = Ok(());
-                while let Ok(frame) = rx.try_recv() {
-                    flushed = write_burst(&mut sink, &mut rx, frame).await;
-                    if flushed.is_err() { break; }
-                }
-                if flushed.is_err() { return; }
-                let delay = rand::random::<u64>() % 1000;
-                break (Some(protocol::reconnect_frame(delay, "drain")), Some(close_frame(CloseCode::Restart, "server restarting")));
-            }
             frame = rx.recv() => {
                 let Some(frame) = frame else { break (None, None) };
                 tokio::select! {
@@ -169,7 +191,23 @@ async fn write_loop(
         if kicked && signals.slow.load(Ordering::Relaxed) {
             // Queued messages are dropped: the client recovers them with `since`.
             app.metrics.slow_consumer_disconnects.inc();
-            break (Some(protocol::reconnect_frame(0, "slow_consumer")), Some(close_frame(CloseCode::Again, "send queue full")));
+            let hint = protocol::reconnect_frame(&resume_token, 0, "slow_consumer");
+            break (Some(hint), Some(close_frame(CloseCode::Again, "send queue full")));
+        }
+        if kicked && signals.drain.load(Ordering::Relaxed) {
+            // Drain: what is queued goes out first, then the client is sent elsewhere.
+            let mut flushed = Ok(());
+            while let Ok(frame) = rx.try_recv() {
+                flushed = write_burst(&mut sink, &mut rx, frame).await;
+                if flushed.is_err() {
+                    break;
+                }
+            }
+            if flushed.is_err() {
+                return;
+            }
+            let hint = protocol::reconnect_frame(&resume_token, signals.drain_delay_ms.load(Ordering::Relaxed), "drain");
+            break (Some(hint), Some(close_frame(CloseCode::Restart, "draining: reconnect elsewhere")));
         }
         kicked = false;
     };
@@ -242,7 +280,7 @@ impl Conn {
                     return Err(unavailable(&e));
                 }
                 self.subscriptions.insert(channel.clone());
-                if let Err(e) = self.app.presence.join(&channel, &self.session, &self.identity.user).await {
+                if let Err(e) = self.app.presence.join(&channel, &self.session, &self.identity.user, !self.resumed).await {
                     tracing::warn!(%channel, error = %e, "presence join failed");
                 }
             }
@@ -300,9 +338,13 @@ impl Conn {
     }
 
     async fn leave_all(&mut self) {
+        // A drained client is coming back elsewhere: keep its presence, announce nothing.
+        let handing_off = self.outbox.signals.drain.load(std::sync::atomic::Ordering::Relaxed);
         for channel in std::mem::take(&mut self.subscriptions) {
             self.app.hub.leave(&channel, self.outbox.id);
-            if let Err(e) = self.app.presence.leave(&channel, &self.session, &self.identity.user).await {
+            if handing_off {
+                self.app.presence.hand_off(&channel, &self.session, &self.identity.user);
+            } else if let Err(e) = self.app.presence.leave(&channel, &self.session, &self.identity.user).await {
                 tracing::debug!(%channel, error = %e, "presence leave failed");
             }
         }

@@ -13,7 +13,7 @@
 //! disconnected with a reconnect hint (it recovers with `since` elsewhere).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +35,9 @@ pub struct ConnSignals {
     pub notify: Notify,
     /// Its send queue overflowed: disconnect with a reconnect hint.
     pub slow: AtomicBool,
+    /// The pod is draining: flush, send `reconnect` (waiting `drain_delay_ms`), close.
+    pub drain: AtomicBool,
+    pub drain_delay_ms: AtomicU64,
 }
 
 /// The sending side of one connection, as the hub sees it.

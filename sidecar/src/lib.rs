@@ -6,11 +6,12 @@
 //! - [`config`]: environment variables, each `ENV_*` beside its `DEFAULT_*`.
 //! - [`protocol`]: the v1 wire protocol (client frames in, server frames out).
 //! - [`offset`]: stream offsets and the gap arithmetic of recovery.
-//! - [`auth`]: JWT authentication and channel grants.
+//! - [`auth`]: JWT authentication and channel grants; [`resume_token`]: signed resume tokens.
 //! - [`redis`]: topology resolution, the command router and our own sharded subscriber.
 //! - [`channels`]: publish, history, presence and ephemeral keys in Redis (one slot per channel).
 //! - [`hub`]: local fan-out, one Redis subscription per channel per pod, de-duplication.
 //! - [`connection`]: one WebSocket connection: reader, writer, send queue, keepalive.
+//! - [`drain`]: the paced drain on SIGTERM or `POST /drain`.
 //! - [`recovery`]: subscribe with `since`: buffer live, read history, merge, report gaps.
 //! - [`server`], [`admin`], [`app_api`], [`http_util`]: the listeners.
 //! - [`metrics`]: the Prometheus registry.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod channels;
 pub mod config;
 pub mod connection;
+pub mod drain;
 pub mod http_util;
 pub mod hub;
 pub mod metrics;
@@ -30,4 +32,5 @@ pub mod presence;
 pub mod protocol;
 pub mod recovery;
 pub mod redis;
+pub mod resume_token;
 pub mod server;

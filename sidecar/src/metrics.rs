@@ -24,6 +24,7 @@ pub struct Metrics {
     pub protocol_errors: Counter,
     pub redis_reconnects: Counter,
     pub resubscribes: Counter,
+    pub drained: Counter,
     pub recoveries: Family<OutcomeLabel, Counter>,
     pub publish_to_deliver: Histogram,
 }
@@ -47,6 +48,7 @@ impl Metrics {
             protocol_errors: Counter::default(),
             redis_reconnects: Counter::default(),
             resubscribes: Counter::default(),
+            drained: Counter::default(),
             recoveries: Family::default(),
             publish_to_deliver: Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             registry: Registry::default(),
@@ -65,6 +67,7 @@ impl Metrics {
         r.register("protocol_errors", "Client frames answered with an error", m.protocol_errors.clone());
         r.register("redis_reconnects", "Redis node connections dropped and reopened", m.redis_reconnects.clone());
         r.register("resubscribes", "Channels subscribed again after a failover, migration or disconnect", m.resubscribes.clone());
+        r.register("drained", "Connections told to reconnect elsewhere by a drain", m.drained.clone());
         r.register("recoveries", "Subscriptions with `since`, by outcome (recovered, gap)", m.recoveries.clone());
         r.register(
             "publish_to_deliver_seconds",

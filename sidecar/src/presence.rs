@@ -52,27 +52,39 @@ impl Presence {
         ChannelStore::event_payload(&json!({"type": kind, "channel": channel, "client": session, "user": user}).to_string())
     }
 
-    pub async fn join(&self, channel: &str, session: &str, user: &str) -> Result<(), ChannelError> {
+    /// Adds the member; `announce` broadcasts a `join` (not for a resumed session, whose
+    /// member never left: presence must not flap across a drain).
+    pub async fn join(&self, channel: &str, session: &str, user: &str, announce: bool) -> Result<(), ChannelError> {
         let m = member(session, user);
         self.local().entry(channel.to_string()).or_default().insert(m.clone());
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD").arg(presence_key(channel)).arg(now_ms() + self.ttl.as_millis() as u64).arg(&m);
         pipe.cmd("PEXPIRE").arg(presence_key(channel)).arg(self.ttl.as_millis() as u64 * 2);
-        pipe.cmd("SPUBLISH").arg(shard_channel(channel)).arg(Self::event("join", channel, session, user));
+        if announce {
+            pipe.cmd("SPUBLISH").arg(shard_channel(channel)).arg(Self::event("join", channel, session, user));
+        }
         self.store.on_channel(channel, &pipe, true).await.map(|_| ())
+    }
+
+    /// Stops refreshing a member from this pod without removing it: a drained client's
+    /// entry stays until its resumed session refreshes it, or it expires.
+    pub fn hand_off(&self, channel: &str, session: &str, user: &str) {
+        self.forget_local(channel, &member(session, user));
+    }
+
+    fn forget_local(&self, channel: &str, m: &str) {
+        let mut local = self.local();
+        if let Some(set) = local.get_mut(channel) {
+            set.remove(m);
+            if set.is_empty() {
+                local.remove(channel);
+            }
+        }
     }
 
     pub async fn leave(&self, channel: &str, session: &str, user: &str) -> Result<(), ChannelError> {
         let m = member(session, user);
-        {
-            let mut local = self.local();
-            if let Some(set) = local.get_mut(channel) {
-                set.remove(&m);
-                if set.is_empty() {
-                    local.remove(channel);
-                }
-            }
-        }
+        self.forget_local(channel, &m);
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(presence_key(channel)).arg(&m);
         pipe.cmd("SPUBLISH").arg(shard_channel(channel)).arg(Self::event("leave", channel, session, user));

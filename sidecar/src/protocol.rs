@@ -24,6 +24,7 @@ pub enum ErrorCode {
     NotSubscribed,
     AlreadySubscribed,
     TooManySubscriptions,
+    ResumeRejected,
     Unavailable,
     Internal,
 }
@@ -41,6 +42,7 @@ impl ErrorCode {
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::AlreadySubscribed => "already_subscribed",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::ResumeRejected => "resume_rejected",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -264,12 +266,12 @@ pub fn message_frame(channel: &str, offset: Offset, epoch: &str, data: &str) -> 
     format!(r#"{{"type":"message","channel":"{channel}","offset":"{offset}","epoch":"{epoch}","data":{data}}}"#)
 }
 
-pub fn welcome_frame(session: &str, node: &str) -> String {
-    json!({"type": "welcome", "session": session, "resumeToken": Value::Null, "node": node, "resumed": false}).to_string()
+pub fn welcome_frame(session: &str, resume_token: &str, node: &str, resumed: bool) -> String {
+    json!({"type": "welcome", "session": session, "resumeToken": resume_token, "node": node, "resumed": resumed}).to_string()
 }
 
-pub fn reconnect_frame(delay_ms: u64, reason: &str) -> String {
-    json!({"type": "reconnect", "resumeToken": Value::Null, "delayMs": delay_ms, "reason": reason}).to_string()
+pub fn reconnect_frame(resume_token: &str, delay_ms: u64, reason: &str) -> String {
+    json!({"type": "reconnect", "resumeToken": resume_token, "delayMs": delay_ms, "reason": reason}).to_string()
 }
 
 #[cfg(test)]

@@ -64,13 +64,14 @@ pub async fn handle(mut req: hyper::Request<Incoming>, app: Arc<AppState>) -> Ht
         Ok(id) => id,
         Err(e) => return text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
     };
+    let resume = query_param(query, "resume").map(str::to_string);
     let upgrade = hyper::upgrade::on(&mut req);
     let config = ws_config(app.config.max_frame_bytes);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                connection::serve(ws, app, identity, conn_id, permit).await;
+                connection::serve(ws, app, identity, conn_id, resume, permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

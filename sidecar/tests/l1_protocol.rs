@@ -214,3 +214,49 @@ async fn a_third_party_python_client_interoperates() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("OK"), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_foreign_resume_tokens_are_rejected_with_a_fresh_session() {
+    use socketfleet_sidecar::resume_token::ResumeKeys;
+    const KEY: &str = "l1-resume-key-l1-resume-key-l1-resume-key";
+    let redis = RedisStandalone::start();
+    let env = vec![
+        ("SF_AUTH", "hs256".to_string()),
+        ("SF_JWT_SECRET", SECRET.to_string()),
+        ("SF_REDIS_ADDRS", redis.addr()),
+        ("SF_RESUME_KEY", KEY.to_string()),
+    ];
+    let sidecars = start_sidecars(2, &env);
+    let exp = 4_000_000_000u64;
+    let ada = token(json!({"sub": "ada", "exp": exp, "channels": {"subscribe": ["*"], "publish": ["*"]}}));
+    let bob = token(json!({"sub": "bob", "exp": exp, "channels": {"subscribe": ["*"], "publish": ["*"]}}));
+    let first = Client::connect(&format!("{}?token={ada}", sidecars[0].url())).await;
+    let session = first.welcome["session"].as_str().expect("session").to_string();
+    let resume = first.welcome["resumeToken"].as_str().expect("a resume token").to_string();
+
+    // The genuine token resumes the session on the other sidecar.
+    let back = Client::connect(&format!("{}?token={ada}&resume={resume}", sidecars[1].url())).await;
+    assert_eq!(back.welcome["resumed"], true);
+    assert_eq!(back.welcome["session"], session.as_str());
+
+    let keys = ResumeKeys::new(KEY.as_bytes().to_vec(), None);
+    let cases = [
+        ("forged", resume.replacen(&session[..4], "ffff", 1)),
+        ("garbage", "not-a-token".to_string()),
+        ("expired", keys.issue(&session, "ada", 1_000)),
+        ("another key", ResumeKeys::new(b"some-other-key-some-other-key-xx".to_vec(), None).issue(&session, "ada", exp)),
+    ];
+    for (what, t) in cases {
+        let mut c = Client::connect(&format!("{}?token={ada}&resume={t}", sidecars[1].url())).await;
+        assert_eq!(c.welcome["resumed"], false, "{what}");
+        assert_ne!(c.welcome["session"], session.as_str(), "{what}: a fresh session");
+        assert_eq!(c.next_of("error", STEP).await.expect("error")["code"], "resume_rejected", "{what}");
+    }
+    // Bob cannot take over Ada's session with her token.
+    let mut eve = Client::connect(&format!("{}?token={bob}&resume={resume}", sidecars[1].url())).await;
+    assert_eq!(eve.welcome["resumed"], false);
+    assert_ne!(eve.welcome["session"], session.as_str());
+    let e = eve.next_of("error", STEP).await.expect("error");
+    assert_eq!(e["code"], "resume_rejected");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("another user")), "{e}");
+}

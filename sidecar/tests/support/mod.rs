@@ -64,6 +64,21 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// SIGTERM without blocking the async runtime; waits up to `timeout` for the exit code.
+    pub async fn terminate_async(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();

@@ -1,0 +1,112 @@
+//! Paced drain: how a pod leaves without losing a message or storming the fleet.
+//!
+//! SIGTERM, or `POST /drain` on the admin port (a preStop hook), starts it:
+//! 1. `/ready` turns false at once, so the pod leaves its Services' endpoints;
+//! 2. new connections are still accepted for `SF_DRAIN_ACCEPT_GRACE` (endpoint removal
+//!    takes a moment to propagate), then refused;
+//! 3. every connection is told to go, one at a time, evenly over `SF_DRAIN_SPREAD`: the i-th
+//!    of N at `start + spread * i / N`. Each gets `reconnect` with its resume token and a
+//!    jittered `delayMs`, after its queued messages, then close 1012;
+//! 4. the process exits when the last connection is gone, or at `SF_DRAIN_TIMEOUT`.
+//!
+//! Clients resume on another pod with `since`, so nothing published meanwhile is lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::hub::{ConnId, ConnSignals};
+use crate::metrics::Metrics;
+
+/// Jitter of the `delayMs` each client is asked to wait before reconnecting.
+const MAX_RECONNECT_DELAY_MS: u64 = 500;
+
+#[derive(Default)]
+pub struct Drain {
+    requested: Notify,
+    started: AtomicBool,
+    total: AtomicUsize,
+    told: AtomicUsize,
+    connections: Mutex<HashMap<ConnId, Arc<ConnSignals>>>,
+}
+
+/// The drain's pacing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub accept_grace: Duration,
+    pub spread: Duration,
+    pub timeout: Duration,
+}
+
+impl Drain {
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, Arc<ConnSignals>>> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register(&self, id: ConnId, signals: Arc<ConnSignals>) {
+        self.connections().insert(id, signals);
+    }
+
+    pub fn unregister(&self, id: ConnId) {
+        self.connections().remove(&id);
+    }
+
+    /// Asks for a drain (idempotent); [`Drain::requested`] wakes.
+    pub fn request(&self) {
+        self.requested.notify_one();
+    }
+
+    pub async fn requested(&self) {
+        self.requested.notified().await
+    }
+
+    pub fn started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> Value {
+        json!({
+            "draining": self.started(),
+            "total": self.total.load(Ordering::Relaxed),
+            "told": self.told.load(Ordering::Relaxed),
+            "remaining": self.connections().len(),
+        })
+    }
+
+    /// Runs the drain to the end. `stop_accepting` closes the client listener.
+    pub async fn run(&self, pace: Pace, stop_accepting: &watch::Sender<bool>, metrics: &Metrics) {
+        if self.started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let start = Instant::now();
+        let deadline = start + pace.timeout;
+        tokio::time::sleep(pace.accept_grace).await;
+        let _ = stop_accepting.send(true);
+        let order: Vec<(ConnId, Arc<ConnSignals>)> = {
+            let mut v: Vec<_> = self.connections().iter().map(|(id, s)| (*id, s.clone())).collect();
+            v.sort_by_key(|(id, _)| *id);
+            v
+        };
+        let n = order.len();
+        self.total.store(n, Ordering::Relaxed);
+        tracing::info!(connections = n, spread = ?pace.spread, "draining");
+        let paced_from = Instant::now();
+        for (i, (_, signals)) in order.into_iter().enumerate() {
+            tokio::time::sleep_until(paced_from + pace.spread.mul_f64(i as f64 / n as f64)).await;
+            signals.drain_delay_ms.store(rand::random::<u64>() % MAX_RECONNECT_DELAY_MS, Ordering::Relaxed);
+            signals.drain.store(true, Ordering::Relaxed);
+            signals.notify.notify_one();
+            self.told.fetch_add(1, Ordering::Relaxed);
+            metrics.drained.inc();
+        }
+        while !self.connections().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(remaining = self.connections().len(), took = ?start.elapsed(), "drain finished");
+    }
+}
