@@ -1,6 +1,8 @@
 //! L1 drain: 1,000 clients over three sidecars, a publisher running, one sidecar gets
 //! SIGTERM. Its clients must be told to reconnect evenly over the drain window, resume on
 //! another sidecar with their token and offsets, and miss nothing; the process exits 0.
+//! The same scenario with SIGKILL: the clients notice the dead socket and resume the same
+//! way, from the offsets they track.
 
 mod support;
 
@@ -25,6 +27,7 @@ struct Seen {
     position: HashMap<String, (String, String)>,
     duplicates_dropped: usize,
     reconnect_told_at: Option<Instant>,
+    closed_at: Option<Instant>,
     resumed: Option<bool>,
     gaps: usize,
 }
@@ -89,9 +92,12 @@ async fn run_client(
     stop: watch::Receiver<bool>,
 ) {
     let (mut ws, _) = tokio_tungstenite::connect_async(&first).await.expect("connect");
+    let mut token = match ws.next().await {
+        Some(Ok(Message::Text(w))) => serde_json::from_str::<Value>(&w).expect("welcome")["resumeToken"].as_str().map(str::to_string),
+        other => panic!("no welcome: {other:?}"),
+    };
     subscribe_all(&mut ws, &channels, &seen).await;
     let mut subscribed = 0;
-    let mut token = None;
     loop {
         if *stop.borrow() {
             return;
@@ -113,9 +119,24 @@ async fn run_client(
             }
             Ok(Some(Ok(_))) => continue,
             Ok(_) => {
-                // Closed: resume elsewhere with the token and our offsets.
+                // Closed (drained or killed): resume elsewhere with the token and our offsets.
+                seen.lock().expect("lock").closed_at.get_or_insert(Instant::now());
                 let Some(t) = token.take() else { return };
-                let (mut resumed, _) = tokio_tungstenite::connect_async(format!("{fallback}?resume={t}")).await.expect("reconnect");
+                // Bounded retries; after the test stops, sidecars go away and that is fine.
+                let mut attempt = None;
+                for _ in 0..20 {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    match tokio_tungstenite::connect_async(format!("{fallback}?resume={t}")).await {
+                        Ok((ws, _)) => {
+                            attempt = Some(ws);
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                let Some(mut resumed) = attempt else { return };
                 if let Some(Ok(Message::Text(w))) = resumed.next().await {
                     let w: Value = serde_json::from_str(&w).expect("welcome");
                     seen.lock().expect("lock").resumed = w["resumed"].as_bool();
@@ -127,8 +148,23 @@ async fn run_client(
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Departure {
+    Drain,
+    Kill,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_a_sidecar_moves_every_client_without_losing_a_message() {
+    scenario(Departure::Drain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_sigkilled_sidecar_resume_elsewhere_without_losing_a_message() {
+    scenario(Departure::Kill).await;
+}
+
+async fn scenario(departure: Departure) {
     let cluster = RedisCluster::start();
     let mut env = cluster_env(&cluster);
     env.push(("SF_DRAIN_SPREAD", "3s".into()));
@@ -171,9 +207,13 @@ async fn draining_a_sidecar_moves_every_client_without_losing_a_message() {
 
     let drained = &mut sidecars[0];
     let drain_started = Instant::now();
-    let exit = drained.proc.terminate_async(Duration::from_secs(30)).await;
+    if departure == Departure::Kill {
+        drained.proc.kill();
+    } else {
+        let exit = drained.proc.terminate_async(Duration::from_secs(30)).await;
+        assert_eq!(exit, Some(0), "the drained sidecar exits 0 once its clients are gone");
+    }
     let drain_took = drain_started.elapsed();
-    assert_eq!(exit, Some(0), "the drained sidecar exits 0 once its clients are gone");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = pub_stop_tx.send(true);
     let acked = publisher.await.expect("publisher");
@@ -200,7 +240,12 @@ async fn draining_a_sidecar_moves_every_client_without_losing_a_message() {
         }
         assert_eq!(s.gaps, 0, "client {i} was told of a gap");
         if *home == 0 {
-            let at = s.reconnect_told_at.unwrap_or_else(|| panic!("client {i} on the drained sidecar was never told to reconnect"));
+            let at = match departure {
+                Departure::Drain => {
+                    s.reconnect_told_at.unwrap_or_else(|| panic!("client {i} on the drained sidecar was never told to reconnect"))
+                }
+                Departure::Kill => s.closed_at.unwrap_or_else(|| panic!("client {i} never noticed its sidecar died")),
+            };
             assert_eq!(s.resumed, Some(true), "client {i} resumed its session");
             told.push(at.duration_since(drain_started));
         } else {
@@ -208,8 +253,17 @@ async fn draining_a_sidecar_moves_every_client_without_losing_a_message() {
         }
     }
     assert_eq!(missing, 0, "messages missing across all clients");
-    // The reconnects are spread over the window: no tenth of it holds more than a quarter.
+    let dups: usize = clients.iter().map(|(_, s)| s.lock().expect("lock").duplicates_dropped).sum();
     told.sort();
+    if departure == Departure::Kill {
+        eprintln!(
+            "MEASURE sigkill: {} clients of the killed sidecar resumed elsewhere; {published} messages published, each to {CLIENTS} clients: \
+             0 missing, {dups} resent duplicates dropped by the clients",
+            told.len()
+        );
+        return;
+    }
+    // The reconnects are spread over the window: no tenth of it holds more than a quarter.
     let (first, last) = (told[0], told[told.len() - 1]);
     let span = last - first;
     assert!(span >= SPREAD.mul_f64(0.8), "reconnects spread over {span:?}, want about {SPREAD:?}");
@@ -220,7 +274,6 @@ async fn draining_a_sidecar_moves_every_client_without_losing_a_message() {
     }
     let busiest = *bins.iter().max().unwrap_or(&0);
     assert!(busiest * 4 <= told.len(), "reconnects bunched: {bins:?}");
-    let dups: usize = clients.iter().map(|(_, s)| s.lock().expect("lock").duplicates_dropped).sum();
     eprintln!(
         "MEASURE drain: {} connections drained in {:.2}s (SIGTERM to exit 0); reconnect instructions spread over {:.2}s, per tenth {bins:?}; \
          {published} messages published, each to {CLIENTS} clients: 0 missing, {dups} resent duplicates dropped by the clients",
