@@ -145,10 +145,6 @@ impl ChannelStore {
         ChannelStore { router, settings, publish: Script::new(PUBLISH), read: Script::new(READ) }
     }
 
-    pub fn router(&self) -> &Arc<Router> {
-        &self.router
-    }
-
     /// Runs a script (plus an optional trailing command on the same connection).
     async fn run(
         &self,

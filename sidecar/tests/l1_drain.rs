@@ -210,7 +210,7 @@ async fn scenario(departure: Departure) {
     if departure == Departure::Kill {
         drained.proc.kill();
     } else {
-        let exit = drained.proc.terminate_async(Duration::from_secs(30)).await;
+        let exit = drained.proc.terminate(Duration::from_secs(30)).await;
         assert_eq!(exit, Some(0), "the drained sidecar exits 0 once its clients are gone");
     }
     let drain_took = drain_started.elapsed();

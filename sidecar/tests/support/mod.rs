@@ -50,23 +50,8 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then wait up to `timeout` for exit; returns the exit code.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Proc {
     /// SIGTERM without blocking the async runtime; waits up to `timeout` for the exit code.
-    pub async fn terminate_async(&mut self, timeout: Duration) -> Option<i32> {
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
