@@ -17,16 +17,8 @@ echo "== memory per idle connection ($IDLE connections, one sidecar, standalone 
 rport=$(free_port)
 start_redis "$rport"
 start_sidecar idle standalone "127.0.0.1:$rport"
-before=$(rss_kib "$SC_PID")
-"$BIN/socketfleet-bench" idle "ws://127.0.0.1:$SC_WS/ws" "$IDLE" 8 > "$SF_WORK/idle.out" &
-bpid=$!; SF_PIDS+=("$bpid")
-for _ in $(seq 1 600); do grep -q ready "$SF_WORK/idle.out" 2>/dev/null && break; sleep 0.1; done
-sleep 2
-after=$(rss_kib "$SC_PID")
-cat "$SF_WORK/idle.out"
-echo "sidecar RSS before: ${before} KiB, with $IDLE idle: ${after} KiB"
-awk -v b="$before" -v a="$after" -v n="$IDLE" 'BEGIN { printf "RESULT idle_bytes_per_connection %.0f\n", (a-b)*1024/n }'
-wait "$bpid" || true
+measure_idle "$SC_PID" "ws://127.0.0.1:$SC_WS/ws" "$IDLE"
+echo "RESULT idle_bytes_per_connection $IDLE_BYTES"
 
 echo "== fan-out ($FAN_CLIENTS clients, $FAN_CHANNELS channels, 3 sidecars, 6-node Redis Cluster, 100-byte payloads, ${FAN_SECONDS}s)"
 start_cluster

@@ -14,11 +14,10 @@ use hyper::body::Incoming;
 use crate::app::AppState;
 use crate::http_util::{HttpResponse, json, respond, text};
 
-/// Readiness inputs, set by the Redis health check and the drain.
+/// Readiness input from the Redis health check (draining is `Drain`'s own state).
 #[derive(Default)]
 pub struct Health {
     redis_ok: AtomicBool,
-    draining: AtomicBool,
 }
 
 impl Health {
@@ -26,17 +25,9 @@ impl Health {
         self.redis_ok.store(ok, Ordering::Relaxed);
     }
 
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
-
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
     /// `Err(reason)` when not ready.
-    pub fn ready(&self) -> Result<(), &'static str> {
-        if self.draining() {
+    pub fn ready(&self, draining: bool) -> Result<(), &'static str> {
+        if draining {
             Err("draining")
         } else if !self.redis_ok.load(Ordering::Relaxed) {
             Err("redis unreachable")
@@ -49,7 +40,7 @@ impl Health {
 pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
     match req.uri().path() {
         "/live" => text(StatusCode::OK, "ok\n"),
-        "/ready" => match app.health.ready() {
+        "/ready" => match app.health.ready(app.drain.started()) {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
         },

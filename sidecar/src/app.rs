@@ -81,7 +81,7 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
     let hub = Hub::new(store.clone(), metrics.clone());
     hub.attach(Subscriber::start(router.clone(), hub.clone(), config.redis.topology_poll));
     let presence = Presence::new(store.clone(), config.presence_ttl);
-    let config_keys = (config.resume_key.clone(), config.resume_key_previous.clone());
+    let resume_keys = resume_keys(&config);
     let (shutdown_tx, shutdown) = watch::channel(false);
     let app = Arc::new(AppState {
         conn_limit: Arc::new(Semaphore::new(config.max_connections)),
@@ -94,7 +94,7 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
         health: Health::default(),
         next_conn_id: AtomicU64::new(1),
         drain: Drain::default(),
-        resume_keys: resume_keys(&config_keys),
+        resume_keys,
         shutdown,
     });
 
@@ -114,7 +114,6 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
         _ = stop => tracing::info!("signal received: draining"),
         _ = app.drain.requested() => tracing::info!("drain requested: draining"),
     }
-    app.health.start_draining();
     let pace = Pace { accept_grace: app.config.drain_accept_grace, spread: app.config.drain_spread, timeout: app.config.drain_timeout };
     app.drain.run(pace, &shutdown_tx, &app.metrics).await;
     for task in background.iter().chain([&ws, &admin, &api]) {
@@ -124,12 +123,12 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
     Ok(())
 }
 
-fn resume_keys((current, previous): &(Option<Vec<u8>>, Option<Vec<u8>>)) -> ResumeKeys {
-    let current = current.clone().unwrap_or_else(|| {
+fn resume_keys(config: &Config) -> ResumeKeys {
+    let current = config.resume_key.clone().unwrap_or_else(|| {
         tracing::warn!("SF_RESUME_KEY is not set: resume tokens will only work on this pod");
         (0..4).flat_map(|_| rand::random::<u64>().to_le_bytes()).collect()
     });
-    ResumeKeys::new(current, previous.clone())
+    ResumeKeys::new(current, config.resume_key_previous.clone())
 }
 
 /// Keeps `/ready` truthful: Redis must answer a topology resolution.

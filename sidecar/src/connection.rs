@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::{Action, Identity};
+use crate::clock::unix_ms;
 use crate::hub::{ConnSignals, Outbox};
 use crate::offset::Offset;
 use crate::protocol::{self, ErrorCode, Op, ProtocolError, Request};
@@ -50,8 +51,19 @@ pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64,
     serve_in_span(ws, app, identity, conn_id, resume, permit).instrument(span).await
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+/// What a resume token names. Tokens are issued when sent (`welcome`, `reconnect`), so a
+/// connection older than the resume window never hands out an expired one.
+#[derive(Clone)]
+struct Resume {
+    session: String,
+    user: String,
+}
+
+impl Resume {
+    fn token(&self, app: &AppState) -> String {
+        let expires = unix_ms() / 1000 + app.config.resume_window.as_secs();
+        app.resume_keys.issue(&self.session, &self.user, expires)
+    }
 }
 
 /// The session of a new connection: the resumed one when `resume` holds a valid token for
@@ -59,7 +71,7 @@ fn unix_now() -> u64 {
 fn session_for(app: &AppState, identity: &Identity, resume: Option<&str>) -> (String, bool, Option<TokenError>) {
     let fresh = || format!("{:032x}", rand::random::<u128>());
     let Some(token) = resume else { return (fresh(), false, None) };
-    match app.resume_keys.verify(token, unix_now()) {
+    match app.resume_keys.verify(token, unix_ms() / 1000) {
         // Anonymous users have no stable name to compare; with auth the token's user must match.
         Ok(r) if identity.grants.is_none() || r.user == identity.user => (r.session, true, None),
         Ok(_) => (fresh(), false, Some(TokenError::OtherUser)),
@@ -82,12 +94,12 @@ async fn serve_in_span(
     let signals = Arc::new(ConnSignals::default());
     let outbox = Outbox { id: conn_id, tx, signals: signals.clone() };
     let (session, resumed, refused) = session_for(&app, &identity, resume.as_deref());
-    let token = app.resume_keys.issue(&session, &identity.user, unix_now() + app.config.resume_window.as_secs());
+    let resume = Resume { session: session.clone(), user: identity.user.clone() };
     app.drain.register(conn_id, signals.clone());
     let mut conn = Conn { app: app.clone(), identity, session, resumed, outbox, subscriptions: HashSet::new() };
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
-    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, token.clone(), app.clone()));
-    conn.send(protocol::welcome_frame(&conn.session, &token, &app.config.node_name, resumed)).await;
+    conn.send(protocol::welcome_frame(&conn.session, &resume.token(&app), &app.config.node_name, resumed)).await;
+    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, resume, app.clone()));
     if let Some(e) = refused {
         conn.fail(ProtocolError::new(None, ErrorCode::ResumeRejected, format!("{e}; this is a new session"))).await;
     }
@@ -143,8 +155,13 @@ fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
     CloseFrame { code, reason: Utf8Bytes::from(reason) }
 }
 
-/// How long a client that stopped reading gets to take its reconnect hint and close frame.
+/// How long a client gets to take its farewell (queued frames for a drain, the reconnect
+/// hint, the close frame) before the socket is dropped: one that stopped reading must not
+/// hold its writer, or a drain, forever.
 const FAREWELL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Jitter of the `delayMs` a drained client is asked to wait before reconnecting.
+const MAX_RECONNECT_DELAY_MS: u64 = 500;
 
 type Sink = futures_util::stream::SplitSink<Ws, Message>;
 
@@ -160,60 +177,65 @@ async fn write_burst(sink: &mut Sink, rx: &mut mpsc::Receiver<Utf8Bytes>, first:
     sink.flush().await
 }
 
-/// Writes queued frames, coalescing bursts into one flush; pings; handles kicks. A write
-/// blocked on a client that stopped reading is abandoned when the client is marked slow.
+/// Why the writer is ending the connection itself.
+enum Farewell {
+    Slow,
+    Drain,
+}
+
+/// Writes queued frames, coalescing bursts into one flush; pings; ends the connection when
+/// the client is slow (abandoning a write blocked on it) or the pod drains (after flushing).
 async fn write_loop(
     mut sink: Sink,
     mut rx: mpsc::Receiver<Utf8Bytes>,
     signals: Arc<ConnSignals>,
     mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
-    resume_token: String,
+    resume: Resume,
     app: Arc<AppState>,
 ) {
     let mut ping = tokio::time::interval(app.config.ping_interval);
     ping.tick().await;
-    let mut kicked = false;
-    let (farewell, close) = loop {
+    let farewell = loop {
         tokio::select! {
             biased;
-            _ = signals.notify.notified(), if !kicked => kicked = true,
+            _ = signals.slow_wake.notified() => break Some(Farewell::Slow),
+            _ = signals.drain_wake.notified() => break Some(Farewell::Drain),
             frame = rx.recv() => {
-                let Some(frame) = frame else { break (None, None) };
+                let Some(frame) = frame else { break None };
                 tokio::select! {
                     r = write_burst(&mut sink, &mut rx, frame) => if r.is_err() { return },
-                    _ = signals.notify.notified() => kicked = true,
+                    _ = signals.slow_wake.notified() => break Some(Farewell::Slow),
                 }
             }
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() { return; }
             }
         }
-        if kicked && signals.slow.load(Ordering::Relaxed) {
-            // Queued messages are dropped: the client recovers them with `since`.
-            app.metrics.slow_consumer_disconnects.inc();
-            let hint = protocol::reconnect_frame(&resume_token, 0, "slow_consumer");
-            break (Some(hint), Some(close_frame(CloseCode::Again, "send queue full")));
-        }
-        if kicked && signals.drain.load(Ordering::Relaxed) {
-            // Drain: what is queued goes out first, then the client is sent elsewhere.
-            let mut flushed = Ok(());
-            while let Ok(frame) = rx.try_recv() {
-                flushed = write_burst(&mut sink, &mut rx, frame).await;
-                if flushed.is_err() {
-                    break;
-                }
-            }
-            if flushed.is_err() {
-                return;
-            }
-            let hint = protocol::reconnect_frame(&resume_token, signals.drain_delay_ms.load(Ordering::Relaxed), "drain");
-            break (Some(hint), Some(close_frame(CloseCode::Restart, "draining: reconnect elsewhere")));
-        }
-        kicked = false;
     };
-    let close = close.or_else(|| close_rx.try_recv().ok());
+    let (hint, close) = match farewell {
+        // Queued messages are dropped: the client recovers them with `since`.
+        Some(Farewell::Slow) => {
+            app.metrics.slow_consumer_disconnects.inc();
+            (
+                Some(protocol::reconnect_frame(&resume.token(&app), 0, "slow_consumer")),
+                Some(close_frame(CloseCode::Again, "send queue full")),
+            )
+        }
+        Some(Farewell::Drain) => {
+            let delay = rand::random::<u64>() % MAX_RECONNECT_DELAY_MS;
+            (
+                Some(protocol::reconnect_frame(&resume.token(&app), delay, "drain")),
+                Some(close_frame(CloseCode::Restart, "draining: reconnect elsewhere")),
+            )
+        }
+        None => (None, close_rx.try_recv().ok()),
+    };
+    let flush_first = matches!(farewell, Some(Farewell::Drain));
     let _ = tokio::time::timeout(FAREWELL_GRACE, async {
-        if let Some(hint) = farewell {
+        while flush_first && let Ok(frame) = rx.try_recv() {
+            write_burst(&mut sink, &mut rx, frame).await?;
+        }
+        if let Some(hint) = hint {
             sink.send(Message::Text(hint.into())).await?;
         }
         sink.send(Message::Close(close)).await?;
@@ -339,7 +361,7 @@ impl Conn {
 
     async fn leave_all(&mut self) {
         // A drained client is coming back elsewhere: keep its presence, announce nothing.
-        let handing_off = self.outbox.signals.drain.load(std::sync::atomic::Ordering::Relaxed);
+        let handing_off = self.outbox.signals.drain.load(Ordering::Relaxed);
         for channel in std::mem::take(&mut self.subscriptions) {
             self.app.hub.leave(&channel, self.outbox.id);
             if handing_off {

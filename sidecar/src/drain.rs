@@ -23,16 +23,26 @@ use tokio::time::Instant;
 use crate::hub::{ConnId, ConnSignals};
 use crate::metrics::Metrics;
 
-/// Jitter of the `delayMs` each client is asked to wait before reconnecting.
-const MAX_RECONNECT_DELAY_MS: u64 = 500;
-
 #[derive(Default)]
 pub struct Drain {
     requested: Notify,
     started: AtomicBool,
     total: AtomicUsize,
     told: AtomicUsize,
-    connections: Mutex<HashMap<ConnId, Arc<ConnSignals>>>,
+    connections: Mutex<Connections>,
+}
+
+#[derive(Default)]
+struct Connections {
+    live: HashMap<ConnId, Arc<ConnSignals>>,
+    /// Set once the drain took its list: later arrivals (a handshake that was already under
+    /// way when the listener closed) are told to go as soon as they register.
+    listed: bool,
+}
+
+fn tell(signals: &ConnSignals) {
+    signals.drain.store(true, Ordering::Relaxed);
+    signals.drain_wake.notify_one();
 }
 
 /// The drain's pacing settings.
@@ -44,16 +54,20 @@ pub struct Pace {
 }
 
 impl Drain {
-    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, Arc<ConnSignals>>> {
+    fn connections(&self) -> std::sync::MutexGuard<'_, Connections> {
         self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn register(&self, id: ConnId, signals: Arc<ConnSignals>) {
-        self.connections().insert(id, signals);
+        let mut c = self.connections();
+        if c.listed {
+            tell(&signals);
+        }
+        c.live.insert(id, signals);
     }
 
     pub fn unregister(&self, id: ConnId) {
-        self.connections().remove(&id);
+        self.connections().live.remove(&id);
     }
 
     /// Asks for a drain (idempotent); [`Drain::requested`] wakes.
@@ -74,7 +88,7 @@ impl Drain {
             "draining": self.started(),
             "total": self.total.load(Ordering::Relaxed),
             "told": self.told.load(Ordering::Relaxed),
-            "remaining": self.connections().len(),
+            "remaining": self.connections().live.len(),
         })
     }
 
@@ -88,7 +102,9 @@ impl Drain {
         tokio::time::sleep(pace.accept_grace).await;
         let _ = stop_accepting.send(true);
         let order: Vec<(ConnId, Arc<ConnSignals>)> = {
-            let mut v: Vec<_> = self.connections().iter().map(|(id, s)| (*id, s.clone())).collect();
+            let mut c = self.connections();
+            c.listed = true;
+            let mut v: Vec<_> = c.live.iter().map(|(id, s)| (*id, s.clone())).collect();
             v.sort_by_key(|(id, _)| *id);
             v
         };
@@ -98,15 +114,13 @@ impl Drain {
         let paced_from = Instant::now();
         for (i, (_, signals)) in order.into_iter().enumerate() {
             tokio::time::sleep_until(paced_from + pace.spread.mul_f64(i as f64 / n as f64)).await;
-            signals.drain_delay_ms.store(rand::random::<u64>() % MAX_RECONNECT_DELAY_MS, Ordering::Relaxed);
-            signals.drain.store(true, Ordering::Relaxed);
-            signals.notify.notify_one();
+            tell(&signals);
             self.told.fetch_add(1, Ordering::Relaxed);
             metrics.drained.inc();
         }
-        while !self.connections().is_empty() && Instant::now() < deadline {
+        while !self.connections().live.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::info!(remaining = self.connections().len(), took = ?start.elapsed(), "drain finished");
+        tracing::info!(remaining = self.connections().live.len(), took = ?start.elapsed(), "drain finished");
     }
 }

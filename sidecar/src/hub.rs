@@ -13,15 +13,16 @@
 //! disconnected with a reconnect hint (it recovers with `since` elsewhere).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::channels::ChannelStore;
+use crate::clock::unix_ms;
 use crate::metrics::Metrics;
 use crate::offset::{Gap, Offset, Position};
 use crate::protocol;
@@ -29,15 +30,17 @@ use crate::redis::subscriber::{MessageSink, Subscriber};
 
 pub type ConnId = u64;
 
-/// Out-of-band signals to a connection's writer.
+/// Out-of-band signals to a connection's writer: two reasons to end it, each with its own
+/// wake-up, because they differ: a slow client's blocked write is abandoned, a drained
+/// client's queue is flushed first.
 #[derive(Default)]
 pub struct ConnSignals {
-    pub notify: Notify,
     /// Its send queue overflowed: disconnect with a reconnect hint.
     pub slow: AtomicBool,
-    /// The pod is draining: flush, send `reconnect` (waiting `drain_delay_ms`), close.
+    pub slow_wake: Notify,
+    /// The pod is draining: flush, send `reconnect`, close (and keep presence: it resumes).
     pub drain: AtomicBool,
-    pub drain_delay_ms: AtomicU64,
+    pub drain_wake: Notify,
 }
 
 /// The sending side of one connection, as the hub sees it.
@@ -55,7 +58,7 @@ impl Outbox {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !self.signals.slow.swap(true, Ordering::Relaxed) {
-                    self.signals.notify.notify_one();
+                    self.signals.slow_wake.notify_one();
                 }
                 false
             }
@@ -150,10 +153,6 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// Weak self, for spawning backfills from `&self` callbacks.
     this: std::sync::Weak<Hub>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Splits `m <offset> <epoch>\n<frame>` or `x\n<frame>`.
@@ -360,7 +359,7 @@ impl MessageSink for Hub {
             self.broadcast(channel, &frame);
             return;
         };
-        self.metrics.publish_to_deliver.observe(now_ms().saturating_sub(offset.ms) as f64 / 1000.0);
+        self.metrics.publish_to_deliver.observe(unix_ms().saturating_sub(offset.ms) as f64 / 1000.0);
         self.with_channel(channel, |map| {
             let Some(state) = map.get_mut(channel) else { return };
             if state.is_duplicate(epoch, offset) {

@@ -14,13 +14,14 @@
 //! - [`drain`]: the paced drain on SIGTERM or `POST /drain`.
 //! - [`recovery`]: subscribe with `since`: buffer live, read history, merge, report gaps.
 //! - [`server`], [`admin`], [`app_api`], [`http_util`]: the listeners.
-//! - [`metrics`]: the Prometheus registry.
+//! - [`metrics`]: the Prometheus registry; [`clock`]: wall-clock milliseconds.
 
 pub mod admin;
 pub mod app;
 pub mod app_api;
 pub mod auth;
 pub mod channels;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod drain;

@@ -7,13 +7,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::Value;
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::channels::{ChannelError, ChannelStore};
+use crate::clock::unix_ms;
 use crate::redis::subscriber::shard_channel;
 
 /// A member as stored: `<session>|<user>`.
@@ -23,10 +24,6 @@ fn member(session: &str, user: &str) -> String {
 
 fn presence_key(channel: &str) -> String {
     format!("sf:{{{channel}}}:presence")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Presence reads return at most this many members.
@@ -58,7 +55,7 @@ impl Presence {
         let m = member(session, user);
         self.local().entry(channel.to_string()).or_default().insert(m.clone());
         let mut pipe = redis::pipe();
-        pipe.cmd("ZADD").arg(presence_key(channel)).arg(now_ms() + self.ttl.as_millis() as u64).arg(&m);
+        pipe.cmd("ZADD").arg(presence_key(channel)).arg(unix_ms() + self.ttl.as_millis() as u64).arg(&m);
         pipe.cmd("PEXPIRE").arg(presence_key(channel)).arg(self.ttl.as_millis() as u64 * 2);
         if announce {
             pipe.cmd("SPUBLISH").arg(shard_channel(channel)).arg(Self::event("join", channel, session, user));
@@ -94,7 +91,7 @@ impl Presence {
     /// Current members as `{"client": session, "user": user}`, expired ones dropped.
     pub async fn list(&self, channel: &str) -> Result<Vec<serde_json::Value>, ChannelError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("ZREMRANGEBYSCORE").arg(presence_key(channel)).arg("-inf").arg(now_ms());
+        pipe.cmd("ZREMRANGEBYSCORE").arg(presence_key(channel)).arg("-inf").arg(unix_ms());
         pipe.cmd("ZRANGE").arg(presence_key(channel)).arg(0).arg(MAX_MEMBERS - 1);
         let reply = self.store.on_channel(channel, &pipe, true).await?;
         let mut members = Vec::new();
@@ -129,7 +126,7 @@ impl Presence {
         loop {
             tick.tick().await;
             let snapshot: Vec<(String, Vec<String>)> = self.local().iter().map(|(c, m)| (c.clone(), m.iter().cloned().collect())).collect();
-            let expiry = now_ms() + self.ttl.as_millis() as u64;
+            let expiry = unix_ms() + self.ttl.as_millis() as u64;
             for (channel, members) in snapshot {
                 let mut pipe = redis::pipe();
                 for m in &members {

@@ -49,7 +49,9 @@ pub async fn handle(mut req: hyper::Request<Incoming>, app: Arc<AppState>) -> Ht
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec()) else {
         return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
     };
-    if app.health.draining() {
+    // During the accept grace a draining pod still takes clients (its endpoint may still be
+    // routed here); they are told to move with the others. Refused only once it stopped.
+    if *app.shutdown.borrow() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another instance\n");
     }
     let Ok(permit) = app.conn_limit.clone().try_acquire_owned() else {

@@ -34,7 +34,7 @@ struct Seen {
 
 type Shared = Arc<Mutex<Seen>>;
 
-async fn subscribe_all(ws: &mut support_ws::Socket, channels: &[String], seen: &Shared) {
+async fn subscribe_all(ws: &mut Socket, channels: &[String], seen: &Shared) {
     for (i, ch) in channels.iter().enumerate() {
         let since = seen.lock().expect("lock").position.get(ch).map(|(o, e)| json!({"offset": o, "epoch": e}));
         let mut frame = json!({"op": "subscribe", "channel": ch, "id": i + 1});
@@ -76,10 +76,6 @@ fn record(f: &Value, seen: &Shared) -> Option<String> {
         _ => {}
     }
     None
-}
-
-mod support_ws {
-    pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 }
 
 /// One client: subscribes, records, and on `reconnect` resumes at `fallback`.

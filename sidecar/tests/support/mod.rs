@@ -210,7 +210,7 @@ impl RedisCluster {
     }
 
     fn alive_port(&self) -> u16 {
-        self.nodes.iter().find(|(_, p)| p.child.id() > 0 && redis_cli_ok(p)).map(|(port, _)| *port).expect("a live node")
+        self.nodes.iter().map(|(port, _)| *port).find(|port| redis_cli(*port, &["PING"]) == "PONG").expect("a live node")
     }
 
     pub fn kill(&mut self, port: u16) {
@@ -218,11 +218,6 @@ impl RedisCluster {
             p.kill();
         }
     }
-}
-
-fn redis_cli_ok(p: &Proc) -> bool {
-    let port: u16 = p.name.trim_start_matches("redis:").parse().unwrap_or(0);
-    redis_cli(port, &["PING"]) == "PONG"
 }
 
 impl Drop for RedisCluster {
@@ -378,7 +373,7 @@ pub fn http_request(port: u16, method: &str, path: &str, body: Option<&str>) -> 
     (status, body)
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A protocol client: requests get ids; other frames wait in `inbox`.
 pub struct Client {
@@ -397,11 +392,16 @@ impl Client {
 
     pub async fn try_connect(url: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Client::after_handshake(ws).await)
+    }
+
+    /// Wraps an upgraded socket; the server's first frame must be `welcome`.
+    async fn after_handshake(ws: Socket) -> Client {
         let mut c = Client { ws, inbox: VecDeque::new(), welcome: Value::Null, next_id: 1 };
         let welcome = c.next_frame(STEP).await.expect("welcome frame");
         assert_eq!(welcome["type"], "welcome", "first frame: {welcome}");
         c.welcome = welcome;
-        Ok(c)
+        c
     }
 
     /// A client whose socket receive buffer is tiny and fixed (no autotuning), so a client
@@ -411,9 +411,7 @@ impl Client {
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect");
         let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await.expect("handshake");
-        let mut c = Client { ws, inbox: VecDeque::new(), welcome: Value::Null, next_id: 1 };
-        c.welcome = c.next_frame(STEP).await.expect("welcome");
-        c
+        Client::after_handshake(ws).await
     }
 
     pub async fn send_raw(&mut self, msg: Message) {
