@@ -20,6 +20,7 @@ use crate::redis::router::Router;
 use crate::redis::subscriber::Subscriber;
 use crate::redis::topology::Topology;
 use crate::resume_token::ResumeKeys;
+use crate::session::{SessionSettings, Sessions};
 use crate::{app_api, http_util, server};
 
 /// Everything a request handler may need; one per process.
@@ -35,6 +36,7 @@ pub struct AppState {
     pub next_conn_id: AtomicU64,
     pub drain: Drain,
     pub resume_keys: ResumeKeys,
+    pub sessions: Arc<Sessions>,
     /// Turns true when the client listeners stop accepting (during a drain).
     pub shutdown: watch::Receiver<bool>,
 }
@@ -82,6 +84,13 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
     hub.attach(Subscriber::start(router.clone(), hub.clone(), config.redis.topology_poll));
     let presence = Presence::new(store.clone(), config.presence_ttl);
     let resume_keys = resume_keys(&config);
+    let sessions = Sessions::new(
+        router.clone(),
+        hub.clone(),
+        metrics.clone(),
+        SessionSettings { ttl: config.resume_window, interval: config.session_checkpoint, state_max: config.session_state_max },
+        &config.node_name,
+    );
     let (shutdown_tx, shutdown) = watch::channel(false);
     let app = Arc::new(AppState {
         conn_limit: Arc::new(Semaphore::new(config.max_connections)),
@@ -95,10 +104,15 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
         next_conn_id: AtomicU64::new(1),
         drain: Drain::default(),
         resume_keys,
+        sessions: sessions.clone(),
         shutdown,
     });
 
-    let background = [tokio::spawn(presence.refresh_forever()), tokio::spawn(check_redis_forever(app.clone(), router))];
+    let background = [
+        tokio::spawn(presence.refresh_forever()),
+        tokio::spawn(sessions.checkpoint_forever()),
+        tokio::spawn(check_redis_forever(app.clone(), router)),
+    ];
     let header_timeout = app.config.handshake_timeout;
     let a = app.clone();
     let ws = tokio::spawn(http_util::serve(listeners.ws, app.shutdown.clone(), header_timeout, move |req| server::handle(req, a.clone())));

@@ -1,6 +1,12 @@
-//! The app's localhost API: `POST /publish` with `{"channel": "...", "data": <json>}`
-//! answers `{"offset": "...", "epoch": "..."}`. It binds to loopback by default because it
-//! is not authenticated: only the app container in the same pod should reach it.
+//! The app's localhost API. It binds to loopback by default because it is not
+//! authenticated: only the app container in the same pod should reach it.
+//!
+//! - `POST /publish` with `{"channel": "...", "data": <json>}` answers
+//!   `{"offset": "...", "epoch": "..."}`;
+//! - `PUT /sessions/{sid}/state` with any JSON sets the custom state of a session connected
+//!   to this pod; it is written to Redis before the answer and restored on resume;
+//! - `GET /sessions/{sid}` returns the stored session (user, subscriptions with positions,
+//!   state) of any session of the fleet.
 
 use std::sync::Arc;
 
@@ -14,6 +20,7 @@ use serde_json::value::RawValue;
 use crate::app::AppState;
 use crate::http_util::{HttpResponse, json};
 use crate::protocol::valid_channel;
+use crate::session::SessionError;
 
 #[derive(Deserialize)]
 struct PublishBody {
@@ -25,16 +32,71 @@ fn problem(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     json(status, &json!({"code": code, "message": message}))
 }
 
+const ROUTES: &str = "the app API has POST /publish, PUT /sessions/{sid}/state and GET /sessions/{sid}";
+
 pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
-    if req.uri().path() != "/publish" {
-        return problem(StatusCode::NOT_FOUND, "not_found", "the app API has POST /publish");
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (segments.as_slice(), method) {
+        (["publish"], Method::POST) => publish(req, &app).await,
+        (["sessions", sid, "state"], Method::PUT) => set_state(req, &app, sid).await,
+        (["sessions", sid], Method::GET) => get_session(&app, sid).await,
+        (["publish"], _) => problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST /publish"),
+        (["sessions", _, "state"], _) => problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use PUT /sessions/{sid}/state"),
+        (["sessions", _], _) => problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET /sessions/{sid}"),
+        _ => problem(StatusCode::NOT_FOUND, "not_found", ROUTES),
     }
-    if req.method() != Method::POST {
-        return problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
+}
+
+async fn body(req: hyper::Request<Incoming>, limit: usize) -> Result<bytes::Bytes, HttpResponse> {
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(problem(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &format!("the body is larger than {limit} bytes"))),
     }
-    let body = match Limited::new(req.into_body(), app.config.max_frame_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return problem(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body larger than SF_MAX_FRAME_BYTES"),
+}
+
+/// Session ids are what the sidecar issues: 32 hex digits.
+fn valid_session_id(sid: &str) -> bool {
+    sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+async fn set_state(req: hyper::Request<Incoming>, app: &AppState, sid: &str) -> HttpResponse {
+    if !valid_session_id(sid) {
+        return problem(StatusCode::BAD_REQUEST, "bad_session", "session ids are the 32 hex digits of `welcome.session`");
+    }
+    let body = match body(req, app.config.session_state_max).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let state: Box<RawValue> = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad_request", &format!("the state must be JSON: {e}")),
+    };
+    match app.sessions.set_state(sid, state).await {
+        Ok(()) => json(StatusCode::OK, &json!({"session": sid})),
+        Err(e @ SessionError::NotHere(_)) => problem(StatusCode::NOT_FOUND, "not_connected", &e.to_string()),
+        Err(e @ SessionError::TooLarge(..)) => problem(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &e.to_string()),
+        Err(e @ SessionError::Superseded) => problem(StatusCode::CONFLICT, "superseded", &e.to_string()),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string()),
+    }
+}
+
+async fn get_session(app: &AppState, sid: &str) -> HttpResponse {
+    if !valid_session_id(sid) {
+        return problem(StatusCode::BAD_REQUEST, "bad_session", "session ids are the 32 hex digits of `welcome.session`");
+    }
+    match app.sessions.load(sid).await {
+        Ok(Some(doc)) => json(StatusCode::OK, &json!({"session": sid, "connectedHere": app.sessions.local(sid).is_some(), "stored": doc})),
+        Ok(None) => problem(StatusCode::NOT_FOUND, "not_found", &format!("no stored session {sid} (never checkpointed, or expired)")),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string()),
+    }
+}
+
+async fn publish(req: hyper::Request<Incoming>, app: &AppState) -> HttpResponse {
+    let body = match body(req, app.config.max_frame_bytes).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     let body: PublishBody = match serde_json::from_slice(&body) {
         Ok(b) => b,

@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 
 use crate::offset::Offset;
 use crate::redis::router::{Router, RouterError};
+use crate::redis::script::Script;
 use crate::redis::slot::key_slot;
 use crate::redis::subscriber::shard_channel;
 
@@ -67,30 +68,6 @@ local entries = {}
 if tonumber(ARGV[2]) > 0 then entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2]) end
 return {meta[1], meta[3], meta[2], first_id, entries}
 "#;
-
-/// A Lua script and its SHA1, run with EVALSHA and loaded on NOSCRIPT.
-struct Script {
-    body: &'static str,
-    sha: String,
-}
-
-impl Script {
-    fn new(body: &'static str) -> Script {
-        Script { body, sha: sha1_smol::Sha1::from(body).digest().to_string() }
-    }
-
-    fn cmd(&self, by_sha: bool, keys: &[&str], args: &[&[u8]]) -> redis::Cmd {
-        let mut c = if by_sha { redis::cmd("EVALSHA") } else { redis::cmd("EVAL") };
-        c.arg(if by_sha { self.sha.as_str() } else { self.body }).arg(keys.len());
-        for k in keys {
-            c.arg(*k);
-        }
-        for a in args {
-            c.arg(*a);
-        }
-        c
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -145,30 +122,17 @@ impl ChannelStore {
         ChannelStore { router, settings, publish: Script::new(PUBLISH), read: Script::new(READ) }
     }
 
-    /// Runs a script (plus an optional trailing command on the same connection).
+    /// Runs one of the channel scripts on the channel's keys.
     async fn run(
         &self,
         script: &Script,
         channel: &str,
         args: &[&[u8]],
         idempotent: bool,
-        then: Option<redis::Cmd>,
+        then: Option<&redis::Cmd>,
     ) -> Result<Vec<Value>, ChannelError> {
         let (log, meta, shard) = keys(channel);
-        let slot = key_slot(log.as_bytes());
-        let keys = [log.as_str(), meta.as_str(), shard.as_str()];
-        let attempt = |by_sha: bool| {
-            let mut pipe = redis::pipe();
-            pipe.add_command(script.cmd(by_sha, &keys, args));
-            if let Some(c) = &then {
-                pipe.add_command(c.clone());
-            }
-            pipe
-        };
-        match self.router.query(slot, &attempt(true), idempotent).await {
-            Err(e) if e.code() == Some("NOSCRIPT") => Ok(self.router.query(slot, &attempt(false), idempotent).await?),
-            other => Ok(other?),
-        }
+        Ok(script.run(&self.router, &[log.as_str(), meta.as_str(), shard.as_str()], args, idempotent, then).await?)
     }
 
     /// Appends to history and publishes; returns the offset and epoch.
@@ -181,7 +145,7 @@ impl ChannelStore {
             c
         });
         let args: [&[u8]; 4] = [data.get().as_bytes(), size.as_bytes(), ttl.as_bytes(), channel.as_bytes()];
-        let reply = self.run(&self.publish, channel, &args, false, wait).await?;
+        let reply = self.run(&self.publish, channel, &args, false, wait.as_ref()).await?;
         let Some(Value::Array(parts)) = reply.first() else { return Err(ChannelError::Reply("publish")) };
         let offset = parts.first().and_then(text).and_then(|s| s.parse().ok()).ok_or(ChannelError::Reply("publish id"))?;
         let epoch = parts.get(1).and_then(text).ok_or(ChannelError::Reply("publish epoch"))?;

@@ -79,6 +79,14 @@ pub const ENV_RESUME_KEY_PREVIOUS: &str = "SF_RESUME_KEY_PREVIOUS";
 pub const ENV_RESUME_WINDOW: &str = "SF_RESUME_WINDOW";
 pub const DEFAULT_RESUME_WINDOW: &str = "5m";
 
+/// How often changed sessions are written to Redis (positions, subscriptions). A SIGKILLed
+/// pod's clients resume from a checkpoint at most this old (plus delivery in flight).
+pub const ENV_SESSION_CHECKPOINT: &str = "SF_SESSION_CHECKPOINT";
+pub const DEFAULT_SESSION_CHECKPOINT: &str = "1s";
+/// Largest custom session state the app may set (`PUT /sessions/{sid}/state`), bytes.
+pub const ENV_SESSION_STATE_MAX: &str = "SF_SESSION_STATE_MAX";
+pub const DEFAULT_SESSION_STATE_MAX: &str = "16384";
+
 /// `none`, `hs256` or `rs256`. Deliberately without a default: running without auth must be
 /// a decision, not an accident.
 pub const ENV_AUTH: &str = "SF_AUTH";
@@ -137,6 +145,8 @@ pub struct Config {
     pub resume_key: Option<Vec<u8>>,
     pub resume_key_previous: Option<Vec<u8>>,
     pub resume_window: Duration,
+    pub session_checkpoint: Duration,
+    pub session_state_max: usize,
     pub auth: AuthConfig,
 }
 
@@ -350,10 +360,15 @@ impl Config {
             resume_key: r.key(ENV_RESUME_KEY),
             resume_key_previous: r.key(ENV_RESUME_KEY_PREVIOUS),
             resume_window: r.duration(ENV_RESUME_WINDOW, DEFAULT_RESUME_WINDOW),
+            session_checkpoint: r.duration(ENV_SESSION_CHECKPOINT, DEFAULT_SESSION_CHECKPOINT),
+            session_state_max: r.number(ENV_SESSION_STATE_MAX, DEFAULT_SESSION_STATE_MAX, 2, 1 << 20),
             auth: r.auth(),
         };
         if config.drain_accept_grace + config.drain_spread >= config.drain_timeout {
             r.fail(ENV_DRAIN_SPREAD, format!("{ENV_DRAIN_ACCEPT_GRACE} + {ENV_DRAIN_SPREAD} must be shorter than {ENV_DRAIN_TIMEOUT}"));
+        }
+        if config.session_checkpoint * 2 > config.resume_window {
+            r.fail(ENV_SESSION_CHECKPOINT, format!("must be at most half of {ENV_RESUME_WINDOW}, or sessions expire between checkpoints"));
         }
         if r.errors.is_empty() { Ok(config) } else { Err(r.errors) }
     }

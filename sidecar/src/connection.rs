@@ -5,7 +5,7 @@
 //! queue marks the connection slow. The writer then tells the client to reconnect (it
 //! resumes with `since` on any pod) and closes, so one slow client cannot stall fan-out.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -25,10 +25,11 @@ use crate::app::AppState;
 use crate::auth::{Action, Identity};
 use crate::clock::unix_ms;
 use crate::hub::{ConnSignals, Outbox};
-use crate::offset::Offset;
+use crate::offset::{Offset, Position};
 use crate::protocol::{self, ErrorCode, Op, ProtocolError, Request};
 use crate::recovery::Subscribe;
 use crate::resume_token::TokenError;
+use crate::session::Session;
 
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -38,70 +39,102 @@ const COALESCE: usize = 64;
 struct Conn {
     app: Arc<AppState>,
     identity: Identity,
-    session: String,
+    /// Its subscriptions and positions, checkpointed to Redis (`session.rs`).
+    session: Arc<Session>,
     /// Resumed from a token: presence re-joins silently.
     resumed: bool,
     outbox: Outbox,
-    subscriptions: HashSet<String>,
+}
+
+/// What the client asked to resume: `?resume=<token>` and, optionally, `?since=` with the
+/// positions it has per channel (they win over the session's checkpoint).
+#[derive(Default)]
+pub struct Resume {
+    pub token: Option<String>,
+    pub positions: HashMap<String, Position>,
 }
 
 /// Serves one upgraded connection until it closes. `_permit` holds its connection slot.
-pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, resume: Option<String>, permit: OwnedSemaphorePermit) {
+pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, resume: Resume, permit: OwnedSemaphorePermit) {
     let span = tracing::debug_span!("conn", id = conn_id, user = %identity.user);
     serve_in_span(ws, app, identity, conn_id, resume, permit).instrument(span).await
 }
 
-/// What a resume token names. Tokens are issued when sent (`welcome`, `reconnect`), so a
+/// A resume token for the session, issued when sent (`welcome`, `reconnect`) so that a
 /// connection older than the resume window never hands out an expired one.
-#[derive(Clone)]
-struct Resume {
-    session: String,
-    user: String,
-}
-
-impl Resume {
-    fn token(&self, app: &AppState) -> String {
-        let expires = unix_ms() / 1000 + app.config.resume_window.as_secs();
-        app.resume_keys.issue(&self.session, &self.user, expires)
-    }
+fn resume_token(app: &AppState, session: &Session) -> String {
+    let expires = unix_ms() / 1000 + app.config.resume_window.as_secs();
+    app.resume_keys.issue(&session.id, &session.user, expires)
 }
 
 /// The session of a new connection: the resumed one when `resume` holds a valid token for
 /// this user, else a fresh one (with the reason the token was refused).
-fn session_for(app: &AppState, identity: &Identity, resume: Option<&str>) -> (String, bool, Option<TokenError>) {
+fn session_for(app: &AppState, identity: &mut Identity, resume: Option<&str>) -> (String, bool, Option<TokenError>) {
     let fresh = || format!("{:032x}", rand::random::<u128>());
     let Some(token) = resume else { return (fresh(), false, None) };
     match app.resume_keys.verify(token, unix_ms() / 1000) {
-        // Anonymous users have no stable name to compare; with auth the token's user must match.
-        Ok(r) if identity.grants.is_none() || r.user == identity.user => (r.session, true, None),
+        // Without auth, users are named per connection: the resumed one takes its old name
+        // back (presence and the stored session know it by that name).
+        Ok(r) if identity.grants.is_none() => {
+            identity.user = r.user;
+            (r.session, true, None)
+        }
+        // With auth the token's user must be the authenticated one.
+        Ok(r) if r.user == identity.user => (r.session, true, None),
         Ok(_) => (fresh(), false, Some(TokenError::OtherUser)),
         Err(e) => (fresh(), false, Some(e)),
     }
 }
 
-async fn serve_in_span(
-    ws: Ws,
-    app: Arc<AppState>,
-    identity: Identity,
-    conn_id: u64,
-    resume: Option<String>,
-    _permit: OwnedSemaphorePermit,
-) {
+async fn serve_in_span(ws: Ws, app: Arc<AppState>, mut identity: Identity, conn_id: u64, resume: Resume, _permit: OwnedSemaphorePermit) {
     app.metrics.connections.inc();
     app.metrics.connections_total.inc();
     let (sink, mut stream) = ws.split();
     let (tx, rx) = mpsc::channel(app.config.send_queue);
     let signals = Arc::new(ConnSignals::default());
     let outbox = Outbox { id: conn_id, tx, signals: signals.clone() };
-    let (session, resumed, refused) = session_for(&app, &identity, resume.as_deref());
-    let resume = Resume { session: session.clone(), user: identity.user.clone() };
+    let (session_id, resumed, refused) = session_for(&app, &mut identity, resume.token.as_deref());
     app.drain.register(conn_id, signals.clone());
-    let mut conn = Conn { app: app.clone(), identity, session, resumed, outbox, subscriptions: HashSet::new() };
+    // Redis futures are boxed here and below: inlined, every idle connection's task would
+    // carry their size for its whole life.
+    let opened = Box::pin(app.sessions.open(session_id, &identity.user, conn_id, signals.clone(), resumed)).await;
+    if resumed {
+        app.metrics.sessions_resumed.inc();
+    }
+    // Restored: the session's subscriptions and any the client reports positions for.
+    let mut restore: Vec<(String, Option<Position>)> = Vec::new();
+    let mut positions = resume.positions;
+    if resumed {
+        for (channel, mark) in opened.restored.iter().flat_map(|doc| doc.channels.iter()) {
+            let since = positions.remove(channel).or_else(|| mark.position());
+            restore.push((channel.clone(), since));
+        }
+        restore.extend(positions.into_iter().map(|(c, p)| (c, Some(p))));
+        restore.sort_by(|a, b| a.0.cmp(&b.0));
+        restore.truncate(app.config.max_subscriptions);
+    }
+    let session = opened.session;
+    let mut conn = Conn { app: app.clone(), identity, session: session.clone(), resumed, outbox };
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
-    conn.send(protocol::welcome_frame(&conn.session, &resume.token(&app), &app.config.node_name, resumed)).await;
-    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, resume, app.clone()));
+    let names: Vec<String> = restore.iter().map(|(c, _)| c.clone()).collect();
+    let state = session.state();
+    conn.send(protocol::welcome_frame(
+        &session.id,
+        &resume_token(&app, &session),
+        &app.config.node_name,
+        resumed,
+        &names,
+        state.as_deref(),
+    ))
+    .await;
+    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, session.clone(), app.clone()));
     if let Some(e) = refused {
         conn.fail(ProtocolError::new(None, ErrorCode::ResumeRejected, format!("{e}; this is a new session"))).await;
+    }
+    for (channel, since) in restore {
+        if let Err(e) = Box::pin(conn.subscribe(None, channel, since)).await {
+            conn.fail(e).await;
+        }
     }
 
     let close = loop {
@@ -142,6 +175,8 @@ async fn serve_in_span(
     };
     let _ = close_tx.send(close);
     app.drain.unregister(conn_id);
+    // The final checkpoint, before leaving the hub (positions are read from it).
+    let _ = tokio::time::timeout(FAREWELL_GRACE, Box::pin(app.sessions.close(&session))).await;
     conn.leave_all().await;
     // Dropping the last outbox sender lets the writer finish its queue and close.
     drop(conn);
@@ -165,16 +200,23 @@ const MAX_RECONNECT_DELAY_MS: u64 = 500;
 
 type Sink = futures_util::stream::SplitSink<Ws, Message>;
 
-/// Writes one frame and whatever else is queued (up to [`COALESCE`]), then flushes once.
-async fn write_burst(sink: &mut Sink, rx: &mut mpsc::Receiver<Utf8Bytes>, first: Utf8Bytes) -> Result<(), WsError> {
+/// Writes one frame and whatever else is queued (up to [`COALESCE`]), then flushes once
+/// and counts the frames as written (what session checkpoints trust).
+async fn write_burst(sink: &mut Sink, rx: &mut mpsc::Receiver<Utf8Bytes>, first: Utf8Bytes, signals: &ConnSignals) -> Result<(), WsError> {
     sink.feed(Message::Text(first)).await?;
+    let mut n = 1;
     for _ in 0..COALESCE {
         match rx.try_recv() {
-            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+            Ok(frame) => {
+                sink.feed(Message::Text(frame)).await?;
+                n += 1;
+            }
             Err(_) => break,
         }
     }
-    sink.flush().await
+    sink.flush().await?;
+    signals.written.fetch_add(n, Ordering::AcqRel);
+    Ok(())
 }
 
 /// Why the writer is ending the connection itself.
@@ -190,7 +232,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Utf8Bytes>,
     signals: Arc<ConnSignals>,
     mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
-    resume: Resume,
+    session: Arc<Session>,
     app: Arc<AppState>,
 ) {
     let mut ping = tokio::time::interval(app.config.ping_interval);
@@ -203,7 +245,7 @@ async fn write_loop(
             frame = rx.recv() => {
                 let Some(frame) = frame else { break None };
                 tokio::select! {
-                    r = write_burst(&mut sink, &mut rx, frame) => if r.is_err() { return },
+                    r = write_burst(&mut sink, &mut rx, frame, &signals) => if r.is_err() { return },
                     _ = signals.slow_wake.notified() => break Some(Farewell::Slow),
                 }
             }
@@ -217,24 +259,27 @@ async fn write_loop(
         Some(Farewell::Slow) => {
             app.metrics.slow_consumer_disconnects.inc();
             (
-                Some(protocol::reconnect_frame(&resume.token(&app), 0, "slow_consumer")),
+                Some(protocol::reconnect_frame(&resume_token(&app, &session), 0, "slow_consumer")),
                 Some(close_frame(CloseCode::Again, "send queue full")),
             )
         }
-        Some(Farewell::Drain) => {
-            let delay = rand::random::<u64>() % MAX_RECONNECT_DELAY_MS;
-            (
-                Some(protocol::reconnect_frame(&resume.token(&app), delay, "drain")),
-                Some(close_frame(CloseCode::Restart, "draining: reconnect elsewhere")),
-            )
-        }
+        Some(Farewell::Drain) => (None, Some(close_frame(CloseCode::Restart, "draining: reconnect elsewhere"))),
         None => (None, close_rx.try_recv().ok()),
     };
-    let flush_first = matches!(farewell, Some(Farewell::Drain));
+    let drained = matches!(farewell, Some(Farewell::Drain));
     let _ = tokio::time::timeout(FAREWELL_GRACE, async {
-        while flush_first && let Ok(frame) = rx.try_recv() {
-            write_burst(&mut sink, &mut rx, frame).await?;
+        while drained && let Ok(frame) = rx.try_recv() {
+            write_burst(&mut sink, &mut rx, frame, &signals).await?;
         }
+        // Checkpoint before the client is told to go, so the pod it reconnects to reads
+        // where it is (a client without offsets resumes exactly, not from the last round).
+        let hint = if drained {
+            Box::pin(app.sessions.checkpoint(&session)).await;
+            let delay = rand::random::<u64>() % MAX_RECONNECT_DELAY_MS;
+            Some(protocol::reconnect_frame(&resume_token(&app, &session), delay, "drain"))
+        } else {
+            hint
+        };
         if let Some(hint) = hint {
             sink.send(Message::Text(hint.into())).await?;
         }
@@ -247,7 +292,7 @@ async fn write_loop(
 impl Conn {
     /// Queues a reply, waiting for space: replies are never dropped.
     async fn send(&self, frame: String) {
-        let _ = self.outbox.tx.send(Utf8Bytes::from(frame)).await;
+        self.outbox.send(Utf8Bytes::from(frame)).await;
     }
 
     async fn fail(&self, e: ProtocolError) {
@@ -278,40 +323,13 @@ impl Conn {
         let unavailable = |e: &dyn std::fmt::Display| ProtocolError::new(id, ErrorCode::Unavailable, format!("Redis is unavailable: {e}"));
         match op {
             Op::Ping => self.send(protocol::reply_frame(id, json!({"pong": true}))).await,
-            Op::Subscribe { channel, since } => {
-                self.authorise(id, Action::Subscribe, &channel)?;
-                if self.subscriptions.contains(&channel) {
-                    return Err(ProtocolError::new(id, ErrorCode::AlreadySubscribed, format!("already subscribed to {channel:?}")));
-                }
-                if self.subscriptions.len() >= self.app.config.max_subscriptions {
-                    return Err(ProtocolError::new(
-                        id,
-                        ErrorCode::TooManySubscriptions,
-                        format!("at most {} subscriptions per connection", self.app.config.max_subscriptions),
-                    ));
-                }
-                let sub = Subscribe {
-                    hub: &self.app.hub,
-                    store: &self.app.store,
-                    metrics: &self.app.metrics,
-                    outbox: &self.outbox,
-                    page_size: self.app.config.recovery_page,
-                };
-                if let Err(e) = sub.run(id, &channel, since).await {
-                    self.app.hub.leave(&channel, self.outbox.id);
-                    return Err(unavailable(&e));
-                }
-                self.subscriptions.insert(channel.clone());
-                if let Err(e) = self.app.presence.join(&channel, &self.session, &self.identity.user, !self.resumed).await {
-                    tracing::warn!(%channel, error = %e, "presence join failed");
-                }
-            }
+            Op::Subscribe { channel, since } => self.subscribe(id, channel, since).await?,
             Op::Unsubscribe { channel } => {
-                if !self.subscriptions.remove(&channel) {
+                if !self.session.unsubscribed(&channel) {
                     return Err(ProtocolError::new(id, ErrorCode::NotSubscribed, format!("not subscribed to {channel:?}")));
                 }
                 self.app.hub.leave(&channel, self.outbox.id);
-                if let Err(e) = self.app.presence.leave(&channel, &self.session, &self.identity.user).await {
+                if let Err(e) = self.app.presence.leave(&channel, &self.session.id, &self.identity.user).await {
                     tracing::warn!(%channel, error = %e, "presence leave failed");
                 }
                 self.send(protocol::reply_frame(id, json!({"channel": channel}))).await;
@@ -359,14 +377,49 @@ impl Conn {
         Ok(())
     }
 
+    /// Subscribes (with `id: None` when restoring a resumed session): the one path for a
+    /// `subscribe` request and a restored subscription.
+    async fn subscribe(&mut self, id: Option<u64>, channel: String, since: Option<Position>) -> Result<(), ProtocolError> {
+        self.authorise(id, Action::Subscribe, &channel)?;
+        if self.session.is_subscribed(&channel) {
+            return Err(ProtocolError::new(id, ErrorCode::AlreadySubscribed, format!("already subscribed to {channel:?}")));
+        }
+        if self.session.subscription_count() >= self.app.config.max_subscriptions {
+            return Err(ProtocolError::new(
+                id,
+                ErrorCode::TooManySubscriptions,
+                format!("at most {} subscriptions per connection", self.app.config.max_subscriptions),
+            ));
+        }
+        let sub = Subscribe {
+            hub: &self.app.hub,
+            store: &self.app.store,
+            metrics: &self.app.metrics,
+            outbox: &self.outbox,
+            page_size: self.app.config.recovery_page,
+        };
+        let start = match sub.run(id, &channel, since).await {
+            Ok(start) => start,
+            Err(e) => {
+                self.app.hub.leave(&channel, self.outbox.id);
+                return Err(ProtocolError::new(id, ErrorCode::Unavailable, format!("Redis is unavailable: {e}")));
+            }
+        };
+        self.session.subscribed(&channel, start);
+        if let Err(e) = self.app.presence.join(&channel, &self.session.id, &self.identity.user, !self.resumed).await {
+            tracing::warn!(%channel, error = %e, "presence join failed");
+        }
+        Ok(())
+    }
+
     async fn leave_all(&mut self) {
         // A drained client is coming back elsewhere: keep its presence, announce nothing.
         let handing_off = self.outbox.signals.drain.load(Ordering::Relaxed);
-        for channel in std::mem::take(&mut self.subscriptions) {
+        for channel in self.session.channels() {
             self.app.hub.leave(&channel, self.outbox.id);
             if handing_off {
-                self.app.presence.hand_off(&channel, &self.session, &self.identity.user);
-            } else if let Err(e) = self.app.presence.leave(&channel, &self.session, &self.identity.user).await {
+                self.app.presence.hand_off(&channel, &self.session.id, &self.identity.user);
+            } else if let Err(e) = self.app.presence.leave(&channel, &self.session.id, &self.identity.user).await {
                 tracing::debug!(%channel, error = %e, "presence leave failed");
             }
         }

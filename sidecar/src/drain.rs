@@ -5,11 +5,13 @@
 //! 2. new connections are still accepted for `SF_DRAIN_ACCEPT_GRACE` (endpoint removal
 //!    takes a moment to propagate), then refused;
 //! 3. every connection is told to go, one at a time, evenly over `SF_DRAIN_SPREAD`: the i-th
-//!    of N at `start + spread * i / N`. Each gets `reconnect` with its resume token and a
-//!    jittered `delayMs`, after its queued messages, then close 1012;
+//!    of N at `start + spread * i / N`. Each gets its queued messages, a final session
+//!    checkpoint, then `reconnect` with its resume token and a jittered `delayMs`, then
+//!    close 1012;
 //! 4. the process exits when the last connection is gone, or at `SF_DRAIN_TIMEOUT`.
 //!
-//! Clients resume on another pod with `since`, so nothing published meanwhile is lost.
+//! Clients resume on another pod from their offsets or the session's checkpoint, so nothing
+//! published meanwhile is lost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -13,7 +13,7 @@
 //! disconnected with a reconnect hint (it recovers with `since` elsewhere).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -41,6 +41,18 @@ pub struct ConnSignals {
     /// The pod is draining: flush, send `reconnect`, close (and keep presence: it resumes).
     pub drain: AtomicBool,
     pub drain_wake: Notify,
+    /// Frames put in the send queue (counted before they enter it) and frames the writer
+    /// has flushed to the socket. Equal under the hub's lock means every frame queued
+    /// for the connection so far is written: what session checkpoints rely on.
+    pub queued: AtomicU64,
+    pub written: AtomicU64,
+}
+
+impl ConnSignals {
+    /// Everything queued so far has been written to the socket.
+    pub fn caught_up(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == self.written.load(Ordering::Acquire) && !self.slow.load(Ordering::Relaxed)
+    }
 }
 
 /// The sending side of one connection, as the hub sees it.
@@ -52,9 +64,25 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Queues, waiting for space (replies and history: never dropped). False when the
+    /// connection is gone.
+    pub async fn send(&self, frame: Utf8Bytes) -> bool {
+        self.signals.queued.fetch_add(1, Ordering::AcqRel);
+        let sent = self.tx.send(frame).await.is_ok();
+        if !sent {
+            self.signals.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
+    }
+
     /// Queues without waiting; a full queue marks the connection slow.
     pub fn offer(&self, frame: Utf8Bytes) -> bool {
-        match self.tx.try_send(frame) {
+        self.signals.queued.fetch_add(1, Ordering::AcqRel);
+        let result = self.tx.try_send(frame);
+        if result.is_err() {
+            self.signals.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        match result {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !self.signals.slow.swap(true, Ordering::Relaxed) {
@@ -248,6 +276,22 @@ impl Hub {
             }
             member.mode = Mode::Live;
             GoLive::Live
+        })
+    }
+
+    /// The position a connection has certainly been sent on a channel: the last publication
+    /// delivered, provided the member is live and its writer has flushed everything queued
+    /// (checked under the channel's lock, so no delivery can slip in between). `None` when
+    /// that cannot be vouched for now; session checkpoints then keep their older position.
+    pub fn written_position(&self, channel: &str, id: ConnId, signals: &ConnSignals) -> Option<Position> {
+        self.with_channel(channel, |map| {
+            let state = map.get(channel)?;
+            let member = state.members.get(&id)?;
+            if !matches!(member.mode, Mode::Live) || !signals.caught_up() {
+                return None;
+            }
+            let (epoch, offset) = state.last.as_ref()?;
+            Some(Position { offset: *offset, epoch: epoch.to_string() })
         })
     }
 

@@ -11,7 +11,8 @@
 //! - [`channels`]: publish, history, presence and ephemeral keys in Redis (one slot per channel).
 //! - [`hub`]: local fan-out, one Redis subscription per channel per pod, de-duplication.
 //! - [`connection`]: one WebSocket connection: reader, writer, send queue, keepalive.
-//! - [`drain`]: the paced drain on SIGTERM or `POST /drain`.
+//! - [`session`]: server-side sessions checkpointed in Redis; [`drain`]: the paced drain on
+//!   SIGTERM or `POST /drain`.
 //! - [`recovery`]: subscribe with `since`: buffer live, read history, merge, report gaps.
 //! - [`server`], [`admin`], [`app_api`], [`http_util`]: the listeners.
 //! - [`metrics`]: the Prometheus registry; [`clock`]: wall-clock milliseconds.
@@ -35,3 +36,4 @@ pub mod recovery;
 pub mod redis;
 pub mod resume_token;
 pub mod server;
+pub mod session;

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub redis_reconnects: Counter,
     pub resubscribes: Counter,
     pub drained: Counter,
+    pub session_checkpoints: Counter,
+    pub sessions_resumed: Counter,
     pub recoveries: Family<OutcomeLabel, Counter>,
     pub publish_to_deliver: Histogram,
 }
@@ -49,6 +51,8 @@ impl Metrics {
             redis_reconnects: Counter::default(),
             resubscribes: Counter::default(),
             drained: Counter::default(),
+            session_checkpoints: Counter::default(),
+            sessions_resumed: Counter::default(),
             recoveries: Family::default(),
             publish_to_deliver: Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             registry: Registry::default(),
@@ -68,6 +72,8 @@ impl Metrics {
         r.register("redis_reconnects", "Redis node connections dropped and reopened", m.redis_reconnects.clone());
         r.register("resubscribes", "Channels subscribed again after a failover, migration or disconnect", m.resubscribes.clone());
         r.register("drained", "Connections told to reconnect elsewhere by a drain", m.drained.clone());
+        r.register("session_checkpoints", "Session documents written to Redis", m.session_checkpoints.clone());
+        r.register("sessions_resumed", "Connections that resumed a session from a resume token", m.sessions_resumed.clone());
         r.register("recoveries", "Subscriptions with `since`, by outcome (recovered, gap)", m.recoveries.clone());
         r.register(
             "publish_to_deliver_seconds",

@@ -5,6 +5,8 @@
 //! `message` frame, which the publish script renders once in Redis so that fan-out only
 //! copies bytes.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -193,6 +195,30 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
     Ok(Request { id, op })
 }
 
+/// Parses the `since` query parameter of a resume: a JSON object from channel to position,
+/// `{"room:1":{"offset":"<ms>-<seq>","epoch":"<e>"}}`, at most `max` channels.
+pub fn parse_positions(json_text: &str, max: usize) -> Result<HashMap<String, Position>, String> {
+    let shape = "`since` must be a JSON object like {\"room:1\":{\"offset\":\"<ms>-<seq>\",\"epoch\":\"<e>\"}}";
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json_text) else { return Err(shape.to_string()) };
+    if map.len() > max {
+        return Err(format!("`since` names {} channels; at most {max} (SF_MAX_SUBSCRIPTIONS)", map.len()));
+    }
+    let mut out = HashMap::with_capacity(map.len());
+    for (channel, v) in &map {
+        if !valid_channel(channel) {
+            return Err(format!("`since` names {channel:?}, which is not a valid channel name"));
+        }
+        match parse_since(Some(v)) {
+            Ok(Some(p)) => {
+                out.insert(channel.clone(), p);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("`since` for {channel:?}: {e}")),
+        }
+    }
+    Ok(out)
+}
+
 fn parse_since(v: Option<&Value>) -> Result<Option<Position>, &'static str> {
     let obj = match v {
         None | Some(Value::Null) => return Ok(None),
@@ -266,8 +292,22 @@ pub fn message_frame(channel: &str, offset: Offset, epoch: &str, data: &str) -> 
     format!(r#"{{"type":"message","channel":"{channel}","offset":"{offset}","epoch":"{epoch}","data":{data}}}"#)
 }
 
-pub fn welcome_frame(session: &str, resume_token: &str, node: &str, resumed: bool) -> String {
-    json!({"type": "welcome", "session": session, "resumeToken": resume_token, "node": node, "resumed": resumed}).to_string()
+/// The first frame. A resumed session also lists the subscriptions being restored (their
+/// `subscribed` frames follow) and the app's custom state.
+pub fn welcome_frame(
+    session: &str,
+    resume_token: &str,
+    node: &str,
+    resumed: bool,
+    subscriptions: &[String],
+    state: Option<&RawValue>,
+) -> String {
+    let mut v = json!({"type": "welcome", "session": session, "resumeToken": resume_token, "node": node, "resumed": resumed});
+    if resumed {
+        v["subscriptions"] = json!(subscriptions);
+        v["state"] = state.and_then(|s| serde_json::from_str::<Value>(s.get()).ok()).unwrap_or(Value::Null);
+    }
+    v.to_string()
 }
 
 pub fn reconnect_frame(resume_token: &str, delay_ms: u64, reason: &str) -> String {
@@ -347,5 +387,25 @@ mod tests {
         assert_eq!(f["gap"]["missed"], 6);
         let f: Value = serde_json::from_str(&reply_frame(Some(2), json!({"offset": "1-1"}))).expect("json");
         assert_eq!((f["ok"].as_bool(), f["offset"].as_str()), (Some(true), Some("1-1")));
+    }
+
+    #[test]
+    fn parses_resume_positions_and_explains_bad_ones() {
+        let p = parse_positions(r#"{"room:1":{"offset":"5-2","epoch":"e1"},"b":null}"#, 4).expect("valid");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p["room:1"].offset, Offset { ms: 5, seq: 2 });
+        assert!(parse_positions("[1]", 4).expect_err("array").contains("JSON object"));
+        assert!(parse_positions(r#"{"bad name":{"offset":"1-1","epoch":"e"}}"#, 4).expect_err("name").contains("not a valid channel"));
+        assert!(parse_positions(r#"{"a":{"offset":"x","epoch":"e"}}"#, 4).expect_err("offset").contains("\"a\""));
+        assert!(parse_positions(r#"{"a":null,"b":null}"#, 1).expect_err("too many").contains("at most 1"));
+    }
+
+    #[test]
+    fn a_resumed_welcome_lists_its_subscriptions_and_state() {
+        let state = RawValue::from_string(r#"{"cart":3}"#.into()).expect("raw");
+        let f: Value = serde_json::from_str(&welcome_frame("s", "t", "n", true, &["a".into()], Some(&state))).expect("json");
+        assert_eq!((f["subscriptions"][0].as_str(), f["state"]["cart"].as_i64()), (Some("a"), Some(3)));
+        let f: Value = serde_json::from_str(&welcome_frame("s", "t", "n", false, &[], None)).expect("json");
+        assert!(f.get("subscriptions").is_none() && f.get("state").is_none());
     }
 }

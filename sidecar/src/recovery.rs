@@ -42,11 +42,13 @@ pub struct Subscribe<'a> {
 
 impl Subscribe<'_> {
     async fn send(&self, frame: String) -> Result<(), RecoveryError> {
-        self.outbox.tx.send(Utf8Bytes::from(frame)).await.map_err(|_| RecoveryError::Closed)
+        if self.outbox.send(Utf8Bytes::from(frame)).await { Ok(()) } else { Err(RecoveryError::Closed) }
     }
 
-    /// Runs steps 1-4. On error the caller removes the member from the hub.
-    pub async fn run(&self, id: Option<u64>, channel: &str, since: Option<Position>) -> Result<(), RecoveryError> {
+    /// Runs steps 1-4 and returns where the client starts: the position after which it is
+    /// sent everything (its `since`, or the channel's end when it had none). On error the
+    /// caller removes the member from the hub.
+    pub async fn run(&self, id: Option<u64>, channel: &str, since: Option<Position>) -> Result<Position, RecoveryError> {
         self.hub.join(channel, self.outbox.clone()).await?;
         let want = if since.is_some() { self.page_size } else { 0 };
         let after = since.as_ref().map_or(Offset::ZERO, |p| p.offset);
@@ -67,6 +69,7 @@ impl Subscribe<'_> {
             Some(_) => Offset::ZERO,
             None => page.last,
         };
+        let start = Position { offset: cursor, epoch: epoch.clone() };
         let mut stream_last = page.last;
         let mut rounds = 0;
         loop {
@@ -86,7 +89,7 @@ impl Subscribe<'_> {
             }
             let position = Position { offset: cursor, epoch: epoch.clone() };
             match self.hub.go_live(channel, self.outbox.id, &position, stream_last) {
-                GoLive::Live | GoLive::Gone => return Ok(()),
+                GoLive::Live | GoLive::Gone => return Ok(start),
                 GoLive::Overflowed if rounds < MAX_CATCH_UP_ROUNDS => {
                     rounds += 1;
                     page = self.store.read(channel, cursor, self.page_size).await?;

@@ -3,19 +3,21 @@
 //! Before upgrading it checks the handshake headers, the connection cap and the token,
 //! so refused clients get a plain HTTP status with a reason instead of a dead socket.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::app::AppState;
-use crate::connection;
 use crate::http_util::{HttpResponse, respond, text};
+use crate::{connection, protocol};
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
@@ -67,13 +69,20 @@ pub async fn handle(mut req: hyper::Request<Incoming>, app: Arc<AppState>) -> Ht
         Err(e) => return text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
     };
     let resume = query_param(query, "resume").map(str::to_string);
+    let positions = match query_param(query, "since").map(|raw| percent_decode_str(raw).decode_utf8_lossy()) {
+        None => HashMap::new(),
+        Some(json) => match protocol::parse_positions(&json, app.config.max_subscriptions) {
+            Ok(p) => p,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        },
+    };
     let upgrade = hyper::upgrade::on(&mut req);
     let config = ws_config(app.config.max_frame_bytes);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                connection::serve(ws, app, identity, conn_id, resume, permit).await;
+                connection::serve(ws, app, identity, conn_id, connection::Resume { token: resume, positions }, permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

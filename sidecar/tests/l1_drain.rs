@@ -1,8 +1,9 @@
 //! L1 drain: 1,000 clients over three sidecars, a publisher running, one sidecar gets
-//! SIGTERM. Its clients must be told to reconnect evenly over the drain window, resume on
-//! another sidecar with their token and offsets, and miss nothing; the process exits 0.
-//! The same scenario with SIGKILL: the clients notice the dead socket and resume the same
-//! way, from the offsets they track.
+//! SIGTERM. Its clients must be told to reconnect evenly over the drain window and resume
+//! on another sidecar with their token, which restores their subscriptions: half of them
+//! report their offsets (`?since=`), half rely on the session's checkpoint. Nothing may be
+//! missing; the process exits 0. The same scenario with SIGKILL: the clients notice the
+//! dead socket and resume from the checkpoints alone.
 
 mod support;
 
@@ -18,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const CLIENTS: usize = 1000;
 const SPREAD: Duration = Duration::from_secs(3);
+const CHECKPOINT_MS: u64 = 500;
 
 #[derive(Default)]
 struct Seen {
@@ -29,18 +31,17 @@ struct Seen {
     reconnect_told_at: Option<Instant>,
     closed_at: Option<Instant>,
     resumed: Option<bool>,
+    /// The subscriptions the resumed session's `welcome` said it restores.
+    restored: Option<Vec<String>>,
+    resumed_at: Option<Instant>,
     gaps: usize,
 }
 
 type Shared = Arc<Mutex<Seen>>;
 
-async fn subscribe_all(ws: &mut Socket, channels: &[String], seen: &Shared) {
+async fn subscribe_all(ws: &mut Socket, channels: &[String]) {
     for (i, ch) in channels.iter().enumerate() {
-        let since = seen.lock().expect("lock").position.get(ch).map(|(o, e)| json!({"offset": o, "epoch": e}));
-        let mut frame = json!({"op": "subscribe", "channel": ch, "id": i + 1});
-        if let Some(s) = since {
-            frame["since"] = s;
-        }
+        let frame = json!({"op": "subscribe", "channel": ch, "id": i + 1});
         ws.send(Message::Text(frame.to_string().into())).await.expect("send");
     }
 }
@@ -78,11 +79,23 @@ fn record(f: &Value, seen: &Shared) -> Option<String> {
     None
 }
 
-/// One client: subscribes, records, and on `reconnect` resumes at `fallback`.
+/// `?since=` with the positions the client has, as JSON.
+fn since_param(seen: &Shared) -> String {
+    let s = seen.lock().expect("lock");
+    let positions: serde_json::Map<String, Value> =
+        s.position.iter().map(|(ch, (o, e))| (ch.clone(), json!({"offset": o, "epoch": e}))).collect();
+    let encoded =
+        percent_encoding::utf8_percent_encode(&Value::Object(positions).to_string(), percent_encoding::NON_ALPHANUMERIC).to_string();
+    format!("&since={encoded}")
+}
+
+/// One client: subscribes, records, and on `reconnect` resumes at `fallback`, reporting its
+/// offsets or not (then the session's checkpoint says where it was).
 async fn run_client(
     first: String,
     fallback: String,
     channels: Vec<String>,
+    report_offsets: bool,
     seen: Shared,
     ready: tokio::sync::mpsc::Sender<()>,
     stop: watch::Receiver<bool>,
@@ -92,7 +105,7 @@ async fn run_client(
         Some(Ok(Message::Text(w))) => serde_json::from_str::<Value>(&w).expect("welcome")["resumeToken"].as_str().map(str::to_string),
         other => panic!("no welcome: {other:?}"),
     };
-    subscribe_all(&mut ws, &channels, &seen).await;
+    subscribe_all(&mut ws, &channels).await;
     let mut subscribed = 0;
     loop {
         if *stop.borrow() {
@@ -124,7 +137,8 @@ async fn run_client(
                     if *stop.borrow() {
                         return;
                     }
-                    match tokio_tungstenite::connect_async(format!("{fallback}?resume={t}")).await {
+                    let since = if report_offsets { since_param(&seen) } else { String::new() };
+                    match tokio_tungstenite::connect_async(format!("{fallback}?resume={t}{since}")).await {
                         Ok((ws, _)) => {
                             attempt = Some(ws);
                             break;
@@ -135,9 +149,12 @@ async fn run_client(
                 let Some(mut resumed) = attempt else { return };
                 if let Some(Ok(Message::Text(w))) = resumed.next().await {
                     let w: Value = serde_json::from_str(&w).expect("welcome");
-                    seen.lock().expect("lock").resumed = w["resumed"].as_bool();
+                    let mut s = seen.lock().expect("lock");
+                    s.resumed = w["resumed"].as_bool();
+                    s.resumed_at = Some(Instant::now());
+                    s.restored = serde_json::from_value(w["subscriptions"].clone()).ok();
                 }
-                subscribe_all(&mut resumed, &channels, &seen).await;
+                // The session restores the subscriptions itself: no subscribe here.
                 ws = resumed;
             }
         }
@@ -167,6 +184,7 @@ async fn scenario(departure: Departure) {
     env.push(("SF_DRAIN_ACCEPT_GRACE", "200ms".into()));
     env.push(("SF_DRAIN_TIMEOUT", "20s".into()));
     env.push(("SF_RESUME_KEY", "l1-resume-key-l1-resume-key-l1-resume-key".into()));
+    env.push(("SF_SESSION_CHECKPOINT", CHECKPOINT_MS.to_string() + "ms"));
     let mut sidecars = start_sidecars(3, &env);
     let channels: Vec<String> = vec!["d:a".into(), "d:b".into()];
     let (stop_tx, stop) = watch::channel(false);
@@ -177,7 +195,8 @@ async fn scenario(departure: Departure) {
         let first = sidecars[i % 3].url();
         let fallback = sidecars[1 + i % 2].url();
         clients.push((i % 3, seen.clone()));
-        tokio::spawn(run_client(first, fallback, channels.clone(), seen, ready_tx.clone(), stop.clone()));
+        let report_offsets = departure == Departure::Drain && i % 2 == 0;
+        tokio::spawn(run_client(first, fallback, channels.clone(), report_offsets, seen, ready_tx.clone(), stop.clone()));
     }
     for _ in 0..CLIENTS {
         tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await.expect("all clients subscribed");
@@ -188,6 +207,7 @@ async fn scenario(departure: Departure) {
     let publisher = tokio::spawn(async move {
         let mut c = Client::connect(&publish_url).await;
         let mut acked: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut at = Vec::new();
         for i in 0..100_000u64 {
             if *pub_stop.borrow() {
                 break;
@@ -196,10 +216,12 @@ async fn scenario(departure: Departure) {
             let r = c.publish(ch, json!({"i": i})).await;
             assert_eq!(r["ok"], true, "publish: {r}");
             acked.entry(ch.to_string()).or_default().push(seq_of(&r["offset"]));
+            at.push(Instant::now());
         }
-        acked
+        (acked, at)
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Long enough for every session to have been checkpointed with its subscriptions.
+    tokio::time::sleep(Duration::from_millis(3 * CHECKPOINT_MS)).await;
 
     let drained = &mut sidecars[0];
     let drain_started = Instant::now();
@@ -212,7 +234,7 @@ async fn scenario(departure: Departure) {
     let drain_took = drain_started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = pub_stop_tx.send(true);
-    let acked = publisher.await.expect("publisher");
+    let (acked, published_at) = publisher.await.expect("publisher");
     let published: usize = acked.values().map(Vec::len).sum();
 
     // Every client has every acknowledged message, in order, once.
@@ -227,6 +249,7 @@ async fn scenario(departure: Departure) {
     let _ = stop_tx.send(true);
     let mut missing = 0;
     let mut told = Vec::new();
+    let mut back = Duration::ZERO;
     for (i, (home, seen)) in clients.iter().enumerate() {
         let s = seen.lock().expect("lock");
         for (ch, seqs) in &acked {
@@ -243,19 +266,27 @@ async fn scenario(departure: Departure) {
                 Departure::Kill => s.closed_at.unwrap_or_else(|| panic!("client {i} never noticed its sidecar died")),
             };
             assert_eq!(s.resumed, Some(true), "client {i} resumed its session");
+            let mut restored = s.restored.clone().unwrap_or_default();
+            restored.sort();
+            assert_eq!(restored, channels, "client {i}: the resumed session restores its subscriptions");
             told.push(at.duration_since(drain_started));
+            back = back.max(s.resumed_at.map_or(Duration::MAX, |t| t.duration_since(drain_started)));
         } else {
             assert!(s.reconnect_told_at.is_none(), "client {i} on a staying sidecar was not disturbed");
         }
     }
     assert_eq!(missing, 0, "messages missing across all clients");
+    // Published while the sidecar went away: from the signal until its last client was back.
+    let published_during = published_at.iter().filter(|t| **t >= drain_started && t.duration_since(drain_started) <= back).count();
     let dups: usize = clients.iter().map(|(_, s)| s.lock().expect("lock").duplicates_dropped).sum();
     told.sort();
     if departure == Departure::Kill {
         eprintln!(
-            "MEASURE sigkill: {} clients of the killed sidecar resumed elsewhere; {published} messages published, each to {CLIENTS} clients: \
+            "MEASURE sigkill: {} clients of the killed sidecar resumed elsewhere from their session checkpoints, the last {:.2}s after the kill; \
+             {published} messages published ({published_during} between the kill and the last resume), each to {CLIENTS} clients: \
              0 missing, {dups} resent duplicates dropped by the clients",
-            told.len()
+            told.len(),
+            back.as_secs_f64()
         );
         return;
     }
@@ -271,10 +302,12 @@ async fn scenario(departure: Departure) {
     let busiest = *bins.iter().max().unwrap_or(&0);
     assert!(busiest * 4 <= told.len(), "reconnects bunched: {bins:?}");
     eprintln!(
-        "MEASURE drain: {} connections drained in {:.2}s (SIGTERM to exit 0); reconnect instructions spread over {:.2}s, per tenth {bins:?}; \
-         {published} messages published, each to {CLIENTS} clients: 0 missing, {dups} resent duplicates dropped by the clients",
+        "MEASURE drain: {} connections drained in {:.2}s (SIGTERM to exit 0), all resumed {:.2}s after SIGTERM (half with their offsets, \
+         half from checkpoints); reconnect instructions spread over {:.2}s, per tenth {bins:?}; {published} messages published \
+         ({published_during} between SIGTERM and the last resume), each to {CLIENTS} clients: 0 missing, {dups} resent duplicates dropped by the clients",
         told.len(),
         drain_took.as_secs_f64(),
+        back.as_secs_f64(),
         span.as_secs_f64()
     );
 }

@@ -4,6 +4,7 @@
 //! - [`router`]: runs commands on the owner of a slot, following MOVED/ASK and failovers.
 //! - [`subscriber`]: our own sharded pub/sub layer (one connection per node, one
 //!   SSUBSCRIBE per channel, re-resolution and resubscription).
+//! - [`script`]: Lua scripts (EVALSHA, EVAL on NOSCRIPT) on their keys' slot.
 //! - [`resp`], [`slot`]: the wire format and the key-slot hash.
 //!
 //! All three modes use sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7): a standalone or
@@ -12,6 +13,7 @@
 
 pub mod resp;
 pub mod router;
+pub mod script;
 pub mod slot;
 pub mod subscriber;
 pub mod topology;
