@@ -2,13 +2,14 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help deps build test lint fmt demo bench clean
+.PHONY: help deps build test lint fmt crds demo bench clean
 
 help:
 	@echo "make test   install missing dependencies, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
 	@echo "make demo   run a local fleet (Redis + sidecars) on this machine"
 	@echo "make bench  run the benchmarks (not part of make test)"
+	@echo "make crds   regenerate crds/ and the chart's CRD template from operator/src/crd.rs"
 
 deps:
 	@scripts/install-deps.sh
@@ -27,6 +28,11 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Generated from the Rust types; a test fails when these drift.
+crds:
+	$(CARGO) run -q -p socketfleet-operator --bin crdgen > crds/socketfleet.yaml
+	$(CARGO) run -q -p socketfleet-operator --bin crdgen -- --chart > charts/socketfleet/templates/crd.yaml
 
 demo: deps
 	$(CARGO) build --release -p socketfleet-sidecar

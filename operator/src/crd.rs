@@ -1,0 +1,686 @@
+//! The `SocketFleet` custom resource (`socketfleet.io/v1alpha1`), defined once here.
+//!
+//! `///` docs become `kubectl explain` text. Validation happens at the API server:
+//! OpenAPI bounds on single fields and CEL rules (`x-kubernetes-validations`) for rules
+//! across fields and for immutable fields, each with a message a person understands. The
+//! operator evaluates the very same rules before it builds anything (`validate.rs`), so an
+//! object that slipped past an older CRD is still refused with the same words.
+//!
+//! `crds/socketfleet.yaml` and the chart's CRD template are generated from this file by
+//! `crdgen` (`make crds`); a test fails when they drift.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Go-style durations as the sidecar and Kubernetes CEL's `duration()` read them.
+const DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
+
+/// A horizontally scaled WebSocket fleet: gateway pods running the SocketFleet sidecar (and
+/// optionally your app), the Redis they share, and how clients move between pods.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "socketfleet.io",
+    version = "v1alpha1",
+    kind = "SocketFleet",
+    plural = "socketfleets",
+    shortname = "sfleet",
+    namespaced,
+    status = "SocketFleetStatus",
+    doc = "A horizontally scaled WebSocket fleet: gateway pods with the SocketFleet sidecar, their Redis, and lossless drains.",
+    scale(
+        spec_replicas_path = ".spec.gateway.replicas.count",
+        status_replicas_path = ".status.gateway.replicas",
+        label_selector_path = ".status.gateway.selector"
+    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.gateway.replicas"),
+    printcolumn(name = "Connections", type_ = "integer", json_path = ".status.gateway.connections"),
+    printcolumn(name = "Redis", type_ = "string", json_path = ".status.redis.summary"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SocketFleetSpec {
+    /// The gateway pods: the sidecar that terminates WebSockets, your optional app
+    /// container, how many pods, and the Service clients connect to.
+    #[serde(default)]
+    pub gateway: GatewaySpec,
+    /// Scaling the gateway on live connection counts.
+    #[serde(default)]
+    pub autoscaling: AutoscalingSpec,
+    /// The Redis the gateway pods share for pub/sub, history and sessions.
+    #[serde(default)]
+    pub redis: RedisSpec,
+    /// How much history each channel keeps for clients that reconnect.
+    #[serde(default)]
+    pub channels: ChannelsSpec,
+    /// How clients authenticate (JWT).
+    #[serde(default)]
+    pub auth: AuthSpec,
+    /// How a gateway pod that is going away moves its clients to the others.
+    #[serde(default)]
+    pub drain: DrainSpec,
+    /// How long a disconnected client can resume its session (subscriptions, position,
+    /// state) with its resume token. Go duration, at least 10s.
+    #[serde(default = "default_resume_window")]
+    #[schemars(regex(pattern = DURATION))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("resumeWindow must be at least 10s"))]
+    pub resume_window: String,
+}
+
+fn default_resume_window() -> String {
+    "5m".into()
+}
+
+// ---------------------------------------------------------------------------------------
+// gateway
+
+/// The gateway pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// The SocketFleet sidecar, injected into every gateway pod.
+    #[serde(default)]
+    pub sidecar: SidecarSpec,
+    /// Your own app container (webhooks, business logic), next to the sidecar. It reaches the
+    /// sidecar's publish and session API at http://127.0.0.1:8081.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppContainerSpec>,
+    /// How many gateway pods.
+    #[serde(default)]
+    pub replicas: ReplicasSpec,
+    /// The Service clients connect to.
+    #[serde(default)]
+    pub service: GatewayServiceSpec,
+    /// Scheduling overrides for the gateway pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodOverrides>,
+}
+
+/// The sidecar container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarSpec {
+    /// Sidecar image.
+    #[serde(default = "default_sidecar_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// When the kubelet pulls the image.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+    /// CPU and memory for the sidecar. Default: requests 100m CPU and 128Mi memory, limit
+    /// 512Mi memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for SidecarSpec {
+    fn default() -> Self {
+        SidecarSpec { image: default_sidecar_image(), image_pull_policy: PullPolicy::default(), resources: None }
+    }
+}
+
+/// The sidecar image this operator release ships with.
+pub const DEFAULT_SIDECAR_IMAGE: &str = "socketfleet/sidecar:0.1.0";
+
+fn default_sidecar_image() -> String {
+    DEFAULT_SIDECAR_IMAGE.into()
+}
+
+/// Image pull policy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    #[default]
+    IfNotPresent,
+    Always,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Always => "Always",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Ports the sidecar listens on inside every gateway pod (an app container must not use them).
+pub const SIDECAR_WS_PORT: i32 = 8080;
+pub const SIDECAR_ADMIN_PORT: i32 = 9090;
+pub const SIDECAR_APP_API_PORT: i32 = 8081;
+
+/// Your app container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(self.port in [8080, 8081, 9090])").message("app.port must not be 8080, 8081 or 9090: the sidecar listens there"))]
+pub struct AppContainerSpec {
+    /// App image.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// The port your app listens on (the sidecar's hooks call it there).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Command, replacing the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables for your app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// CPU and memory for your app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// How many gateway pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.min <= self.max").message("replicas.min must not be greater than replicas.max"))]
+#[x_kube(
+    validation = Rule::new("!has(self.count) || (self.count >= self.min && self.count <= self.max)")
+        .message("replicas.count (what `kubectl scale` sets) must be within replicas.min and replicas.max")
+)]
+pub struct ReplicasSpec {
+    /// Fewest gateway pods.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min: i32,
+    /// Most gateway pods.
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max: i32,
+    /// Desired gateway pods, set through the scale subresource (`kubectl scale`, an HPA or
+    /// KEDA). Unset: `min`, or what the connection autoscaler decides when it is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: Option<i32>,
+}
+
+impl Default for ReplicasSpec {
+    fn default() -> Self {
+        ReplicasSpec { min: default_min_replicas(), max: default_max_replicas(), count: None }
+    }
+}
+
+fn default_min_replicas() -> i32 {
+    2
+}
+
+fn default_max_replicas() -> i32 {
+    10
+}
+
+/// The gateway Service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayServiceSpec {
+    /// Service type.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// The port clients connect to (WebSocket at `/ws`).
+    #[serde(default = "default_service_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+impl Default for GatewayServiceSpec {
+    fn default() -> Self {
+        GatewayServiceSpec { type_: ServiceType::default(), port: default_service_port() }
+    }
+}
+
+fn default_service_port() -> i32 {
+    80
+}
+
+/// Kubernetes Service type.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Scheduling overrides for gateway pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Affinity; replaces the default preferred anti-affinity that spreads pods over nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Priority class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// autoscaling
+
+/// The connection autoscaler.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Let the operator scale the gateway on live connection counts (within
+    /// gateway.replicas.min and max). Off: use `kubectl scale` or an HPA/KEDA on the scale
+    /// subresource instead.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Connections per gateway pod the autoscaler aims for.
+    #[serde(default = "default_target_connections")]
+    #[schemars(range(min = 1, max = 10000000))]
+    pub target_connections_per_pod: i32,
+    /// How long load must stay low before pods are drained away (Go duration).
+    #[serde(default = "default_scale_down_stabilization")]
+    #[schemars(regex(pattern = DURATION))]
+    pub scale_down_stabilization: String,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        AutoscalingSpec {
+            enabled: false,
+            target_connections_per_pod: default_target_connections(),
+            scale_down_stabilization: default_scale_down_stabilization(),
+        }
+    }
+}
+
+fn default_target_connections() -> i32 {
+    5000
+}
+
+fn default_scale_down_stabilization() -> String {
+    "5m".into()
+}
+
+// ---------------------------------------------------------------------------------------
+// redis
+
+/// The fleet's Redis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.shards) || self.mode == 'cluster'").message("redis.shards applies only to mode: cluster"))]
+#[x_kube(
+    validation = Rule::new("self.mode != 'cluster' || !has(self.shards) || self.shards >= 3")
+        .message("a Redis Cluster needs at least 3 shards (primaries) to elect failovers")
+)]
+#[x_kube(validation = Rule::new("self.mode != 'external' || has(self.external)").message("redis.mode: external requires redis.external.addresses"))]
+#[x_kube(validation = Rule::new("self.mode == 'external' || !has(self.external)").message("redis.external is only used with redis.mode: external"))]
+#[x_kube(
+    validation = Rule::new("!self.durablePublish || self.mode == 'external' || self.replicasPerShard >= 1")
+        .message("redis.durablePublish waits for a replica: set redis.replicasPerShard to at least 1")
+)]
+#[x_kube(
+    validation = Rule::new("self.mode != 'sentinel' || self.replicasPerShard >= 1")
+        .message("mode: sentinel needs redis.replicasPerShard of at least 1 (something to fail over to)")
+)]
+#[x_kube(validation = Rule::new("self.mode == oldSelf.mode").message("redis.mode cannot be changed; create a new SocketFleet"))]
+#[x_kube(
+    validation = Rule::new("!has(oldSelf.shards) || (has(self.shards) && self.shards == oldSelf.shards)")
+        .message("redis.shards cannot be changed yet (resharding is not supported)")
+)]
+#[x_kube(
+    validation = Rule::new("self.persistence == oldSelf.persistence")
+        .message("redis.persistence cannot be changed: volume claims of a StatefulSet are immutable")
+)]
+pub struct RedisSpec {
+    /// `cluster` (a Redis Cluster the operator creates and heals), `sentinel` (a primary,
+    /// replicas and three Sentinels) or `external` (your own Redis; the operator only wires
+    /// the sidecars to it). Cannot be changed.
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// Primaries of the Redis Cluster (cluster mode; at least 3; default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 3, max = 100))]
+    pub shards: Option<i32>,
+    /// Replicas per primary (cluster and sentinel modes).
+    #[serde(default = "default_replicas_per_shard")]
+    #[schemars(range(min = 0, max = 5))]
+    pub replicas_per_shard: i32,
+    /// Redis image (7.0 or newer: sharded pub/sub).
+    #[serde(default = "default_redis_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// CPU and memory for each Redis pod. Default: requests 100m CPU and 256Mi memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Data on persistent volumes (AOF). Off: Redis keeps data in memory only, and a pod
+    /// restart loses that pod's copy (its replica or primary still has it).
+    #[serde(default)]
+    pub persistence: PersistenceSpec,
+    /// Acknowledge a publish only after a replica has it (`WAIT 1`), so a primary failover
+    /// cannot lose acknowledged messages. Needs replicasPerShard >= 1.
+    #[serde(default)]
+    pub durable_publish: bool,
+    /// Your Redis, for mode: external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalRedisSpec>,
+}
+
+impl Default for RedisSpec {
+    fn default() -> Self {
+        RedisSpec {
+            mode: RedisMode::default(),
+            shards: None,
+            replicas_per_shard: default_replicas_per_shard(),
+            image: default_redis_image(),
+            resources: None,
+            persistence: PersistenceSpec::default(),
+            durable_publish: false,
+            external: None,
+        }
+    }
+}
+
+impl RedisSpec {
+    /// Primaries in cluster mode.
+    pub fn shard_count(&self) -> i32 {
+        self.shards.unwrap_or(DEFAULT_SHARDS)
+    }
+}
+
+pub const DEFAULT_SHARDS: i32 = 3;
+
+fn default_replicas_per_shard() -> i32 {
+    1
+}
+
+fn default_redis_image() -> String {
+    "redis:7.0".into()
+}
+
+/// How the fleet gets its Redis.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    #[default]
+    Cluster,
+    Sentinel,
+    External,
+}
+
+/// Persistent volumes for Redis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistenceSpec {
+    /// Keep Redis data (AOF) on a PersistentVolumeClaim per pod.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Size of each claim.
+    #[serde(default = "default_volume_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti)$"))]
+    pub size: String,
+    /// StorageClass of the claims; unset uses the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for PersistenceSpec {
+    fn default() -> Self {
+        PersistenceSpec { enabled: false, size: default_volume_size(), storage_class_name: None }
+    }
+}
+
+fn default_volume_size() -> String {
+    "1Gi".into()
+}
+
+/// Your own Redis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.mode != 'sentinel' || has(self.sentinelMaster)")
+        .message("redis.external.mode: sentinel requires redis.external.sentinelMaster")
+)]
+pub struct ExternalRedisSpec {
+    /// `host:port` of the node, of cluster seed nodes, or of the Sentinels.
+    #[schemars(length(min = 1, max = 32))]
+    pub addresses: Vec<String>,
+    /// How that Redis runs.
+    #[serde(default)]
+    pub mode: ExternalRedisMode,
+    /// The Sentinel master name (mode: sentinel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_master: Option<String>,
+    /// The Secret key holding the Redis password, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+}
+
+/// The topology of an external Redis.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExternalRedisMode {
+    #[default]
+    Standalone,
+    Cluster,
+    Sentinel,
+}
+
+impl ExternalRedisMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExternalRedisMode::Standalone => "standalone",
+            ExternalRedisMode::Cluster => "cluster",
+            ExternalRedisMode::Sentinel => "sentinel",
+        }
+    }
+}
+
+/// A key of a Secret in the fleet's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key in the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// channels, auth, drain
+
+/// Channel history.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelsSpec {
+    /// Messages kept per channel for clients that come back.
+    #[serde(default = "default_history_size")]
+    #[schemars(range(min = 1, max = 10000000))]
+    pub history_size: i32,
+    /// How long history is kept after a channel's last message (Go duration, at least 1s).
+    #[serde(default = "default_history_ttl")]
+    #[schemars(regex(pattern = DURATION))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("channels.historyTtl must be at least 1s"))]
+    pub history_ttl: String,
+}
+
+impl Default for ChannelsSpec {
+    fn default() -> Self {
+        ChannelsSpec { history_size: default_history_size(), history_ttl: default_history_ttl() }
+    }
+}
+
+fn default_history_size() -> i32 {
+    1000
+}
+
+fn default_history_ttl() -> String {
+    "10m".into()
+}
+
+/// Client authentication.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'rs256' || has(self.publicKeySecretRef)").message("auth.mode: rs256 requires auth.publicKeySecretRef"))]
+#[x_kube(validation = Rule::new("self.mode == 'rs256' || !has(self.publicKeySecretRef)").message("auth.publicKeySecretRef is only used with auth.mode: rs256"))]
+#[x_kube(validation = Rule::new("self.mode == 'hs256' || !has(self.jwtSecretRef)").message("auth.jwtSecretRef is only used with auth.mode: hs256"))]
+pub struct AuthSpec {
+    /// `hs256` (a shared secret), `rs256` (your public key) or `none` (anonymous clients:
+    /// only for demos).
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// For hs256: the Secret key with the shared JWT secret. Unset: the operator generates
+    /// one in the Secret `<name>-jwt` (key `secret`) for your app to sign tokens with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_ref: Option<SecretKeyRef>,
+    /// For rs256: the Secret key with the PEM public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_secret_ref: Option<SecretKeyRef>,
+}
+
+impl Default for AuthSpec {
+    fn default() -> Self {
+        AuthSpec { mode: AuthMode::default(), jwt_secret_ref: None, public_key_secret_ref: None }
+    }
+}
+
+/// JWT mode.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Hs256,
+    Rs256,
+    None,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Hs256 => "hs256",
+            AuthMode::Rs256 => "rs256",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+/// The paced drain of a gateway pod that is going away.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("duration(self.reconnectSpread) < duration(self.timeout)")
+        .message("drain.reconnectSpread must be shorter than drain.timeout")
+)]
+pub struct DrainSpec {
+    /// Longest a pod may take to move its clients away before it stops (Go duration). The
+    /// pod's termination grace period is derived from it.
+    #[serde(default = "default_drain_timeout")]
+    #[schemars(regex(pattern = DURATION))]
+    pub timeout: String,
+    /// Clients are told to reconnect elsewhere evenly over this window, so the other pods
+    /// are not stormed (Go duration).
+    #[serde(default = "default_reconnect_spread")]
+    #[schemars(regex(pattern = DURATION))]
+    pub reconnect_spread: String,
+}
+
+impl Default for DrainSpec {
+    fn default() -> Self {
+        DrainSpec { timeout: default_drain_timeout(), reconnect_spread: default_reconnect_spread() }
+    }
+}
+
+fn default_drain_timeout() -> String {
+    "60s".into()
+}
+
+fn default_reconnect_spread() -> String {
+    "20s".into()
+}
+
+// ---------------------------------------------------------------------------------------
+// status
+
+/// What the operator observed. Derived only from what it applied and read back.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SocketFleetStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing, Degraded, RedisReady.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The gateway Deployment.
+    #[serde(default)]
+    pub gateway: GatewayStatus,
+    /// The Redis the fleet uses.
+    #[serde(default)]
+    pub redis: RedisStatus,
+}
+
+/// Gateway pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// Desired gateway pods.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Gateway pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the gateway pods (for the scale subresource).
+    #[serde(default)]
+    pub selector: String,
+    /// Open client connections over all gateway pods, as last reported.
+    #[serde(default)]
+    pub connections: i64,
+}
+
+/// Redis topology.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisStatus {
+    /// One line for `kubectl get`: mode and health.
+    #[serde(default)]
+    pub summary: String,
+    /// Primaries that own slots (cluster) or the primary (sentinel).
+    #[serde(default)]
+    pub primaries: i32,
+    /// Replicas attached to a primary.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Hash slots owned by a reachable primary (16384 when healthy; cluster mode).
+    #[serde(default)]
+    pub slots_covered: i32,
+    /// `cluster_state` as Redis reports it (`ok`, `fail`), or `pending` before bootstrap.
+    #[serde(default)]
+    pub cluster_state: String,
+    /// Redis pods that are ready.
+    #[serde(default)]
+    pub ready_pods: i32,
+    /// Redis pods the fleet asks for.
+    #[serde(default)]
+    pub pods: i32,
+}

@@ -1,0 +1,4 @@
+//! SocketFleet operator.
+pub mod crd;
+pub mod crdgen;
+pub mod validate;
