@@ -22,6 +22,8 @@ const DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
 
 /// A horizontally scaled WebSocket fleet: gateway pods running the SocketFleet sidecar (and
 /// optionally your app), the Redis they share, and how clients move between pods.
+// Several `printcolumn(type_ = ...)` attributes read as duplicates to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "socketfleet.io",
@@ -540,7 +542,7 @@ fn default_history_ttl() -> String {
 }
 
 /// Client authentication.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.mode != 'rs256' || has(self.publicKeySecretRef)").message("auth.mode: rs256 requires auth.publicKeySecretRef"))]
 #[x_kube(validation = Rule::new("self.mode == 'rs256' || !has(self.publicKeySecretRef)").message("auth.publicKeySecretRef is only used with auth.mode: rs256"))]
@@ -557,12 +559,6 @@ pub struct AuthSpec {
     /// For rs256: the Secret key with the PEM public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_secret_ref: Option<SecretKeyRef>,
-}
-
-impl Default for AuthSpec {
-    fn default() -> Self {
-        AuthSpec { mode: AuthMode::default(), jwt_secret_ref: None, public_key_secret_ref: None }
-    }
 }
 
 /// JWT mode.
