@@ -585,8 +585,8 @@ impl AuthMode {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("duration(self.reconnectSpread) < duration(self.timeout)")
-        .message("drain.reconnectSpread must be shorter than drain.timeout")
+    validation = Rule::new("duration(self.reconnectSpread) + duration('2s') < duration(self.timeout)")
+        .message("drain.reconnectSpread must be more than 2s shorter than drain.timeout (2s is the sidecar's accept grace)")
 )]
 pub struct DrainSpec {
     /// Longest a pod may take to move its clients away before it stops (Go duration). The

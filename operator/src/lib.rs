@@ -1,4 +1,5 @@
 //! SocketFleet operator.
+pub mod build;
 pub mod crd;
 pub mod crdgen;
 pub mod redis_cluster;

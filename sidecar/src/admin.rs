@@ -1,5 +1,6 @@
 //! The admin listener: `/live`, `/ready`, `/metrics`, and `/drain` (GET: progress as JSON;
-//! POST: start the drain, for a preStop hook).
+//! POST: start the drain). `GET /drain/prestop` is for a Kubernetes preStop hook (which can
+//! only GET): it starts the drain and answers once every client has been told to go.
 //!
 //! Ready means: Redis answered the last topology check and the sidecar is not draining.
 //! Kubernetes removes a pod that is not ready from the Service's endpoints, which is the
@@ -49,7 +50,13 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpRe
             json(StatusCode::ACCEPTED, &app.drain.status())
         }
         "/drain" => json(StatusCode::OK, &app.drain.status()),
+        "/drain/prestop" => {
+            app.drain.request();
+            let limit = app.config.drain_timeout + std::time::Duration::from_secs(1);
+            let status = if app.drain.all_told(limit).await { StatusCode::OK } else { StatusCode::GATEWAY_TIMEOUT };
+            json(status, &app.drain.status())
+        }
         "/metrics" => respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
-        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics, /drain\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics, /drain, /drain/prestop\n"),
     }
 }

@@ -58,6 +58,9 @@ impl Listeners {
     }
 }
 
+/// How long the admin listener outlives a finished drain.
+const PRESTOP_ANSWER_GRACE: Duration = Duration::from_millis(200);
+
 /// Runs the sidecar until `stop` resolves or `POST /drain` is called, then drains (see
 /// `drain.rs`) and returns.
 pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -130,6 +133,8 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
     }
     let pace = Pace { accept_grace: app.config.drain_accept_grace, spread: app.config.drain_spread, timeout: app.config.drain_timeout };
     app.drain.run(pace, &shutdown_tx, &app.metrics).await;
+    // A preStop hook waiting on `/drain/prestop` gets its answer before the listener goes.
+    tokio::time::sleep(PRESTOP_ANSWER_GRACE).await;
     for task in background.iter().chain([&ws, &admin, &api]) {
         task.abort();
     }

@@ -29,6 +29,9 @@ use crate::metrics::Metrics;
 pub struct Drain {
     requested: Notify,
     started: AtomicBool,
+    /// Every listed connection has been told to go (what a preStop hook waits for).
+    all_told: AtomicBool,
+    all_told_wake: Notify,
     total: AtomicUsize,
     told: AtomicUsize,
     connections: Mutex<Connections>,
@@ -85,6 +88,20 @@ impl Drain {
         self.started.load(Ordering::Relaxed)
     }
 
+    /// Waits until every connection has been told to go (at most `limit`); true when so.
+    pub async fn all_told(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let woken = self.all_told_wake.notified();
+                if self.all_told.load(Ordering::Acquire) {
+                    return;
+                }
+                woken.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+
     pub fn status(&self) -> Value {
         json!({
             "draining": self.started(),
@@ -120,6 +137,8 @@ impl Drain {
             self.told.fetch_add(1, Ordering::Relaxed);
             metrics.drained.inc();
         }
+        self.all_told.store(true, Ordering::Release);
+        self.all_told_wake.notify_waiters();
         while !self.connections().live.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

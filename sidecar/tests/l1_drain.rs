@@ -311,3 +311,32 @@ async fn scenario(departure: Departure) {
         span.as_secs_f64()
     );
 }
+
+/// A Kubernetes preStop hook can only GET: `/drain/prestop` starts the drain and answers
+/// once every client has been told to go; the process then exits 0 on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prestop_hook_answers_once_every_client_was_told() {
+    let redis = RedisStandalone::start();
+    let env = vec![
+        ("SF_AUTH", "none".to_string()),
+        ("SF_REDIS_ADDRS", redis.addr()),
+        ("SF_DRAIN_SPREAD", "1s".into()),
+        ("SF_DRAIN_ACCEPT_GRACE", "100ms".into()),
+        ("SF_DRAIN_TIMEOUT", "10s".into()),
+    ];
+    let mut sidecars = start_sidecars(1, &env);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(Client::connect(&sidecars[0].url()).await);
+    }
+    let admin = sidecars[0].admin_port;
+    let (status, body) = tokio::task::spawn_blocking(move || http_request(admin, "GET", "/drain/prestop", None)).await.expect("join");
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!((answer["draining"].as_bool(), answer["told"].as_u64(), answer["total"].as_u64()), (Some(true), Some(5), Some(5)));
+    for c in &mut clients {
+        let r = c.next_of("reconnect", Duration::from_secs(5)).await.expect("told to reconnect");
+        assert_eq!(r["reason"], "drain");
+    }
+    assert_eq!(sidecars[0].proc.terminate(Duration::from_secs(15)).await, Some(0));
+}
