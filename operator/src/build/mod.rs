@@ -59,8 +59,7 @@ impl Children {
 /// Builds every child of `fleet`.
 pub fn build(fleet: &SocketFleet, generated: &Generated) -> Children {
     let ctx = Ctx::new(fleet);
-    let mut c = Children::default();
-    c.secrets = secrets::build(&ctx, generated);
+    let mut c = Children { secrets: secrets::build(&ctx, generated), ..Children::default() };
     if fleet.spec.redis.mode != RedisMode::External {
         redis::build(&ctx, &mut c);
     }
