@@ -1,0 +1,286 @@
+//! The status step: a fleet's status derived only from what the operator applied and read
+//! back. Pure, so every condition and reason is unit-tested.
+//!
+//! Conditions (reasons are a fixed set, see [`Reason`]):
+//! - `RedisReady`: Redis serves every slot (cluster), its pods are ready (sentinel), or it is
+//!   external (not checked from here);
+//! - `Ready`: RedisReady and every desired gateway pod is ready;
+//! - `Progressing`: something is still being created or rolled out;
+//! - `Degraded`: an error, an invalid spec, or Redis lost coverage after having had it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{GatewayStatus, RedisStatus, SocketFleetStatus};
+use crate::redis_cluster::Report;
+use crate::redis_cluster::nodes::SLOTS;
+
+/// Every reason a condition can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    FleetReady,
+    GatewayPodsNotReady,
+    RedisNotReady,
+    RedisPodsPending,
+    RedisBootstrapping,
+    RedisClusterHealthy,
+    RedisSlotsUncovered,
+    RedisPodsReady,
+    ExternalRedis,
+    RollingOut,
+    Stable,
+    NoErrors,
+    /// An error's own reason (`Error::reason`).
+    Error(&'static str),
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::FleetReady => "FleetReady",
+            Reason::GatewayPodsNotReady => "GatewayPodsNotReady",
+            Reason::RedisNotReady => "RedisNotReady",
+            Reason::RedisPodsPending => "RedisPodsPending",
+            Reason::RedisBootstrapping => "RedisBootstrapping",
+            Reason::RedisClusterHealthy => "RedisClusterHealthy",
+            Reason::RedisSlotsUncovered => "RedisSlotsUncovered",
+            Reason::RedisPodsReady => "RedisPodsReady",
+            Reason::ExternalRedis => "ExternalRedis",
+            Reason::RollingOut => "RollingOut",
+            Reason::Stable => "Stable",
+            Reason::NoErrors => "NoErrors",
+            Reason::Error(r) => r,
+        }
+    }
+}
+
+/// What the gateway Deployment reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayObserved {
+    pub desired: i32,
+    pub ready: i32,
+    pub updated: i32,
+    pub selector: String,
+    pub connections: i64,
+}
+
+/// What the Redis side reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisObserved {
+    External,
+    /// Cluster mode: pods asked for and ready, and the last admin pass (None before pods
+    /// have addresses).
+    Cluster {
+        pods: i32,
+        ready_pods: i32,
+        report: Option<Report>,
+    },
+    Sentinel {
+        pods: i32,
+        ready_pods: i32,
+    },
+}
+
+/// Everything the status is derived from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub generation: Option<i64>,
+    pub gateway: GatewayObserved,
+    pub redis: RedisObserved,
+    /// The reconcile error, as (reason, message).
+    pub error: Option<(&'static str, String)>,
+}
+
+fn condition(
+    prev: Option<&SocketFleetStatus>,
+    type_: &str,
+    ok: bool,
+    reason: Reason,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if ok { "True" } else { "False" }.to_string();
+    // The transition time moves only when the status flips.
+    let since = prev
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.as_str().into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
+    match o {
+        RedisObserved::External => (
+            RedisStatus { summary: "external".into(), cluster_state: "external".into(), ..RedisStatus::default() },
+            true,
+            Reason::ExternalRedis,
+            "the sidecars use the external Redis; the operator does not manage it".into(),
+        ),
+        RedisObserved::Sentinel { pods, ready_pods } => {
+            let ok = ready_pods >= pods && *pods > 0;
+            let s = RedisStatus {
+                summary: format!("sentinel {ready_pods}/{pods}"),
+                primaries: i32::from(*ready_pods > 0),
+                replicas: (ready_pods - 1).max(0),
+                cluster_state: if ok { "ok" } else { "pending" }.into(),
+                ready_pods: *ready_pods,
+                pods: *pods,
+                ..RedisStatus::default()
+            };
+            let (reason, msg) = if ok {
+                (Reason::RedisPodsReady, "every Redis pod is ready".to_string())
+            } else {
+                (Reason::RedisPodsPending, format!("{ready_pods} of {pods} Redis pods are ready"))
+            };
+            (s, ok, reason, msg)
+        }
+        RedisObserved::Cluster { pods, ready_pods, report } => {
+            let mut s = RedisStatus { pods: *pods, ready_pods: *ready_pods, cluster_state: "pending".into(), ..RedisStatus::default() };
+            let Some(r) = report else {
+                s.summary = format!("cluster pending {ready_pods}/{pods}");
+                return (
+                    s,
+                    false,
+                    Reason::RedisPodsPending,
+                    format!("{ready_pods} of {pods} Redis pods are running; waiting for all to bootstrap the cluster"),
+                );
+            };
+            s.primaries = r.primaries as i32;
+            s.replicas = r.replicas as i32;
+            s.slots_covered = r.slots_covered as i32;
+            s.cluster_state = r.cluster_state.clone();
+            let ok = r.slots_covered == SLOTS as usize && r.cluster_state == "ok";
+            s.summary = format!("cluster {} {}/{} slots", r.cluster_state, r.slots_covered, SLOTS);
+            let (reason, msg) = if ok && r.converged {
+                (Reason::RedisClusterHealthy, format!("{} primaries and {} replicas serve all {SLOTS} slots", r.primaries, r.replicas))
+            } else if ok {
+                (Reason::RedisClusterHealthy, format!("all {SLOTS} slots are served; replicas still attaching ({} of them)", r.replicas))
+            } else if r.slots_covered == 0 {
+                (Reason::RedisBootstrapping, format!("creating the cluster ({} pods unreachable)", r.unreachable.len()))
+            } else {
+                (Reason::RedisSlotsUncovered, format!("{} of {SLOTS} slots are not served", SLOTS as usize - r.slots_covered))
+            };
+            (s, ok, reason, msg)
+        }
+    }
+}
+
+/// The fleet's status from what was observed. `prev` keeps transition times stable.
+pub fn derive(prev: Option<&SocketFleetStatus>, o: &Observed, now: Timestamp) -> SocketFleetStatus {
+    let g = &o.gateway;
+    let (redis, redis_ok, redis_reason, redis_msg) = redis_status(&o.redis);
+    let gateway_ok = g.ready >= g.desired && g.desired > 0;
+    let (ready, ready_reason, ready_msg) = match (&o.error, redis_ok, gateway_ok) {
+        (Some((reason, msg)), _, _) => (false, Reason::Error(reason), msg.clone()),
+        (None, false, _) => (false, Reason::RedisNotReady, redis_msg.clone()),
+        (None, true, false) => (false, Reason::GatewayPodsNotReady, format!("{} of {} gateway pods are ready", g.ready, g.desired)),
+        (None, true, true) => (true, Reason::FleetReady, format!("{} gateway pods ready, Redis serving", g.ready)),
+    };
+    let rolling = g.updated < g.desired || g.ready < g.desired || !redis_ok;
+    let (progressing_reason, progressing_msg) = if rolling {
+        (Reason::RollingOut, format!("gateway {}/{} updated and ready; {redis_msg}", g.ready.min(g.updated), g.desired))
+    } else {
+        (Reason::Stable, "nothing to roll out".to_string())
+    };
+    let lost_slots = matches!(redis_reason, Reason::RedisSlotsUncovered);
+    let (degraded, degraded_reason, degraded_msg) = match &o.error {
+        Some((reason, msg)) => (true, Reason::Error(reason), msg.clone()),
+        None if lost_slots => (true, Reason::RedisSlotsUncovered, redis_msg.clone()),
+        None => (false, Reason::NoErrors, "no errors".to_string()),
+    };
+    let generation = o.generation;
+    SocketFleetStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(prev, "Ready", ready, ready_reason, ready_msg, generation, now),
+            condition(prev, "Progressing", rolling, progressing_reason, progressing_msg, generation, now),
+            condition(prev, "Degraded", degraded, degraded_reason, degraded_msg, generation, now),
+            condition(prev, "RedisReady", redis_ok, redis_reason, redis_msg, generation, now),
+        ],
+        gateway: GatewayStatus { replicas: g.desired, ready_replicas: g.ready, selector: g.selector.clone(), connections: g.connections },
+        redis,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond<'a>(s: &'a SocketFleetStatus, t: &str) -> (&'a str, &'a str) {
+        let c = s.conditions.iter().find(|c| c.type_ == t).expect("condition");
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    fn observed(ready: i32, redis: RedisObserved) -> Observed {
+        Observed {
+            generation: Some(3),
+            gateway: GatewayObserved { desired: 2, ready, updated: 2, selector: "a=b".into(), connections: 7 },
+            redis,
+            error: None,
+        }
+    }
+
+    fn healthy_report() -> Report {
+        Report { primaries: 3, replicas: 3, slots_covered: 16384, cluster_state: "ok".into(), converged: true, ..Report::default() }
+    }
+
+    #[test]
+    fn pending_pods_are_reported_as_pending_not_ready() {
+        let s = derive(None, &observed(0, RedisObserved::Cluster { pods: 6, ready_pods: 0, report: None }), Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "Ready"), ("False", "RedisNotReady"));
+        assert_eq!(cond(&s, "RedisReady"), ("False", "RedisPodsPending"));
+        assert_eq!(cond(&s, "Progressing"), ("True", "RollingOut"));
+        assert_eq!(cond(&s, "Degraded"), ("False", "NoErrors"));
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.redis.summary, "cluster pending 0/6");
+    }
+
+    #[test]
+    fn a_healthy_fleet_is_ready_and_stable() {
+        let s = derive(
+            None,
+            &observed(2, RedisObserved::Cluster { pods: 6, ready_pods: 6, report: Some(healthy_report()) }),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(cond(&s, "Ready"), ("True", "FleetReady"));
+        assert_eq!(cond(&s, "Progressing"), ("False", "Stable"));
+        assert_eq!(cond(&s, "RedisReady"), ("True", "RedisClusterHealthy"));
+        assert_eq!((s.redis.primaries, s.redis.slots_covered, s.gateway.connections), (3, 16384, 7));
+    }
+
+    #[test]
+    fn lost_slots_degrade_and_errors_win() {
+        let mut report = healthy_report();
+        report.slots_covered = 10000;
+        report.cluster_state = "fail".into();
+        let s = derive(None, &observed(2, RedisObserved::Cluster { pods: 6, ready_pods: 5, report: Some(report) }), Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "Degraded"), ("True", "RedisSlotsUncovered"));
+        assert_eq!(cond(&s, "Ready"), ("False", "RedisNotReady"));
+        let mut o = observed(2, RedisObserved::External);
+        o.error = Some(("InvalidSpec", "replicas.min must not be greater than replicas.max".into()));
+        let s = derive(None, &o, Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "Ready"), ("False", "InvalidSpec"));
+        assert_eq!(cond(&s, "Degraded"), ("True", "InvalidSpec"));
+    }
+
+    #[test]
+    fn transition_times_move_only_when_a_condition_flips() {
+        let o = observed(1, RedisObserved::External);
+        let first = derive(None, &o, Timestamp::UNIX_EPOCH);
+        let later = Timestamp::from_second(1000).expect("time");
+        let same = derive(Some(&first), &o, later);
+        assert_eq!(same.conditions, first.conditions, "nothing changed: identical status, so no write");
+        let flipped = derive(Some(&first), &observed(2, RedisObserved::External), later);
+        let ready = flipped.conditions.iter().find(|c| c.type_ == "Ready").expect("ready");
+        assert_eq!((ready.status.as_str(), &ready.last_transition_time), ("True", &Time(later)));
+    }
+}
