@@ -2,14 +2,14 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help deps build test lint fmt crds demo bench clean
+.PHONY: help deps build test lint fmt crds manifests demo bench clean
 
 help:
 	@echo "make test   install missing dependencies, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
 	@echo "make demo   run a local fleet (Redis + sidecars) on this machine"
 	@echo "make bench  run the benchmarks (not part of make test)"
-	@echo "make crds   regenerate crds/ and the chart's CRD template from operator/src/crd.rs"
+	@echo "make crds   regenerate crds/, the chart's CRD template and deploy/ from operator/src/crd.rs"
 
 deps:
 	@scripts/install-deps.sh
@@ -19,6 +19,7 @@ build:
 
 # Unit tests, then L1: real redis-server processes, real sidecar binaries, real clients.
 test: deps build
+	scripts/manifests.sh --check
 	@set -o pipefail; $(CARGO) test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "cargo: %d passed, %d failed\n", p, f }' target/test.log
 
@@ -33,6 +34,11 @@ fmt:
 crds:
 	$(CARGO) run -q -p socketfleet-operator --bin crdgen > crds/socketfleet.yaml
 	$(CARGO) run -q -p socketfleet-operator --bin crdgen -- --chart > charts/socketfleet/templates/crd.yaml
+	scripts/manifests.sh
+
+# Plain manifests for `kubectl apply`, rendered from the chart (helm built from its Go module).
+manifests:
+	scripts/manifests.sh
 
 demo: deps
 	$(CARGO) build --release -p socketfleet-sidecar

@@ -28,4 +28,12 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
   systemctl stop redis-server >/dev/null 2>&1 || true
 fi
+# Upstream tools (helm, later the Kubernetes control plane) are built from their pinned Go
+# modules into a cache outside the repository; this machine has Go, Debian's is too old.
+if ! command -v go >/dev/null 2>&1; then
+  echo "install-deps: Go 1.24 or newer is needed to build the pinned tools (helm); install it and retry" >&2
+  exit 1
+fi
+"$(dirname "$0")/../e2e/tools/build.sh" helm >/dev/null
+
 echo "install-deps: redis $(redis-server --version | awk '{print $3}'), python websockets $(python3 -c 'import websockets; print(websockets.__version__)')"
