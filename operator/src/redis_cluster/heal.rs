@@ -290,7 +290,9 @@ impl Pass<'_> {
     }
 
     async fn slots(&self) -> Result<Vec<Action>, HealError> {
-        let assigned: BTreeSet<u16> = self.anchor.view.iter().flat_map(|n| n.slots.iter().copied()).collect();
+        // Every pod's view, not just the anchor's: a slot assigned in the last pass may not
+        // have reached the anchor by gossip yet, and assigning it twice is refused.
+        let assigned: BTreeSet<u16> = self.pods.iter().flat_map(|p| p.view.iter()).flat_map(|n| n.slots.iter().copied()).collect();
         let fresh = assigned.is_empty();
         if fresh && (0..self.layout.shards).any(|s| !self.pods.iter().any(|p| p.member.ordinal == s)) {
             return Ok(Vec::new()); // create only once every designated primary answers
