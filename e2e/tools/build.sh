@@ -9,15 +9,28 @@ tool=${1:?usage: build.sh <tool>}
 
 case "$tool" in
   helm) module=helm.sh/helm/v3; package=helm.sh/helm/v3/cmd/helm ;;
-  *) echo "build.sh: unknown tool $tool (known: helm)" >&2; exit 64 ;;
+  etcd) module=go.etcd.io/etcd/server/v3; package=go.etcd.io/etcd/server/v3 ;;
+  kube-apiserver | kube-controller-manager | kube-scheduler)
+    module=k8s.io/kubernetes; package=k8s.io/kubernetes/cmd/$tool ;;
+  *) echo "build.sh: unknown tool $tool (known: helm etcd kube-apiserver kube-controller-manager kube-scheduler)" >&2; exit 64 ;;
 esac
 
 version=$(cd "$here" && go list -m -f '{{.Version}}' "$module")
+case "$module" in
+  helm.sh/*) stamp="-X helm.sh/helm/v3/internal/version.version=$version" ;;
+  k8s.io/kubernetes)
+    minor=${version#v1.}; minor=${minor%%.*}
+    stamp=""
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      stamp+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done ;;
+  *) stamp="" ;;
+esac
 out="$cache/$tool-$version/$tool"
 if [[ ! -x $out ]]; then
   echo "building $tool $version from $module (cached in $cache)" >&2
   mkdir -p "$(dirname "$out")"
-  (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" -o "$out.tmp" "$package")
+  (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $stamp" -o "$out.tmp" "$package")
   mv "$out.tmp" "$out"
 fi
 echo "$out"
