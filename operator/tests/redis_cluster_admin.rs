@@ -115,6 +115,23 @@ impl Cluster {
         }
     }
 
+    /// Stops pod `i` and deletes its data; returns the node id it had.
+    fn lose(&mut self, i: usize) -> String {
+        let id = cli(self.pods[i].port, &["CLUSTER", "MYID"]);
+        self.pods[i].stop();
+        let _ = std::fs::remove_dir_all(&self.pods[i].dir);
+        id
+    }
+
+    /// Polls pod 0 with `args` until `ok` holds (at most 30 s).
+    async fn wait_for(&self, what: &str, args: &[&str], ok: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ok(&cli(self.pods[0].port, args)) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     fn node_ids(&self) -> Vec<String> {
         self.pods.iter().map(|p| cli(p.port, &["CLUSTER", "MYID"])).collect()
     }
@@ -197,16 +214,14 @@ async fn bootstraps_then_survives_a_restart_of_every_pod_on_new_addresses() {
 async fn a_pod_that_comes_back_empty_replaces_its_dead_node() {
     let mut cluster = Cluster::new("empty", Layout { shards: 3, replicas_per_shard: 1 });
     cluster.converge("bootstrap").await;
-    // Pod 4 (a replica of shard 1) loses its disk and comes back as a new node on a new address.
-    let old_id = cli(cluster.pods[4].port, &["CLUSTER", "MYID"]);
-    cluster.pods[4].stop();
-    let _ = std::fs::remove_dir_all(&cluster.pods[4].dir);
-    // Wait until the cluster agrees it failed, as it would in a real outage.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cli(cluster.pods[0].port, &["CLUSTER", "NODES"]).lines().any(|l| l.starts_with(&old_id) && l.contains("fail")) {
-        assert!(Instant::now() < deadline, "the dead replica was never marked failed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Pod 4 (a replica of shard 1) loses its disk and comes back as a new node on a new
+    // address, once the cluster agreed it failed, as it would in a real outage.
+    let old_id = cluster.lose(4);
+    cluster
+        .wait_for("the dead replica marked failed", &["CLUSTER", "NODES"], |n| {
+            n.lines().any(|l| l.starts_with(&old_id) && l.contains("fail"))
+        })
+        .await;
     cluster.pods[4].port = free_port();
     cluster.pods[4].start();
     let (actions, report) = cluster.converge("empty pod").await;
@@ -222,14 +237,8 @@ async fn a_pod_that_comes_back_empty_replaces_its_dead_node() {
 async fn slots_of_a_dead_primary_without_replicas_are_served_again() {
     let mut cluster = Cluster::new("uncovered", Layout { shards: 3, replicas_per_shard: 0 });
     cluster.converge("bootstrap").await;
-    let old_id = cli(cluster.pods[2].port, &["CLUSTER", "MYID"]);
-    cluster.pods[2].stop();
-    let _ = std::fs::remove_dir_all(&cluster.pods[2].dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cli(cluster.pods[0].port, &["CLUSTER", "INFO"]).contains("cluster_state:fail") {
-        assert!(Instant::now() < deadline, "the cluster never noticed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let old_id = cluster.lose(2);
+    cluster.wait_for("the cluster to notice", &["CLUSTER", "INFO"], |i| i.contains("cluster_state:fail")).await;
     // Meanwhile the report says which slots are not served.
     // Once the cluster agreed it failed and no replica can take over, the dead node is
     // forgotten so its slots can be served again; until a pod can take them, the report
