@@ -2,13 +2,14 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help deps build test lint fmt crds manifests demo bench clean
+.PHONY: help deps build test lint fmt crds manifests e2e-up e2e-down demo bench clean
 
 help:
 	@echo "make test   install missing dependencies, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
 	@echo "make demo   run a local fleet (Redis + sidecars) on this machine"
 	@echo "make bench  run the benchmarks (not part of make test)"
+	@echo "make e2e-up / e2e-down  a real Kubernetes control plane on loopback, by hand"
 	@echo "make crds   regenerate crds/, the chart's CRD template and deploy/ from operator/src/crd.rs"
 
 deps:
@@ -35,6 +36,13 @@ crds:
 	$(CARGO) run -q -p socketfleet-operator --bin crdgen > crds/socketfleet.yaml
 	$(CARGO) run -q -p socketfleet-operator --bin crdgen -- --chart > charts/socketfleet/templates/crd.yaml
 	scripts/manifests.sh
+
+# A control plane to poke at by hand: prints the KUBECONFIG to export.
+e2e-up: deps
+	e2e/control-plane.sh up
+
+e2e-down:
+	e2e/control-plane.sh down
 
 # Plain manifests for `kubectl apply`, rendered from the chart (helm built from its Go module).
 manifests:

@@ -8,6 +8,7 @@ command -v redis-server   >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v redis-cli      >/dev/null 2>&1 || need+=(redis-tools)
 command -v curl           >/dev/null 2>&1 || need+=(curl)
+command -v openssl        >/dev/null 2>&1 || need+=(openssl)   # the e2e control plane's CA
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
@@ -28,12 +29,14 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
   systemctl stop redis-server >/dev/null 2>&1 || true
 fi
-# Upstream tools (helm, later the Kubernetes control plane) are built from their pinned Go
-# modules into a cache outside the repository; this machine has Go, Debian's is too old.
+# Upstream tools (helm, etcd, the Kubernetes control plane) are built from their pinned Go
+# modules into a cache outside the repository (a no-op when warm); Debian's Go is too old.
 if ! command -v go >/dev/null 2>&1; then
-  echo "install-deps: Go 1.24 or newer is needed to build the pinned tools (helm); install it and retry" >&2
+  echo "install-deps: Go 1.24 or newer is needed to build the pinned tools (helm, kube-apiserver); install it and retry" >&2
   exit 1
 fi
-"$(dirname "$0")/../e2e/tools/build.sh" helm >/dev/null
+for tool in helm etcd kube-apiserver kube-controller-manager kube-scheduler; do
+  "$(dirname "$0")/../e2e/tools/build.sh" "$tool" >/dev/null
+done
 
 echo "install-deps: redis $(redis-server --version | awk '{print $3}'), python websockets $(python3 -c 'import websockets; print(websockets.__version__)')"

@@ -1,0 +1,209 @@
+//! Harness of the L2 tests: a real control plane (`e2e/control-plane.sh`), `kubectl` and
+//! `helm` against it, and the operator running as a local process with the credentials of
+//! the chart's ServiceAccount. Everything started is stopped on drop, also when a test
+//! fails.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// etcd, kube-apiserver, kube-controller-manager and kube-scheduler on loopback.
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    pub fn up(name: &str) -> ControlPlane {
+        let dir = std::env::temp_dir().join(format!("sf-e2e-{name}-{}", std::process::id()));
+        let out = Command::new(repo_root().join("e2e/control-plane.sh")).arg("up").arg(&dir).output().expect("control-plane.sh runs");
+        let plane = ControlPlane { kubeconfig: dir.join("admin.kubeconfig"), dir };
+        assert!(out.status.success(), "the control plane did not come up:\n{}", text(&out));
+        plane
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("KUBECONFIG", &self.kubeconfig);
+        c
+    }
+
+    /// `kubectl <args>`, whatever the outcome.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.command("kubectl").args(args).output().expect("kubectl runs")
+    }
+
+    /// `kubectl <args>` that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {}: {}", args.join(" "), text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl <args>` with `input` on stdin.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command("kubectl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        child.wait_with_output().expect("kubectl finishes")
+    }
+
+    /// `kubectl get <args> -o json`, or Null when it does not exist.
+    pub fn get(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl(&all);
+        if !out.status.success() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// `helm <args>` that must succeed (helm is built from its pinned module).
+    pub fn helm_ok(&self, args: &[&str]) -> String {
+        let helm = tool("helm");
+        let out = self.command(&helm).args(args).output().expect("helm runs");
+        assert!(out.status.success(), "helm {}: {}", args.join(" "), text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Write requests (verb, resource, name) the audit log recorded from `user` so far.
+    pub fn writes_by(&self, user: &str) -> Vec<(String, String, String)> {
+        let log = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["user"]["username"] == user)
+            .map(|e| {
+                let r = &e["objectRef"];
+                let resource = match r["subresource"].as_str() {
+                    Some(sub) => format!("{}/{sub}", r["resource"].as_str().unwrap_or("")),
+                    None => r["resource"].as_str().unwrap_or("").to_string(),
+                };
+                (e["verb"].as_str().unwrap_or("").to_string(), resource, r["name"].as_str().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("e2e/control-plane.sh")).arg("down").arg(&self.dir).output();
+    }
+}
+
+/// The path of a pinned tool, building it when the cache is cold.
+pub fn tool(name: &str) -> String {
+    let out = Command::new(repo_root().join("e2e/tools/build.sh")).arg(name).output().expect("build.sh runs");
+    assert!(out.status.success(), "building {name}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Polls `ok` every 250 ms until it holds or `timeout` passes (then panics naming `what`).
+pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The operator binary running locally with a ServiceAccount's token, so the API server
+/// enforces exactly the RBAC the chart grants.
+pub struct Operator {
+    child: Child,
+    pub identity: String,
+    pub metrics_port: u16,
+}
+
+impl Operator {
+    /// Starts `socketfleet-operator` as `system:serviceaccount:<ns>:<sa>`.
+    pub fn start(plane: &ControlPlane, namespace: &str, service_account: &str, identity: &str, lease_name: &str) -> Operator {
+        let token = plane.kubectl_ok(&["create", "token", service_account, "-n", namespace, "--duration", "2h"]);
+        let api_port = std::fs::read_to_string(plane.dir.join("api.port")).expect("api.port");
+        let kubeconfig = plane.dir.join(format!("operator-{identity}.kubeconfig"));
+        let ca = plane.dir.join("pki/ca.crt");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    certificate-authority: {}\n    server: https://127.0.0.1:{}\n\
+                 users:\n- name: operator\n  user:\n    token: {}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: operator, namespace: {namespace}}}\n\
+                 current-context: e2e\n",
+                ca.display(),
+                api_port.trim(),
+                token.trim()
+            ),
+        )
+        .expect("kubeconfig");
+        let metrics_port = free_port();
+        let bin = repo_root().join("target/debug/socketfleet-operator");
+        let log = std::fs::File::create(plane.dir.join(format!("operator-{identity}.log"))).expect("log file");
+        let child = Command::new(bin)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("SF_OPERATOR_NAMESPACE", namespace)
+            .env("SF_OPERATOR_IDENTITY", identity)
+            .env("SF_OPERATOR_LEASE", lease_name)
+            .env("SF_OPERATOR_LEASE_SECONDS", "6")
+            .env("SF_OPERATOR_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+            .env("SF_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the operator binary is built (cargo build --workspace)");
+        Operator { child, identity: identity.into(), metrics_port }
+    }
+
+    /// `socketfleet_operator_leader` from its metrics.
+    pub fn is_leader(&self) -> bool {
+        metric(self.metrics_port, "socketfleet_operator_leader") == Some(1.0)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// One value from a Prometheus text endpoint on loopback.
+pub fn metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' '))).and_then(|v| v.trim().parse().ok())
+}

@@ -1,0 +1,199 @@
+//! L2: the operator against a real control plane (etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler built from pinned modules), installed the way a
+//! platform team installs it. No node: pods stay Pending, and the status must say so.
+//!
+//! One scenario, in order, because each step builds on the last: helm install, CRD and
+//! `kubectl explain`, the operator under the chart's RBAC, every example and its children,
+//! invalid manifests, a minute of steady state without writes, scale through the scale
+//! subresource, leader handover, garbage collection, and the plain-manifest install.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use socketfleet_e2e::{ControlPlane, Operator, repo_root, wait_for};
+
+const NS: &str = "socketfleet-system";
+const SA: &str = "socketfleet";
+const LEASE: &str = "socketfleet";
+const APP_NS: &str = "demo";
+
+fn example(name: &str) -> String {
+    repo_root().join("examples").join(name).display().to_string()
+}
+
+fn condition(fleet: &Value, type_: &str) -> (String, String) {
+    let c = fleet["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned()).unwrap_or(Value::Null);
+    (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string())
+}
+
+fn owned_by(obj: &Value, fleet: &Value) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|r| r["uid"] == fleet["metadata"]["uid"] && r["kind"] == "SocketFleet" && r["controller"] == true))
+}
+
+fn env_of(container: &Value) -> Vec<String> {
+    container["env"].as_array().map(|e| e.iter().filter_map(|v| v["name"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+#[test]
+fn the_operator_on_a_real_control_plane() {
+    let started = Instant::now();
+    let plane = ControlPlane::up("operator");
+    eprintln!("MEASURE control plane up in {:.1}s", started.elapsed().as_secs_f64());
+    let chart = repo_root().join("charts/socketfleet").display().to_string();
+
+    // 1. helm lint and install; the CRD becomes Established; `kubectl explain` has the docs.
+    plane.helm_ok(&["lint", &chart, "--strict"]);
+    plane.helm_ok(&["install", "socketfleet", &chart, "--namespace", NS, "--create-namespace"]);
+    plane.kubectl_ok(&["wait", "--for", "condition=Established", "crd/socketfleets.socketfleet.io", "--timeout", "60s"]);
+    let explain = plane.kubectl_ok(&["explain", "socketfleet.spec"]);
+    assert!(explain.contains("The gateway pods") && explain.contains("resumeWindow"), "{explain}");
+    let explain = plane.kubectl_ok(&["explain", "socketfleet.spec.redis.mode"]);
+    assert!(explain.contains("cannot be changed") || explain.contains("Cannot be changed"), "{explain}");
+
+    // 2. The operator runs with the chart's ServiceAccount: its RBAC is what is enforced.
+    let mut leader = Operator::start(&plane, NS, SA, "op-a", LEASE);
+    wait_for("op-a to lead", Duration::from_secs(30), || leader.is_leader());
+
+    // 3. Every example, and what the operator must make of it.
+    plane.kubectl_ok(&["create", "namespace", APP_NS]);
+    for name in ["minimal.yaml", "chat.yaml", "checkboxes.yaml", "sentinel.yaml", "external.yaml"] {
+        plane.kubectl_ok(&["apply", "-n", APP_NS, "-f", &example(name)]);
+    }
+    let fleet = |name: &str| plane.get(&["socketfleet", name, "-n", APP_NS]);
+    // The external example references Secrets that do not exist yet: the status says so.
+    wait_for("external to report its missing Secret", Duration::from_secs(60), || {
+        condition(&fleet("external"), "Degraded") == ("True".into(), "SecretMissing".into())
+    });
+    plane.kubectl_ok(&["create", "secret", "generic", "my-redis", "-n", APP_NS, "--from-literal=password=x"]);
+    plane.kubectl_ok(&["create", "secret", "generic", "jwt-public-key", "-n", APP_NS, "--from-literal=key.pem=x"]);
+
+    wait_for("chat's gateway Deployment", Duration::from_secs(60), || !plane.get(&["deployment", "chat-gateway", "-n", APP_NS]).is_null());
+    let chat = fleet("chat");
+    for (kind, name) in [
+        ("secret", "chat-redis"),
+        ("secret", "chat-resume"),
+        ("secret", "chat-jwt"),
+        ("configmap", "chat-redis"),
+        ("service", "chat-redis-headless"),
+        ("service", "chat-redis"),
+        ("service", "chat"),
+        ("statefulset", "chat-redis"),
+        ("deployment", "chat-gateway"),
+        ("poddisruptionbudget", "chat-redis"),
+        ("poddisruptionbudget", "chat-gateway"),
+    ] {
+        let obj = plane.get(&[kind, name, "-n", APP_NS]);
+        assert!(!obj.is_null(), "{kind}/{name} exists");
+        assert!(owned_by(&obj, &chat), "{kind}/{name} is owned by the fleet");
+        assert_eq!(obj["metadata"]["labels"]["app.kubernetes.io/instance"], "chat", "{kind}/{name} labels");
+        assert_eq!(obj["metadata"]["labels"]["app.kubernetes.io/managed-by"], "socketfleet-operator");
+    }
+    let sts = plane.get(&["statefulset", "chat-redis", "-n", APP_NS]);
+    assert_eq!(sts["spec"]["replicas"], 6);
+    assert!(sts["spec"]["volumeClaimTemplates"].as_array().is_some_and(|v| !v.is_empty()), "persistence: claims");
+    let deployment = plane.get(&["deployment", "chat-gateway", "-n", APP_NS]);
+    let sidecar = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(sidecar["name"], "sidecar");
+    let env = env_of(sidecar);
+    for var in ["SF_REDIS_MODE", "SF_REDIS_ADDRS", "SF_REDIS_PASSWORD", "SF_RESUME_KEY", "SF_JWT_SECRET", "SF_DRAIN_TIMEOUT"] {
+        assert!(env.contains(&var.to_string()), "sidecar env {var}: {env:?}");
+    }
+    assert_eq!(sidecar["lifecycle"]["preStop"]["httpGet"]["path"], "/drain/prestop");
+    assert_eq!(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 75);
+    // The sentinel example has Sentinels; the external one has no Redis of ours.
+    assert_eq!(plane.get(&["statefulset", "sentinel-chat-sentinel", "-n", APP_NS])["spec"]["replicas"], 3);
+    assert!(plane.get(&["statefulset", "external-redis", "-n", APP_NS]).is_null());
+
+    // Status tells the truth: without a node nothing runs, so nothing is Ready.
+    for name in ["minimal", "chat", "checkboxes", "sentinel-chat", "external"] {
+        wait_for(&format!("{name}'s status"), Duration::from_secs(60), || {
+            let f = fleet(name);
+            f["status"]["observedGeneration"] == f["metadata"]["generation"] && condition(&f, "Degraded").1 == "NoErrors"
+        });
+        let f = fleet(name);
+        assert_eq!(condition(&f, "Ready").0, "False", "{name}: no pod can run");
+        let want_redis = if name == "external" { ("True", "ExternalRedis") } else { ("False", "RedisPodsPending") };
+        assert_eq!(condition(&f, "RedisReady"), (want_redis.0.to_string(), want_redis.1.to_string()), "{name}");
+        assert_eq!(condition(&f, "Progressing").0, "True", "{name}");
+    }
+    let printed = plane.kubectl_ok(&["get", "sfleet", "-n", APP_NS]);
+    assert!(printed.contains("READY") && printed.contains("CONNECTIONS") && printed.contains("cluster pending"), "{printed}");
+
+    // 4. Invalid manifests are refused by the API server, each naming its rule.
+    let invalid_dir = repo_root().join("e2e/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&invalid_dir).expect("e2e/invalid").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert!(files.len() >= 10);
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("an expect line");
+        let out = plane.kubectl_stdin(&["apply", "-n", APP_NS, "-f", "-"], &text);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{} was accepted", file.display());
+        assert!(err.contains(expect), "{}: want {expect:?}, got {err}", file.display());
+    }
+    // An immutable field cannot change.
+    let out =
+        plane.kubectl(&["patch", "sfleet", "chat", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"mode":"sentinel"}}}"#]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("redis.mode cannot be changed"));
+
+    // 5. Steady state: a minute without a single write from the operator (its Lease aside).
+    let user = format!("system:serviceaccount:{NS}:{SA}");
+    std::thread::sleep(Duration::from_secs(10));
+    let before = plane.writes_by(&user).len();
+    std::thread::sleep(Duration::from_secs(60));
+    let writes: Vec<_> = plane.writes_by(&user).into_iter().skip(before).filter(|(_, resource, _)| resource != "leases").collect();
+    eprintln!("MEASURE steady state: {} operator writes in 60 s (leases excluded)", writes.len());
+    assert!(writes.is_empty(), "writes in steady state: {writes:?}");
+
+    // 6. kubectl scale drives the gateway through the scale subresource, within min..max.
+    plane.kubectl_ok(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=5"]);
+    wait_for("chat-gateway at 5 replicas", Duration::from_secs(30), || {
+        plane.get(&["deployment", "chat-gateway", "-n", APP_NS])["spec"]["replicas"] == 5
+    });
+    let out = plane.kubectl(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=50"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("within replicas.min and replicas.max"));
+
+    // 7. Two replicas: only the leader reconciles; killing it hands over within the lease.
+    let mut follower = Operator::start(&plane, NS, SA, "op-b", LEASE);
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(!follower.is_leader() && follower.running(), "op-b follows");
+    assert_eq!(
+        socketfleet_e2e::metric(follower.metrics_port, "socketfleet_operator_reconciles_total"),
+        Some(0.0),
+        "a follower does not reconcile"
+    );
+    let killed = Instant::now();
+    leader.kill();
+    wait_for("op-b to take over", Duration::from_secs(30), || follower.is_leader());
+    let handover = killed.elapsed();
+    eprintln!("MEASURE leader handover {:.1}s after SIGKILL (lease 6s)", handover.as_secs_f64());
+    plane.kubectl_ok(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=4"]);
+    wait_for("the new leader reconciles", Duration::from_secs(30), || {
+        plane.get(&["deployment", "chat-gateway", "-n", APP_NS])["spec"]["replicas"] == 4
+    });
+
+    // 8. Deleting a fleet garbage-collects every child.
+    plane.kubectl_ok(&["delete", "sfleet", "chat", "-n", APP_NS, "--wait=true"]);
+    wait_for("chat's children to be collected", Duration::from_secs(60), || {
+        ["statefulset/chat-redis", "deployment/chat-gateway", "secret/chat-redis", "service/chat", "configmap/chat-redis"]
+            .iter()
+            .all(|o| plane.get(&[o, "-n", APP_NS]).is_null())
+    });
+
+    // 9. The plain-manifest path: uninstall the chart, apply deploy/ instead.
+    drop(follower);
+    plane.helm_ok(&["uninstall", "socketfleet", "--namespace", NS]);
+    let manifests = repo_root().join("deploy/socketfleet.yaml").display().to_string();
+    plane.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &manifests]);
+    let plain = Operator::start(&plane, NS, SA, "op-plain", LEASE);
+    wait_for("the operator from plain manifests to lead", Duration::from_secs(30), || plain.is_leader());
+    plane.kubectl_ok(&["apply", "-n", APP_NS, "-f", &example("chat.yaml")]);
+    wait_for("chat rebuilt by the plain-manifest install", Duration::from_secs(60), || {
+        !plane.get(&["statefulset", "chat-redis", "-n", APP_NS]).is_null()
+    });
+    eprintln!("MEASURE l2 scenario took {:.0}s", started.elapsed().as_secs_f64());
+}
