@@ -18,17 +18,26 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// etcd, kube-apiserver, kube-controller-manager and kube-scheduler on loopback.
+/// The cluster under test: etcd, kube-apiserver, kube-controller-manager and
+/// kube-scheduler on loopback, or, when `SF_E2E_KUBECONFIG` names one, any cluster (kind:
+/// see `e2e/kind.sh`).
 pub struct ControlPlane {
+    /// Files of this run (the control plane's own, its audit log, kubeconfigs).
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
+    /// A cluster this harness did not start (nothing to stop, no audit log, maybe nodes).
+    pub external: bool,
 }
 
 impl ControlPlane {
     pub fn up(name: &str) -> ControlPlane {
         let dir = std::env::temp_dir().join(format!("sf-e2e-{name}-{}", std::process::id()));
+        if let Ok(kubeconfig) = std::env::var("SF_E2E_KUBECONFIG") {
+            std::fs::create_dir_all(&dir).expect("run directory");
+            return ControlPlane { dir, kubeconfig: kubeconfig.into(), external: true };
+        }
         let out = Command::new(repo_root().join("e2e/control-plane.sh")).arg("up").arg(&dir).output().expect("control-plane.sh runs");
-        let plane = ControlPlane { kubeconfig: dir.join("admin.kubeconfig"), dir };
+        let plane = ControlPlane { kubeconfig: dir.join("admin.kubeconfig"), dir, external: false };
         assert!(out.status.success(), "the control plane did not come up:\n{}", text(&out));
         plane
     }
@@ -87,10 +96,12 @@ impl ControlPlane {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Write requests (verb, resource, name) the audit log recorded from `user` so far.
-    pub fn writes_by(&self, user: &str) -> Vec<(String, String, String)> {
-        let log = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
-        log.lines()
+    /// Write requests (verb, resource, name) the audit log recorded from `user` so far;
+    /// `None` on a cluster without our audit log.
+    pub fn writes_by(&self, user: &str) -> Option<Vec<(String, String, String)>> {
+        let log = std::fs::read_to_string(self.dir.join("audit.log")).ok()?;
+        let writes = log
+            .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|e| e["user"]["username"] == user)
             .map(|e| {
@@ -101,13 +112,18 @@ impl ControlPlane {
                 };
                 (e["verb"].as_str().unwrap_or("").to_string(), resource, r["name"].as_str().unwrap_or("").to_string())
             })
-            .collect()
+            .collect();
+        Some(writes)
     }
 }
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("e2e/control-plane.sh")).arg("down").arg(&self.dir).output();
+        if self.external {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            let _ = Command::new(repo_root().join("e2e/control-plane.sh")).arg("down").arg(&self.dir).output();
+        }
     }
 }
 
@@ -139,21 +155,19 @@ impl Operator {
     /// Starts `socketfleet-operator` as `system:serviceaccount:<ns>:<sa>`.
     pub fn start(plane: &ControlPlane, namespace: &str, service_account: &str, identity: &str, lease_name: &str) -> Operator {
         let token = plane.kubectl_ok(&["create", "token", service_account, "-n", namespace, "--duration", "2h"]);
-        let api_port = std::fs::read_to_string(plane.dir.join("api.port")).expect("api.port");
+        // The admin kubeconfig's cluster (server and CA), with the ServiceAccount as user.
+        let view: Value = serde_json::from_str(&plane.kubectl_ok(&["config", "view", "--raw", "--minify", "--flatten", "-o", "json"]))
+            .expect("kubeconfig json");
+        let cluster = &view["clusters"][0]["cluster"];
         let kubeconfig = plane.dir.join(format!("operator-{identity}.kubeconfig"));
-        let ca = plane.dir.join("pki/ca.crt");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    certificate-authority: {}\n    server: https://127.0.0.1:{}\n\
-                 users:\n- name: operator\n  user:\n    token: {}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: operator, namespace: {namespace}}}\n\
-                 current-context: e2e\n",
-                ca.display(),
-                api_port.trim(),
-                token.trim()
-            ),
-        )
-        .expect("kubeconfig");
+        let config = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": {"server": cluster["server"], "certificate-authority-data": cluster["certificate-authority-data"]}}],
+            "users": [{"name": "operator", "user": {"token": token.trim()}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "operator", "namespace": namespace}}],
+            "current-context": "e2e"
+        });
+        std::fs::write(&kubeconfig, config.to_string()).expect("kubeconfig");
         let metrics_port = free_port();
         let bin = repo_root().join("target/debug/socketfleet-operator");
         let log = std::fs::File::create(plane.dir.join(format!("operator-{identity}.log"))).expect("log file");
@@ -177,6 +191,18 @@ impl Operator {
         metric(self.metrics_port, "socketfleet_operator_leader") == Some(1.0)
     }
 
+    /// Write requests the operator counted itself (`socketfleet_operator_api_writes_total`),
+    /// its Lease excluded.
+    pub fn writes_except_lease(&self) -> Option<f64> {
+        let body = scrape(self.metrics_port)?;
+        Some(
+            body.lines()
+                .filter(|l| l.starts_with("socketfleet_operator_api_writes_total{") && !l.contains("kind=\"Lease\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -197,13 +223,17 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-/// One value from a Prometheus text endpoint on loopback.
-pub fn metric(port: u16, name: &str) -> Option<f64> {
+fn scrape(port: u16) -> Option<String> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
-    body.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' '))).and_then(|v| v.trim().parse().ok())
+    Some(body)
+}
+
+/// One value from a Prometheus text endpoint on loopback.
+pub fn metric(port: u16, name: &str) -> Option<f64> {
+    scrape(port)?.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' '))).and_then(|v| v.trim().parse().ok())
 }

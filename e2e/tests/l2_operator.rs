@@ -48,7 +48,13 @@ fn the_operator_on_a_real_control_plane() {
     plane.helm_ok(&["lint", &chart, "--strict"]);
     plane.helm_ok(&["install", "socketfleet", &chart, "--namespace", NS, "--create-namespace"]);
     plane.kubectl_ok(&["wait", "--for", "condition=Established", "crd/socketfleets.socketfleet.io", "--timeout", "60s"]);
-    let explain = plane.kubectl_ok(&["explain", "socketfleet.spec"]);
+    // The API server publishes the CRD's OpenAPI a moment after it is Established.
+    let mut explain = String::new();
+    wait_for("kubectl explain socketfleet.spec", Duration::from_secs(60), || {
+        let out = plane.kubectl(&["explain", "socketfleet.spec"]);
+        explain = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
     assert!(explain.contains("The gateway pods") && explain.contains("resumeWindow"), "{explain}");
     let explain = plane.kubectl_ok(&["explain", "socketfleet.spec.redis.mode"]);
     assert!(explain.contains("cannot be changed") || explain.contains("Cannot be changed"), "{explain}");
@@ -115,12 +121,16 @@ fn the_operator_on_a_real_control_plane() {
         });
         let f = fleet(name);
         assert_eq!(condition(&f, "Ready").0, "False", "{name}: no pod can run");
-        let want_redis = if name == "external" { ("True", "ExternalRedis") } else { ("False", "RedisPodsPending") };
-        assert_eq!(condition(&f, "RedisReady"), (want_redis.0.to_string(), want_redis.1.to_string()), "{name}");
-        assert_eq!(condition(&f, "Progressing").0, "True", "{name}");
+        if !plane.external {
+            // No node here; on a cluster with nodes Redis may really come up.
+            let want_redis = if name == "external" { ("True", "ExternalRedis") } else { ("False", "RedisPodsPending") };
+            assert_eq!(condition(&f, "RedisReady"), (want_redis.0.to_string(), want_redis.1.to_string()), "{name}");
+            assert_eq!(condition(&f, "Progressing").0, "True", "{name}");
+        }
     }
     let printed = plane.kubectl_ok(&["get", "sfleet", "-n", APP_NS]);
-    assert!(printed.contains("READY") && printed.contains("CONNECTIONS") && printed.contains("cluster pending"), "{printed}");
+    assert!(printed.contains("READY") && printed.contains("CONNECTIONS") && printed.contains("external"), "{printed}");
+    eprintln!("{printed}");
 
     // 4. Invalid manifests are refused by the API server, each naming its rule.
     let invalid_dir = repo_root().join("e2e/invalid");
@@ -140,14 +150,21 @@ fn the_operator_on_a_real_control_plane() {
         plane.kubectl(&["patch", "sfleet", "chat", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"mode":"sentinel"}}}"#]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("redis.mode cannot be changed"));
 
-    // 5. Steady state: a minute without a single write from the operator (its Lease aside).
+    // 5. Steady state: a minute without a single write from the operator (its Lease aside),
+    // by the API server's audit log and by the operator's own count.
     let user = format!("system:serviceaccount:{NS}:{SA}");
     std::thread::sleep(Duration::from_secs(10));
-    let before = plane.writes_by(&user).len();
+    let audited_before = plane.writes_by(&user).map(|w| w.len());
+    let counted_before = leader.writes_except_lease().expect("operator metrics");
     std::thread::sleep(Duration::from_secs(60));
-    let writes: Vec<_> = plane.writes_by(&user).into_iter().skip(before).filter(|(_, resource, _)| resource != "leases").collect();
-    eprintln!("MEASURE steady state: {} operator writes in 60 s (leases excluded)", writes.len());
-    assert!(writes.is_empty(), "writes in steady state: {writes:?}");
+    let counted = leader.writes_except_lease().expect("operator metrics") - counted_before;
+    if let (Some(before), Some(now)) = (audited_before, plane.writes_by(&user)) {
+        let writes: Vec<_> = now.into_iter().skip(before).filter(|(_, resource, _)| resource != "leases").collect();
+        eprintln!("MEASURE steady state: {} operator writes in 60 s by the audit log (leases excluded)", writes.len());
+        assert!(writes.is_empty(), "writes in steady state: {writes:?}");
+    }
+    eprintln!("MEASURE steady state: {counted} operator writes in 60 s by its own metrics (leases excluded)");
+    assert_eq!(counted, 0.0, "the operator counted writes in steady state");
 
     // 6. kubectl scale drives the gateway through the scale subresource, within min..max.
     plane.kubectl_ok(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=5"]);
@@ -168,7 +185,8 @@ fn the_operator_on_a_real_control_plane() {
     );
     let killed = Instant::now();
     leader.kill();
-    wait_for("op-b to take over", Duration::from_secs(30), || follower.is_leader());
+    // Within the lease (6 s) plus the follower's retry period (2 s), and a little slack.
+    wait_for("op-b to take over", Duration::from_secs(11), || follower.is_leader());
     let handover = killed.elapsed();
     eprintln!("MEASURE leader handover {:.1}s after SIGKILL (lease 6s)", handover.as_secs_f64());
     plane.kubectl_ok(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=4"]);
@@ -188,7 +206,7 @@ fn the_operator_on_a_real_control_plane() {
     drop(follower);
     plane.helm_ok(&["uninstall", "socketfleet", "--namespace", NS]);
     let manifests = repo_root().join("deploy/socketfleet.yaml").display().to_string();
-    plane.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &manifests]);
+    plane.kubectl_ok(&["apply", "-f", &manifests]);
     let plain = Operator::start(&plane, NS, SA, "op-plain", LEASE);
     wait_for("the operator from plain manifests to lead", Duration::from_secs(30), || plain.is_leader());
     plane.kubectl_ok(&["apply", "-n", APP_NS, "-f", &example("chat.yaml")]);

@@ -107,7 +107,10 @@ impl Cluster {
         loop {
             let report = heal(self.layout, &self.members(), &access).await.expect("a pass runs");
             all.extend(report.actions.iter().cloned());
-            if report.converged && report.cluster_state == "ok" {
+            // Every pod must agree, not just the anchor: gossip reaches them one by one.
+            let all_ok =
+                self.pods.iter().filter(|p| p.child.is_some()).all(|p| cli(p.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            if report.converged && report.cluster_state == "ok" && all_ok {
                 return (all, report);
             }
             assert!(Instant::now() < deadline, "{what}: not converged in 60 s; last report {report:?}");
