@@ -1,0 +1,77 @@
+//! Reading a `SocketFleet` YAML file: the operator's own types and CEL rules, so a file
+//! that `socketfleet local` accepts is one the API server accepts, with the same messages.
+
+use std::path::Path;
+
+use socketfleet_operator::crd::SocketFleet;
+use socketfleet_operator::validate;
+
+/// Why a fleet file cannot be used; each reads as one line a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetFileError {
+    #[error("{0}")]
+    Read(String),
+    #[error("{0}")]
+    Parse(String),
+    #[error("{0}")]
+    Kind(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parses and validates the text of a fleet file (`name` is used in messages).
+pub fn parse(name: &str, text: &str) -> Result<SocketFleet, FleetFileError> {
+    let value: serde_json::Value =
+        serde_yaml::from_str(text).map_err(|e| FleetFileError::Parse(format!("{name} is not valid YAML: {e}")))?;
+    let (api_version, kind) = (value["apiVersion"].as_str().unwrap_or(""), value["kind"].as_str().unwrap_or(""));
+    if api_version != "socketfleet.io/v1alpha1" || kind != "SocketFleet" {
+        return Err(FleetFileError::Kind(format!(
+            "{name} is a {kind:?} of {api_version:?}; expected kind: SocketFleet, apiVersion: socketfleet.io/v1alpha1 (see examples/)"
+        )));
+    }
+    // Types first (they name the field), then the CRD's rules.
+    let fleet: SocketFleet =
+        serde_json::from_value(value.clone()).map_err(|e| FleetFileError::Parse(format!("{name} is not a valid SocketFleet: {e}")))?;
+    if let Err(invalid) = validate::check(&value, None) {
+        return Err(FleetFileError::Invalid(format!("{name}: {invalid}")));
+    }
+    Ok(fleet)
+}
+
+/// Reads, parses and validates a fleet file.
+pub fn load(path: &Path) -> Result<SocketFleet, FleetFileError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| FleetFileError::Read(format!("cannot read {name}: {e}")))?;
+    parse(&name, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_file_parses_with_defaults() {
+        let f = parse("f.yaml", "apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: x}\nspec: {}\n").expect("valid");
+        assert_eq!(f.spec.gateway.replicas.min, 2);
+    }
+
+    #[test]
+    fn bad_files_get_one_clear_line() {
+        let cases = [
+            ("spec: [unclosed", "is not valid YAML"),
+            ("apiVersion: v1\nkind: Pod\n", "expected kind: SocketFleet"),
+            (
+                "apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: x}\nspec: {gateway: {replicas: {min: 5, max: 1}}}\n",
+                "replicas.min must not be greater than replicas.max",
+            ),
+            (
+                "apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: x}\nspec: {redis: {shards: many}}\n",
+                "not a valid SocketFleet",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse("f.yaml", text).expect_err(text).to_string();
+            assert!(e.contains(want) && e.starts_with("f.yaml") && !e.contains('\n'), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! `socketfleet local <fleet.yaml>`: the fleet a `SocketFleet` describes, on this machine.
+//!
+//! Real `redis-server` processes in the spec's layout ([`redis`]), the spec's number of
+//! sidecars with its settings ([`sidecars`]), and a load balancer on one port that also
+//! serves the demo pages ([`balancer`]). Scaling follows the spec: with
+//! `autoscaling.enabled` the number of sidecars follows live connection counts (target per
+//! pod, min/max, the scale-down stabilisation); `+` and `-` on stdin scale by hand. A
+//! sidecar going away drains like a pod: clients get `reconnect`, come back through the
+//! balancer to another sidecar and resume their sessions. Ctrl-C drains every sidecar and
+//! stops everything; a second Ctrl-C stops at once. No process outlives this one.
+
+pub mod balancer;
+pub mod http;
+pub mod ports;
+pub mod redis;
+pub mod sidecars;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socketfleet_operator::build::duration_secs;
+use socketfleet_operator::crd::{AuthMode, SocketFleet};
+use tokio::io::AsyncBufReadExt;
+
+use balancer::{Backend, Backends, Site};
+use redis::LocalRedis;
+use sidecars::Sidecar;
+
+/// Settings of a local run besides the fleet file.
+pub struct Options {
+    pub port: u16,
+    pub www: PathBuf,
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// The sidecars' environment from the spec (the same variables the operator sets in a pod).
+fn sidecar_env(
+    fleet: &SocketFleet,
+    redis: &LocalRedis,
+    jwt_secret: Option<&str>,
+    resume_key: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let spec = &fleet.spec;
+    let mut env: Vec<(String, String)> = vec![
+        ("SF_REDIS_MODE".into(), redis.mode.into()),
+        ("SF_REDIS_ADDRS".into(), redis.addrs.join(",")),
+        ("SF_AUTH".into(), spec.auth.mode.as_str().into()),
+        ("SF_DURABLE_PUBLISH".into(), spec.redis.durable_publish.to_string()),
+        ("SF_HISTORY_SIZE".into(), spec.channels.history_size.to_string()),
+        ("SF_HISTORY_TTL".into(), spec.channels.history_ttl.clone()),
+        ("SF_DRAIN_TIMEOUT".into(), spec.drain.timeout.clone()),
+        ("SF_DRAIN_SPREAD".into(), spec.drain.reconnect_spread.clone()),
+        ("SF_RESUME_KEY".into(), resume_key.into()),
+        ("SF_RESUME_WINDOW".into(), spec.resume_window.clone()),
+        ("SF_LOG".into(), std::env::var("SF_LOG").unwrap_or_else(|_| "warn".into())),
+    ];
+    if let Some(m) = &redis.sentinel_master {
+        env.push(("SF_REDIS_SENTINEL_MASTER".into(), m.clone()));
+    }
+    if let Some(p) = &redis.password {
+        env.push(("SF_REDIS_PASSWORD".into(), p.clone()));
+    }
+    match spec.auth.mode {
+        AuthMode::Hs256 => env.push(("SF_JWT_SECRET".into(), jwt_secret.unwrap_or_default().into())),
+        AuthMode::Rs256 => {
+            let file = std::env::var("SOCKETFLEET_JWT_PUBLIC_KEY_FILE").map_err(|_| {
+                anyhow::anyhow!(
+                    "auth.mode: rs256 reads a Secret in Kubernetes; locally, set SOCKETFLEET_JWT_PUBLIC_KEY_FILE to the PEM file"
+                )
+            })?;
+            env.push(("SF_JWT_PUBLIC_KEY_FILE".into(), file));
+        }
+        AuthMode::None => {}
+    }
+    Ok(env)
+}
+
+/// The HS256 secret: generated unless the spec references a Secret, which locally comes
+/// from `SOCKETFLEET_JWT_SECRET`.
+fn jwt_secret(fleet: &SocketFleet) -> anyhow::Result<(Option<String>, bool)> {
+    match (&fleet.spec.auth.mode, &fleet.spec.auth.jwt_secret_ref) {
+        (AuthMode::Hs256, None) => Ok((Some(random_hex(32)), true)),
+        (AuthMode::Hs256, Some(r)) => Ok((
+            Some(std::env::var("SOCKETFLEET_JWT_SECRET").map_err(|_| {
+                anyhow::anyhow!("auth.jwtSecretRef names Secret {}; locally, put the secret in SOCKETFLEET_JWT_SECRET", r.name)
+            })?),
+            false,
+        )),
+        _ => Ok((None, false)),
+    }
+}
+
+/// The running sidecars and how many are wanted.
+struct Gateway {
+    sidecars: Vec<Sidecar>,
+    started: usize,
+    env: Vec<(String, String)>,
+    dir: PathBuf,
+    backends: Arc<Backends>,
+    drain_limit: Duration,
+}
+
+impl Gateway {
+    fn publish(&self) {
+        self.backends
+            .set(self.sidecars.iter().map(|s| Backend { name: s.name.clone(), ws_port: s.ws_port, draining: s.draining }).collect());
+    }
+
+    fn serving(&self) -> usize {
+        self.sidecars.iter().filter(|s| !s.draining).count()
+    }
+
+    async fn add(&mut self) -> anyhow::Result<()> {
+        let name = format!("sidecar-{}", self.started);
+        self.started += 1;
+        let s = Sidecar::start(&name, &self.env, &self.dir).await?;
+        println!(
+            "  + {name}  ws://127.0.0.1:{}/ws  metrics http://127.0.0.1:{}/metrics  app API http://127.0.0.1:{}",
+            s.ws_port, s.admin_port, s.api_port
+        );
+        self.sidecars.push(s);
+        self.publish();
+        Ok(())
+    }
+
+    /// Drains the serving sidecar with the fewest connections: the cheapest to move.
+    async fn remove_one(&mut self) {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, s) in self.sidecars.iter().enumerate().filter(|(_, s)| !s.draining) {
+            let c = s.connections().await.unwrap_or(0);
+            if best.is_none_or(|(_, b)| c < b) {
+                best = Some((i, c));
+            }
+        }
+        let Some((i, conns)) = best else { return };
+        let s = &mut self.sidecars[i];
+        println!("  - {} draining: its {conns} clients move to the others", s.name);
+        s.drain().await;
+        self.publish();
+    }
+
+    /// Forgets sidecars whose drain finished.
+    fn reap(&mut self) {
+        let before = self.sidecars.len();
+        self.sidecars.retain_mut(|s| !s.exited());
+        if self.sidecars.len() != before {
+            self.publish();
+        }
+    }
+
+    async fn connections(&self) -> u64 {
+        let mut total = 0;
+        for s in &self.sidecars {
+            total += s.connections().await.unwrap_or(0);
+        }
+        total
+    }
+
+    async fn scale_to(&mut self, n: usize) -> anyhow::Result<()> {
+        while self.serving() < n {
+            self.add().await?;
+        }
+        while self.serving() > n {
+            self.remove_one().await;
+        }
+        Ok(())
+    }
+
+    /// Drains every sidecar at once (each paces its own clients) and waits.
+    async fn drain_all(&mut self) {
+        for s in self.sidecars.iter_mut().filter(|s| !s.draining) {
+            s.drain().await;
+        }
+        self.publish();
+        for s in &mut self.sidecars {
+            s.wait_exit(self.drain_limit).await;
+        }
+    }
+
+    async fn kill_all(&mut self) {
+        for s in &mut self.sidecars {
+            s.kill().await;
+        }
+    }
+}
+
+/// The autoscaler's rule, from the spec: pods for the connections, within min..max.
+pub fn wanted_for(connections: u64, target: i32, min: i32, max: i32) -> usize {
+    let need = connections.div_ceil(target.max(1) as u64) as i64;
+    need.clamp(min as i64, max.max(min) as i64) as usize
+}
+
+/// Runs the fleet until Ctrl-C.
+pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await.map_err(|e| {
+        anyhow::anyhow!("port {} is busy ({e}); pass --port <another> (make demo: DEMO_PORT=<another> make demo)", opts.port)
+    })?;
+    sidecars::binary()?;
+    let dir = redis::work_dir()?;
+    let spec = fleet.spec.clone();
+    println!("starting {} ({:?} Redis)...", fleet.metadata.name.clone().unwrap_or_default(), spec.redis.mode);
+    let mut redis = redis::start(&spec.redis, &dir, &random_hex(16)).await?;
+    println!("  {}", redis.summary);
+    let (secret, generated) = jwt_secret(&fleet)?;
+    let env = sidecar_env(&fleet, &redis, secret.as_deref(), &random_hex(32))?;
+    let backends = Arc::new(Backends::default());
+    let drain_limit = Duration::from_secs_f64(duration_secs(&spec.drain.timeout) + 5.0);
+    let mut gateway = Gateway { sidecars: Vec::new(), started: 0, env, dir: dir.clone(), backends: backends.clone(), drain_limit };
+    let (min, max) = (spec.gateway.replicas.min, spec.gateway.replicas.max);
+    let mut wanted = spec.gateway.replicas.count.unwrap_or(min).clamp(min, max.max(min)) as usize;
+    gateway.scale_to(wanted).await?;
+    let site =
+        Arc::new(Site { www: opts.www.clone(), jwt_secret: secret.clone().filter(|_| generated), auth_mode: spec.auth.mode.as_str() });
+    tokio::spawn(balancer::serve(listener, backends, site));
+
+    println!("\nSocketFleet is running locally:  http://127.0.0.1:{}/", opts.port);
+    println!("  clients connect to ws://127.0.0.1:{}/ws (the balancer picks a sidecar)", opts.port);
+    if generated {
+        println!("  demo tokens: http://127.0.0.1:{}/token?user=<name> (HS256 secret generated for this run)", opts.port);
+    }
+    if spec.autoscaling.enabled {
+        println!("  autoscaling: {} connections per sidecar, {min}..{max} sidecars", spec.autoscaling.target_connections_per_pod);
+    }
+    println!("  type + or - and Enter to add or drain a sidecar; Ctrl-C drains and stops everything (twice: at once)");
+    println!("  files and logs: {}\n", dir.display());
+
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let stabilization = Duration::from_secs_f64(duration_secs(&spec.autoscaling.scale_down_stabilization));
+    let mut low_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(l)) if l.trim() == "+" => { wanted = (wanted + 1).min(max as usize); gateway.scale_to(wanted).await?; }
+                Ok(Some(l)) if l.trim() == "-" => { wanted = wanted.saturating_sub(1).max(min as usize); gateway.scale_to(wanted).await?; }
+                Ok(Some(_)) => println!("  + adds a sidecar, - drains one (within {min}..{max}); now {wanted}"),
+                _ => stdin_open = false,
+            },
+            _ = tick.tick() => {
+                gateway.reap();
+                if spec.autoscaling.enabled {
+                    let conns = gateway.connections().await;
+                    let want = wanted_for(conns, spec.autoscaling.target_connections_per_pod, min, max);
+                    if want > wanted {
+                        println!("  autoscaler: {conns} connections want {want} sidecars");
+                        wanted = want;
+                        low_since = None;
+                        gateway.scale_to(wanted).await?;
+                    } else if want < wanted {
+                        let since = *low_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= stabilization {
+                            println!("  autoscaler: {conns} connections want {want} sidecars for {stabilization:?}");
+                            wanted -= 1;
+                            low_since = None;
+                            gateway.scale_to(wanted).await?;
+                        }
+                    } else {
+                        low_since = None;
+                    }
+                }
+            }
+        }
+    }
+    println!("\ndraining {} sidecars (Ctrl-C again to stop at once)...", gateway.sidecars.len());
+    tokio::select! {
+        _ = gateway.drain_all() => println!("drained"),
+        _ = tokio::signal::ctrl_c() => { gateway.kill_all().await; println!("stopped at once"); }
+    }
+    redis.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_autoscaler_rule_follows_connections_within_bounds() {
+        assert_eq!(wanted_for(0, 5000, 2, 10), 2);
+        assert_eq!(wanted_for(12_001, 5000, 2, 10), 3);
+        assert_eq!(wanted_for(1_000_000, 5000, 2, 10), 10);
+        assert_eq!(wanted_for(10, 1, 1, 4), 4);
+    }
+}
