@@ -22,7 +22,11 @@ build:
 test: deps build
 	scripts/manifests.sh --check
 	@set -o pipefail; $(CARGO) test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee target/test.log
+	@set -o pipefail; cd clients/typescript && npm test 2>&1 | tee ../../target/test-client.log
+	@set -o pipefail; cd clients/typescript && npm run test:browser 2>&1 | tee ../../target/test-browser.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "cargo: %d passed, %d failed\n", p, f }' target/test.log
+	@awk '/^# pass/ { p = $$3 } /^# fail/ { f = $$3 } END { printf "client (node --test): %d passed, %d failed\n", p, f }' target/test-client.log
+	@awk '/^# pass/ { p = $$3 } /^# fail/ { f = $$3 } END { printf "browser (Chromium, node --test): %d passed, %d failed; screenshots in target/browser-artifacts/\n", p, f }' target/test-browser.log
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -48,9 +52,12 @@ e2e-down:
 manifests:
 	scripts/manifests.sh
 
+# The fleet of examples/chat.yaml on this machine: real Redis Cluster, sidecars, the pages.
+DEMO_PORT ?= 8000
 demo: deps
-	$(CARGO) build --release -p socketfleet-sidecar
-	scripts/demo.sh
+	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli
+	cd clients/typescript && npm run --silent build && cp dist/index.js ../../demo/socketfleet-client.js
+	target/release/socketfleet local examples/chat.yaml --port $(DEMO_PORT) --www demo
 
 bench: deps
 	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-bench

@@ -9,6 +9,7 @@ command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v redis-cli      >/dev/null 2>&1 || need+=(redis-tools)
 command -v curl           >/dev/null 2>&1 || need+=(curl)
 command -v openssl        >/dev/null 2>&1 || need+=(openssl)   # the e2e control plane's CA
+command -v chromium       >/dev/null 2>&1 || need+=(chromium)  # the browser tests (never a downloaded browser)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
@@ -38,5 +39,11 @@ fi
 for tool in helm etcd kube-apiserver kube-controller-manager kube-scheduler; do
   "$(dirname "$0")/../e2e/tools/build.sh" "$tool" >/dev/null
 done
+
+# The TypeScript client's build and test tools, pinned by package-lock.json.
+if [ ! -d "$(dirname "$0")/../clients/typescript/node_modules" ]; then
+  echo "install-deps: npm ci (clients/typescript)"
+  (cd "$(dirname "$0")/../clients/typescript" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 echo "install-deps: redis $(redis-server --version | awk '{print $3}'), python websockets $(python3 -c 'import websockets; print(websockets.__version__)')"

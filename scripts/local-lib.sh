@@ -1,4 +1,4 @@
-# Shared by scripts/demo.sh and scripts/bench.sh: start real Redis and sidecar processes on
+# Shared by scripts/bench.sh: start real Redis and sidecar processes on
 # loopback, and stop every one of them on exit. Source it; it defines functions only.
 
 SF_PIDS=()

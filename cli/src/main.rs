@@ -44,11 +44,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(65);
         }
     };
-    match local::run(fleet, opts).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match local::run(fleet, opts).await {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("socketfleet: {e}");
-            ExitCode::from(1)
+            1
         }
-    }
+    };
+    // Exit here: the runtime would otherwise wait for its blocking stdin reader, which a
+    // pipe that stays open (a test harness, a supervisor) never releases.
+    std::process::exit(code)
 }

@@ -106,8 +106,12 @@ struct Gateway {
 
 impl Gateway {
     fn publish(&self) {
-        self.backends
-            .set(self.sidecars.iter().map(|s| Backend { name: s.name.clone(), ws_port: s.ws_port, draining: s.draining }).collect());
+        self.backends.set(
+            self.sidecars
+                .iter()
+                .map(|s| Backend { name: s.name.clone(), ws_port: s.ws_port, admin_port: s.admin_port, draining: s.draining })
+                .collect(),
+        );
     }
 
     fn serving(&self) -> usize {
