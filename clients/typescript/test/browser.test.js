@@ -29,7 +29,9 @@ async function until(what, ms, ok) {
 /** `socketfleet local` with the demo pages and this build of the client. */
 async function startLocal() {
   const www = mkdtempSync(join(tmpdir(), "sf-www-"));
-  for (const f of readdirSync(join(root, "demo"))) if (f.endsWith(".html")) cpSync(join(root, "demo", f), join(www, f));
+  for (const f of readdirSync(join(root, "demo"))) {
+    if (f.endsWith(".html") || (f.endsWith(".js") && f !== "socketfleet-client.js")) cpSync(join(root, "demo", f), join(www, f));
+  }
   cpSync(join(here, "../dist/index.js"), join(www, "socketfleet-client.js"));
   const port = await freePort();
   const proc = spawn(CLI, ["local", join(here, "fixtures/browser-fleet.yaml"), "--port", String(port), "--www", www], {
