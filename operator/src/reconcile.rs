@@ -22,9 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::Instrument;
 
 use crate::apply::{FIELD_MANAGER, apply_all, generated};
-use crate::build::gateway::{deployment_name, desired_replicas, selector_string};
+use crate::build::gateway::{deployment_name, desired_replicas};
 use crate::build::redis::{REDIS_PORT, redis_pods};
-use crate::build::{COMPONENT_REDIS, Ctx, LABEL_MANAGED_BY, MANAGER, build};
+use crate::build::{COMPONENT_GATEWAY, COMPONENT_REDIS, Ctx, LABEL_MANAGED_BY, MANAGER, build};
 use crate::crd::{RedisMode, SIDECAR_ADMIN_PORT, SocketFleet, SocketFleetStatus};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, ReasonLabel};
@@ -98,13 +98,18 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
         tracing::info!(writes, "applied children");
     }
     let gateway = observe_gateway(&ctx.client, &c).await?;
-    let (redis, report) = observe_redis(&ctx.client, &c, &generated.redis_password).await?;
-    if let Some(r) = &report {
+    let redis = observe_redis(&ctx.client, &c, &generated.redis_password).await?;
+    let report = match &redis {
+        RedisObserved::Cluster { report, .. } => report.as_ref(),
+        _ => None,
+    };
+    if let Some(r) = report {
         publish_actions(fleet, ctx, r).await;
     }
+    let converged = report.is_none_or(|r| r.converged);
     let observed = Observed { generation: fleet.metadata.generation, gateway, redis, error: None };
     let status = derive(fleet.status.as_ref(), &observed, Timestamp::now());
-    let settled = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") && report.as_ref().is_none_or(|r| r.converged);
+    let settled = converged && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
     write_status(fleet, ctx, status).await?;
     Ok(Action::requeue(if settled { REQUEUE_SETTLED } else { REQUEUE_PROGRESSING }))
 }
@@ -132,7 +137,7 @@ async fn observe_gateway(client: &Client, c: &Ctx<'_>) -> Result<GatewayObserved
     let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
     let status = api.get_opt(&deployment_name(c)).await?.and_then(|d| d.status).unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
-    let selector = selector_string(c);
+    let selector = c.selector_string(COMPONENT_GATEWAY);
     let mut connections = 0;
     for pod in pods.list(&ListParams::default().labels(&selector)).await? {
         if let Some(ip) = pod.status.and_then(|s| s.pod_ip) {
@@ -163,22 +168,21 @@ async fn scrape_connections(ip: &str) -> Option<i64> {
     tokio::time::timeout(Duration::from_secs(1), fetch).await.ok().flatten()
 }
 
-async fn observe_redis(client: &Client, c: &Ctx<'_>, password: &str) -> Result<(RedisObserved, Option<Report>)> {
+async fn observe_redis(client: &Client, c: &Ctx<'_>, password: &str) -> Result<RedisObserved> {
     let mode = c.fleet.spec.redis.mode;
     if mode == RedisMode::External {
-        return Ok((RedisObserved::External, None));
+        return Ok(RedisObserved::External);
     }
     let pods_wanted = redis_pods(c);
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &c.namespace);
     let ready_pods = sts.get_opt(&c.child("redis")).await?.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
     if mode == RedisMode::Sentinel {
-        return Ok((RedisObserved::Sentinel { pods: pods_wanted, ready_pods }, None));
+        return Ok(RedisObserved::Sentinel { pods: pods_wanted, ready_pods });
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
-    let selector: Vec<String> = c.selector(COMPONENT_REDIS).iter().map(|(k, v)| format!("{k}={v}")).collect();
     let set = c.child("redis");
     let mut members = Vec::new();
-    for pod in pods.list(&ListParams::default().labels(&selector.join(","))).await? {
+    for pod in pods.list(&ListParams::default().labels(&c.selector_string(COMPONENT_REDIS))).await? {
         let name = pod.name_any();
         let ordinal = name.strip_prefix(&format!("{set}-")).and_then(|o| o.parse::<usize>().ok());
         let ip = pod.status.and_then(|s| s.pod_ip);
@@ -190,11 +194,11 @@ async fn observe_redis(client: &Client, c: &Ctx<'_>, password: &str) -> Result<(
     let layout =
         Layout { shards: c.fleet.spec.redis.shard_count() as usize, replicas_per_shard: c.fleet.spec.redis.replicas_per_shard as usize };
     if members.is_empty() {
-        return Ok((RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: None }, None));
+        return Ok(RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: None });
     }
     let access = Access { password: Some(password.to_string()), timeout: REDIS_TIMEOUT };
     let report = redis_cluster::heal(layout, &members, &access).await?;
-    Ok((RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: Some(report.clone()) }, Some(report)))
+    Ok(RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: Some(report) })
 }
 
 fn recorder(ctx: &Context) -> Recorder {
@@ -240,7 +244,7 @@ async fn report_error(fleet: &SocketFleet, ctx: &Context, e: &Error) {
             desired: desired_replicas(&c),
             ready: prev.gateway.ready_replicas,
             updated: prev.gateway.ready_replicas,
-            selector: selector_string(&c),
+            selector: c.selector_string(COMPONENT_GATEWAY),
             connections: prev.gateway.connections,
         },
         redis: match fleet.spec.redis.mode {

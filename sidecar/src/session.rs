@@ -349,10 +349,7 @@ impl Sessions {
     /// The final checkpoint of a connection that is ending; it stops being held here.
     /// Bounded in time by the caller.
     pub async fn close(&self, session: &Arc<Session>) {
-        session.advance(&self.hub);
-        if let Err(e) = self.write(session, self.ttl / 2).await {
-            tracing::debug!(session = %session.id, error = %e, "final session checkpoint failed");
-        }
+        self.checkpoint(session).await;
         let mut live = self.live();
         if live.get(&session.id).is_some_and(|s| Arc::ptr_eq(s, session)) {
             live.remove(&session.id);

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socketfleet_operator::build::duration_secs;
+use socketfleet_operator::build::gateway::spec_settings;
 use socketfleet_operator::crd::{AuthMode, SocketFleet};
 use tokio::io::AsyncBufReadExt;
 
@@ -45,19 +46,13 @@ fn sidecar_env(
     resume_key: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let spec = &fleet.spec;
-    let mut env: Vec<(String, String)> = vec![
+    let mut env: Vec<(String, String)> = spec_settings(spec).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    env.extend([
         ("SF_REDIS_MODE".into(), redis.mode.into()),
         ("SF_REDIS_ADDRS".into(), redis.addrs.join(",")),
-        ("SF_AUTH".into(), spec.auth.mode.as_str().into()),
-        ("SF_DURABLE_PUBLISH".into(), spec.redis.durable_publish.to_string()),
-        ("SF_HISTORY_SIZE".into(), spec.channels.history_size.to_string()),
-        ("SF_HISTORY_TTL".into(), spec.channels.history_ttl.clone()),
-        ("SF_DRAIN_TIMEOUT".into(), spec.drain.timeout.clone()),
-        ("SF_DRAIN_SPREAD".into(), spec.drain.reconnect_spread.clone()),
         ("SF_RESUME_KEY".into(), resume_key.into()),
-        ("SF_RESUME_WINDOW".into(), spec.resume_window.clone()),
         ("SF_LOG".into(), std::env::var("SF_LOG").unwrap_or_else(|_| "warn".into())),
-    ];
+    ]);
     if let Some(m) = &redis.sentinel_master {
         env.push(("SF_REDIS_SENTINEL_MASTER".into(), m.clone()));
     }

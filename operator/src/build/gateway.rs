@@ -23,7 +23,7 @@ use super::secrets::{
     JWT_SECRET_KEY, REDIS_PASSWORD_KEY, RESUME_KEY_KEY, generates_jwt_secret, jwt_secret_name, redis_secret_name, resume_secret_name,
 };
 use super::{COMPONENT_GATEWAY, Children, Ctx, duration_secs};
-use crate::crd::{AuthMode, RedisMode, SIDECAR_ADMIN_PORT, SIDECAR_APP_API_PORT, SIDECAR_WS_PORT};
+use crate::crd::{AuthMode, RedisMode, SIDECAR_ADMIN_PORT, SIDECAR_APP_API_PORT, SIDECAR_WS_PORT, SocketFleetSpec};
 
 /// The uid of the distroless `nonroot` user the sidecar image runs as.
 const SIDECAR_UID: i64 = 65532;
@@ -40,11 +40,6 @@ pub fn deployment_name(ctx: &Ctx) -> String {
 pub fn desired_replicas(ctx: &Ctx) -> i32 {
     let r = &ctx.fleet.spec.gateway.replicas;
     r.count.unwrap_or(r.min).clamp(r.min, r.max.max(r.min))
-}
-
-/// The label selector of gateway pods, as the scale subresource reports it.
-pub fn selector_string(ctx: &Ctx) -> String {
-    ctx.selector(COMPONENT_GATEWAY).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 pub fn build(ctx: &Ctx, c: &mut Children) {
@@ -93,7 +88,7 @@ fn redis_env(ctx: &Ctx) -> Vec<EnvVar> {
 
 fn auth_env(ctx: &Ctx) -> Vec<EnvVar> {
     let auth = &ctx.fleet.spec.auth;
-    let mut out = vec![env("SF_AUTH", auth.mode.as_str())];
+    let mut out = Vec::new();
     match auth.mode {
         AuthMode::Hs256 if generates_jwt_secret(ctx) => out.push(secret_env("SF_JWT_SECRET", jwt_secret_name(ctx), JWT_SECRET_KEY)),
         AuthMode::Hs256 => {
@@ -111,8 +106,21 @@ fn auth_env(ctx: &Ctx) -> Vec<EnvVar> {
     out
 }
 
+/// The sidecar settings that come straight from the spec: the same in a pod and in
+/// `socketfleet local`. Addresses, Redis wiring and secrets differ between the two.
+pub fn spec_settings(spec: &SocketFleetSpec) -> Vec<(&'static str, String)> {
+    vec![
+        ("SF_AUTH", spec.auth.mode.as_str().into()),
+        ("SF_DURABLE_PUBLISH", spec.redis.durable_publish.to_string()),
+        ("SF_HISTORY_SIZE", spec.channels.history_size.to_string()),
+        ("SF_HISTORY_TTL", spec.channels.history_ttl.clone()),
+        ("SF_DRAIN_TIMEOUT", spec.drain.timeout.clone()),
+        ("SF_DRAIN_SPREAD", spec.drain.reconnect_spread.clone()),
+        ("SF_RESUME_WINDOW", spec.resume_window.clone()),
+    ]
+}
+
 fn sidecar_env(ctx: &Ctx) -> Vec<EnvVar> {
-    let spec = &ctx.fleet.spec;
     let mut out = vec![
         EnvVar {
             name: "SF_NODE_NAME".into(),
@@ -128,15 +136,8 @@ fn sidecar_env(ctx: &Ctx) -> Vec<EnvVar> {
     ];
     out.extend(redis_env(ctx));
     out.extend(auth_env(ctx));
-    out.extend([
-        env("SF_DURABLE_PUBLISH", spec.redis.durable_publish.to_string()),
-        env("SF_HISTORY_SIZE", spec.channels.history_size.to_string()),
-        env("SF_HISTORY_TTL", spec.channels.history_ttl.clone()),
-        env("SF_DRAIN_TIMEOUT", spec.drain.timeout.clone()),
-        env("SF_DRAIN_SPREAD", spec.drain.reconnect_spread.clone()),
-        secret_env("SF_RESUME_KEY", resume_secret_name(ctx), RESUME_KEY_KEY),
-        env("SF_RESUME_WINDOW", spec.resume_window.clone()),
-    ]);
+    out.extend(spec_settings(&ctx.fleet.spec).into_iter().map(|(k, v)| env(k, v)));
+    out.push(secret_env("SF_RESUME_KEY", resume_secret_name(ctx), RESUME_KEY_KEY));
     out
 }
 

@@ -103,6 +103,12 @@ impl<'a> Ctx<'a> {
         ])
     }
 
+    /// The selector as a label-selector string (`k=v,k=v`), for list calls and the scale
+    /// subresource.
+    pub fn selector_string(&self, component: &str) -> String {
+        self.selector(component).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    }
+
     /// Every label of a child.
     pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
         let mut l = self.selector(component);

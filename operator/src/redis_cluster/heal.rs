@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use redis::FromRedisValue;
 use redis::aio::MultiplexedConnection;
-use redis::{FromRedisValue, IntoConnectionInfo};
 
 use super::layout::{Layout, Member};
 use super::nodes::{NodeLine, OpenSlot, SLOTS, parse_nodes, ranges};
@@ -149,23 +149,9 @@ fn cmd(args: &[&str]) -> redis::Cmd {
     c
 }
 
-async fn connect(addr: &str, access: &Access) -> Result<MultiplexedConnection, redis::RedisError> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "address is not host:port")))?;
-    let mut settings = redis::RedisConnectionInfo::default();
-    if let Some(p) = &access.password {
-        settings = settings.set_password(p.clone());
-    }
-    let info = (host, port).into_connection_info()?.set_redis_settings(settings);
-    let config =
-        redis::AsyncConnectionConfig::new().set_connection_timeout(Some(access.timeout)).set_response_timeout(Some(access.timeout));
-    redis::Client::open(info)?.get_multiplexed_async_connection_with_config(&config).await
-}
-
 async fn observe(member: &Member, access: &Access) -> Result<Pod, HealError> {
-    let conn = connect(&member.addr, access).await?;
+    // The sidecar's connection helper: the same password and timeout handling.
+    let conn = socketfleet_sidecar::redis::connect(&member.addr, access.password.as_deref(), access.timeout).await?;
     let mut pod = Pod { member: member.clone(), conn, id: String::new(), view: Vec::new() };
     pod.id = pod.run(&cmd(&["CLUSTER", "MYID"])).await?;
     let nodes: String = pod.run(&cmd(&["CLUSTER", "NODES"])).await?;
