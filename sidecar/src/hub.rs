@@ -66,23 +66,19 @@ pub struct Outbox {
 impl Outbox {
     /// Queues, waiting for space (replies and history: never dropped). False when the
     /// connection is gone.
+    ///
+    /// Every attempt counts in `queued`, also one that fails: a frame the connection could
+    /// not take (its writer has ended, or its queue is full) was never written, so its
+    /// checkpoints must stop advancing for good.
     pub async fn send(&self, frame: Utf8Bytes) -> bool {
         self.signals.queued.fetch_add(1, Ordering::AcqRel);
-        let sent = self.tx.send(frame).await.is_ok();
-        if !sent {
-            self.signals.queued.fetch_sub(1, Ordering::AcqRel);
-        }
-        sent
+        self.tx.send(frame).await.is_ok()
     }
 
-    /// Queues without waiting; a full queue marks the connection slow.
+    /// Queues without waiting; a full queue marks the connection slow. Counted like `send`.
     pub fn offer(&self, frame: Utf8Bytes) -> bool {
         self.signals.queued.fetch_add(1, Ordering::AcqRel);
-        let result = self.tx.try_send(frame);
-        if result.is_err() {
-            self.signals.queued.fetch_sub(1, Ordering::AcqRel);
-        }
-        match result {
+        match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !self.signals.slow.swap(true, Ordering::Relaxed) {

@@ -255,7 +255,17 @@ async fn scenario(departure: Departure) {
         for (ch, seqs) in &acked {
             let got = s.got.get(ch).cloned().unwrap_or_default();
             assert!(got.windows(2).all(|w| w[0] < w[1]), "client {i}: out of order on {ch}");
-            missing += seqs.iter().filter(|q| got.binary_search(q).is_err()).count();
+            let lost: Vec<u64> = seqs.iter().copied().filter(|q| got.binary_search(q).is_err()).collect();
+            if !lost.is_empty() {
+                eprintln!(
+                    "client {i} (home {home}, reports offsets: {}) misses {ch} {lost:?}; resumed at {:?}, told at {:?}, closed at {:?}",
+                    i % 2 == 0 && departure == Departure::Drain,
+                    s.resumed_at.map(|t| t.duration_since(drain_started)),
+                    s.reconnect_told_at.map(|t| t.duration_since(drain_started)),
+                    s.closed_at.map(|t| t.duration_since(drain_started))
+                );
+            }
+            missing += lost.len();
         }
         assert_eq!(s.gaps, 0, "client {i} was told of a gap");
         if *home == 0 {
