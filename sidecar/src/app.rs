@@ -91,7 +91,12 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
         router.clone(),
         hub.clone(),
         metrics.clone(),
-        SessionSettings { ttl: config.resume_window, interval: config.session_checkpoint, state_max: config.session_state_max },
+        SessionSettings {
+            ttl: config.resume_window,
+            interval: config.session_checkpoint,
+            position_interval: config.session_position_checkpoint,
+            state_max: config.session_state_max,
+        },
         &config.node_name,
     );
     let (shutdown_tx, shutdown) = watch::channel(false);

@@ -6,9 +6,11 @@
 //! lives in Redis as the hash `sf:session:{<sid>}` (`o` owner, `d` the JSON document), with
 //! the resume window as its TTL, and is checkpointed as it changes, not only at disconnect:
 //!
-//! - a task writes every changed session at most once per `SF_SESSION_CHECKPOINT`
-//!   (batched: positions move with every message, writes do not), with bounded
-//!   concurrency, and refreshes the TTL of unchanged ones at half the window;
+//! - a task writes every session with changed subscriptions or state at most once per
+//!   `SF_SESSION_CHECKPOINT`, one whose only change is its positions at most once per
+//!   `SF_SESSION_POSITION_CHECKPOINT` (positions move with every message; writing them
+//!   every second was a third of the sidecar's CPU under load), with bounded concurrency,
+//!   and refreshes the TTL of unchanged ones at half the window;
 //! - a position only advances to what the hub vouches was flushed to the socket
 //!   ([`Hub::written_position`]), so a checkpoint is never ahead of the client;
 //! - a drained connection writes its final checkpoint before it is told to reconnect, so a
@@ -98,9 +100,13 @@ pub struct Session {
 struct Inner {
     channels: HashMap<String, Position>,
     state: Option<Box<RawValue>>,
-    /// Counts changes; the session is dirty while it differs from `saved_version`.
+    /// Counts changes to subscriptions and state; dirty while it differs from
+    /// `saved_version`.
     version: u64,
     saved_version: u64,
+    /// Counts position moves, separately: they are written on a slower cadence.
+    positions_version: u64,
+    saved_positions_version: u64,
     saved_at: Option<Instant>,
     /// Another connection claimed the session: this one stops writing it.
     superseded: bool,
@@ -166,17 +172,20 @@ impl Session {
             }
         }
         if changed {
-            inner.version += 1;
+            inner.positions_version += 1;
         }
     }
 
-    /// The document to write and its version, when a write is due (changed, or the TTL
-    /// needs refreshing).
-    fn due(&self, refresh_after: Duration) -> Option<(String, u64)> {
+    /// The document to write and its versions, when a write is due: subscriptions or state
+    /// changed, positions moved and the last write is `positions_after` old, or the TTL
+    /// needs refreshing.
+    fn due(&self, refresh_after: Duration, positions_after: Duration) -> Option<(String, Versions)> {
         let inner = self.inner();
-        let stale = inner.saved_at.is_none_or(|t| t.elapsed() >= refresh_after);
+        let age = inner.saved_at.map(|t| t.elapsed());
+        let stale = age.is_none_or(|a| a >= refresh_after);
+        let positions_due = inner.positions_version != inner.saved_positions_version && age.is_none_or(|a| a >= positions_after);
         let nothing_to_restore = inner.saved_at.is_none() && inner.channels.is_empty() && inner.state.is_none();
-        if inner.superseded || nothing_to_restore || (inner.version == inner.saved_version && !stale) {
+        if inner.superseded || nothing_to_restore || (inner.version == inner.saved_version && !positions_due && !stale) {
             return None;
         }
         let doc = SessionDoc {
@@ -184,20 +193,29 @@ impl Session {
             channels: inner.channels.iter().map(|(c, p)| (c.clone(), Mark::from(p))).collect(),
             state: inner.state.clone(),
         };
-        serde_json::to_string(&doc).ok().map(|d| (d, inner.version))
+        let versions = Versions { changes: inner.version, positions: inner.positions_version };
+        serde_json::to_string(&doc).ok().map(|d| (d, versions))
     }
 
-    /// Version `version` is stored (a change made while the write was in flight keeps the
+    /// These versions are stored (a change made while the write was in flight keeps the
     /// session dirty for the next round); not accepted: another connection owns it now.
-    fn saved(&self, version: u64, accepted: bool) {
+    fn saved(&self, versions: Versions, accepted: bool) {
         let mut inner = self.inner();
         if !accepted {
             inner.superseded = true;
             return;
         }
         inner.saved_at = Some(Instant::now());
-        inner.saved_version = inner.saved_version.max(version);
+        inner.saved_version = inner.saved_version.max(versions.changes);
+        inner.saved_positions_version = inner.saved_positions_version.max(versions.positions);
     }
+}
+
+/// What a written document contained, so changes made during the write stay dirty.
+#[derive(Debug, Clone, Copy)]
+struct Versions {
+    changes: u64,
+    positions: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,8 +237,10 @@ pub enum SessionError {
 pub struct SessionSettings {
     /// The resume window: the TTL of a stored session.
     pub ttl: Duration,
-    /// Checkpoint interval.
+    /// Checkpoint interval for changed subscriptions and state.
     pub interval: Duration,
+    /// Checkpoint interval for sessions whose only change is their positions.
+    pub position_interval: Duration,
     /// Largest custom state, bytes.
     pub state_max: usize,
 }
@@ -233,6 +253,7 @@ pub struct Sessions {
     /// The resume window: the TTL of a stored session.
     ttl: Duration,
     interval: Duration,
+    position_interval: Duration,
     state_max: usize,
     /// Unique per process, so owners from a restarted pod never match old ones.
     boot: String,
@@ -250,13 +271,14 @@ pub struct Opened {
 
 impl Sessions {
     pub fn new(router: Arc<Router>, hub: Arc<Hub>, metrics: Arc<Metrics>, settings: SessionSettings, node: &str) -> Arc<Sessions> {
-        let SessionSettings { ttl, interval, state_max } = settings;
+        let SessionSettings { ttl, interval, position_interval, state_max } = settings;
         Arc::new(Sessions {
             router,
             hub,
             metrics,
             ttl,
             interval,
+            position_interval,
             state_max,
             boot: format!("{node}/{:016x}", rand::random::<u64>()),
             live: Mutex::new(HashMap::new()),
@@ -326,12 +348,13 @@ impl Sessions {
     }
 
     /// Writes a session now if a write is due; `Ok(false)` when another connection owns it.
-    async fn write(&self, session: &Session, refresh_after: Duration) -> Result<bool, SessionError> {
-        let Some((doc, version)) = session.due(refresh_after) else { return Ok(true) };
+    /// Positions are written when they moved and the last write is `positions_after` old.
+    async fn write(&self, session: &Session, refresh_after: Duration, positions_after: Duration) -> Result<bool, SessionError> {
+        let Some((doc, versions)) = session.due(refresh_after, positions_after) else { return Ok(true) };
         let (k, owner, ttl) = (key(&session.id), self.owner(session.conn), self.ttl_ms());
         let reply = self.save.run(&self.router, &[k.as_str()], &[owner.as_bytes(), doc.as_bytes(), ttl.as_bytes()], true, None).await?;
         let accepted = matches!(reply.first(), Some(Value::Int(1)));
-        session.saved(version, accepted);
+        session.saved(versions, accepted);
         self.metrics.session_checkpoints.inc();
         Ok(accepted)
     }
@@ -343,7 +366,7 @@ impl Sessions {
         }
         let session = self.local(id).ok_or_else(|| SessionError::NotHere(id.to_string()))?;
         session.set_state(state);
-        if self.write(&session, Duration::ZERO).await? { Ok(()) } else { Err(SessionError::Superseded) }
+        if self.write(&session, Duration::ZERO, Duration::ZERO).await? { Ok(()) } else { Err(SessionError::Superseded) }
     }
 
     /// The final checkpoint of a connection that is ending; it stops being held here.
@@ -360,7 +383,7 @@ impl Sessions {
     /// before the client is told to reconnect, so the next pod reads it).
     pub async fn checkpoint(&self, session: &Session) {
         session.advance(&self.hub);
-        if let Err(e) = self.write(session, self.ttl / 2).await {
+        if let Err(e) = self.write(session, self.ttl / 2, Duration::ZERO).await {
             tracing::debug!(session = %session.id, error = %e, "session checkpoint failed");
         }
     }
@@ -374,7 +397,7 @@ impl Sessions {
         let refresh_after = self.ttl / 2;
         futures_util::stream::iter(sessions)
             .map(|s| async move {
-                if let Err(e) = self.write(&s, refresh_after).await {
+                if let Err(e) = self.write(&s, refresh_after, self.position_interval).await {
                     tracing::debug!(session = %s.id, error = %e, "session checkpoint failed; retried next round");
                 }
             })
@@ -397,6 +420,29 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session_with_channel() -> Session {
+        let mut inner = Inner { version: 1, ..Inner::default() };
+        inner.channels.insert("c".into(), Mark { offset: "1-1".into(), epoch: "e".into() }.position().expect("valid"));
+        Session { id: "s".into(), user: "u".into(), conn: 1, signals: Arc::default(), inner: Mutex::new(inner) }
+    }
+
+    #[test]
+    fn moved_positions_wait_for_their_own_interval_but_changes_do_not() {
+        let (refresh, positions) = (Duration::from_secs(150), Duration::from_secs(10));
+        let s = session_with_channel();
+        let (_, v) = s.due(refresh, positions).expect("a new session with a subscription is due");
+        s.saved(v, true);
+        assert!(s.due(refresh, positions).is_none(), "nothing changed");
+        s.inner().positions_version += 1;
+        assert!(s.due(refresh, positions).is_none(), "positions moved, but were written less than 10 s ago");
+        assert!(s.due(refresh, Duration::ZERO).is_some(), "a drain's final checkpoint writes them at once");
+        s.unsubscribed("c");
+        let (doc, v) = s.due(refresh, positions).expect("a subscription change is due at once");
+        assert_eq!(doc, r#"{"user":"u","channels":{}}"#);
+        s.saved(v, true);
+        assert!(s.due(refresh, positions).is_none(), "the write carried the moved positions too");
+    }
 
     #[test]
     fn marks_round_trip_positions() {

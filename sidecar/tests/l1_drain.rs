@@ -185,6 +185,7 @@ async fn scenario(departure: Departure) {
     env.push(("SF_DRAIN_TIMEOUT", "20s".into()));
     env.push(("SF_RESUME_KEY", "l1-resume-key-l1-resume-key-l1-resume-key".into()));
     env.push(("SF_SESSION_CHECKPOINT", CHECKPOINT_MS.to_string() + "ms"));
+    env.push(("SF_SESSION_POSITION_CHECKPOINT", CHECKPOINT_MS.to_string() + "ms"));
     let mut sidecars = start_sidecars(3, &env);
     let channels: Vec<String> = vec!["d:a".into(), "d:b".into()];
     let (stop_tx, stop) = watch::channel(false);

@@ -33,6 +33,7 @@ async fn a_sigkilled_session_comes_back_with_its_state_and_an_exact_gap() {
     let mut env = cluster_env(&cluster);
     env.push(("SF_HISTORY_SIZE", HISTORY.to_string()));
     env.push(("SF_SESSION_CHECKPOINT", format!("{}ms", CHECKPOINT.as_millis())));
+    env.push(("SF_SESSION_POSITION_CHECKPOINT", format!("{}ms", CHECKPOINT.as_millis())));
     env.push(("SF_RESUME_KEY", "l1-resume-key-l1-resume-key-l1-resume-key".into()));
     let mut sidecars = start_sidecars(2, &env);
     let ch = "sess:gap";
