@@ -1,160 +1,154 @@
-//! `socketfleet-bench`: the load generator behind `make bench`.
+//! `socketfleet-bench`: the load generator behind `make bench`. It speaks to SocketFleet and
+//! to the peers it is compared with (Centrifugo's engine, Socket.IO with the Redis streams
+//! adapter, a plain `ws` + ioredis server) through one protocol adapter each
+//! (`systems`), so every system gets the same clients, channels, payloads and rates.
 //!
-//! - `idle <ws-url>[,<ws-url>...] <connections> <hold-seconds>`: opens that many
-//!   connections (round-robin over the URLs), waits for every `welcome`, prints `ready`, and
-//!   holds them so the caller can measure server RSS.
-//! - `fanout <ws-urls> <clients> <channels> <seconds> <payload-bytes>`: clients subscribe
-//!   round-robin to channels; one publisher per channel publishes as fast as replies allow
-//!   (a window of 64 in flight); prints delivered messages per second.
+//! - `run --system S --addrs a,b,c --clients N --channels C [--payload 100] [--publishers P]
+//!   [--ramp start:factor:seconds:steps] [--fixed rate|auto:fraction:seconds]
+//!   [--event-at S --event CMD] [--procs servers=pid,..;redis=pid,..]`: fan-out, latency,
+//!   rolling replacement and failover (see `run`); prints one JSON report.
+//! - `idle --system S --addrs a --clients N --pid PID [--hold S]`: memory per idle
+//!   connection of process PID (RSS growth / N); prints JSON.
+//! - `loopback [frame-bytes] [seconds]`: the machine's loopback write limit.
 //!
-//! Every loop is bounded by a count or a deadline; targets are whatever URLs it is given
-//! (the scripts pass loopback addresses only).
+//! Every loop is bounded by a count or a deadline; targets are the addresses given (the
+//! scripts pass loopback addresses only).
 
+mod clients;
+mod loopback;
+mod net;
+mod payload;
+mod procs;
+mod run;
+mod stats;
+mod systems;
+
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, name: &str) -> anyhow::Result<T> {
-    args.get(i).with_context(|| format!("missing <{name}>"))?.parse().map_err(|_| anyhow::anyhow!("bad <{name}>"))
+use crate::systems::System;
+
+/// `--name value` pairs.
+struct Flags(HashMap<String, String>);
+
+impl Flags {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut map = HashMap::new();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let name = flag.strip_prefix("--").with_context(|| format!("expected --flag, got {flag:?}"))?;
+            map.insert(name.to_string(), it.next().with_context(|| format!("--{name} needs a value"))?.clone());
+        }
+        Ok(Self(map))
+    }
+    fn text(&self, name: &str) -> anyhow::Result<&str> {
+        self.0.get(name).map(String::as_str).with_context(|| format!("missing --{name}"))
+    }
+    fn num<T: std::str::FromStr>(&self, name: &str, default: Option<T>) -> anyhow::Result<T> {
+        match self.0.get(name) {
+            Some(v) => v.parse().map_err(|_| anyhow::anyhow!("bad --{name} {v:?}")),
+            None => default.with_context(|| format!("missing --{name}")),
+        }
+    }
+    fn list(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self.text(name)?.split(',').map(str::to_string).collect())
+    }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn pair<A: std::str::FromStr, B: std::str::FromStr>(spec: &str, what: &str) -> anyhow::Result<(A, B)> {
+    let (a, b) = spec.rsplit_once(':').with_context(|| format!("{what}: expected a:b"))?;
+    Ok((a.parse().map_err(|_| anyhow::anyhow!("{what}: bad {a:?}"))?, b.parse().map_err(|_| anyhow::anyhow!("{what}: bad {b:?}"))?))
+}
+
+fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("idle") => {
-            idle(args[2].split(',').map(str::to_string).collect(), arg(&args, 3, "connections")?, arg(&args, 4, "hold-seconds")?).await
+    let command = args.get(1).map(String::as_str).unwrap_or("");
+    if command == "loopback" {
+        let frame = args.get(2).map_or(Ok(100), |s| s.parse()).context("frame bytes")?;
+        let seconds = args.get(3).map_or(Ok(5), |s| s.parse()).context("seconds")?;
+        println!("{}", loopback::run(frame, seconds)?);
+        return Ok(());
+    }
+    let flags = Flags::parse(args.get(2..).unwrap_or_default())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match command {
+        "run" => {
+            let ramp = match flags.0.get("ramp") {
+                Some(spec) => {
+                    let p: Vec<&str> = spec.split(':').collect();
+                    anyhow::ensure!(p.len() == 4, "--ramp start:factor:seconds:steps");
+                    Some((p[0].parse()?, p[1].parse()?, p[2].parse()?, p[3].parse()?))
+                }
+                None => None,
+            };
+            let mut plan = run::Plan {
+                system: System::parse(flags.text("system")?)?,
+                addrs: flags.list("addrs")?,
+                clients: flags.num("clients", None)?,
+                channels: flags.num("channels", None)?,
+                payload: flags.num("payload", Some(100))?,
+                publishers: flags.num("publishers", Some(10))?,
+                ramp,
+                fixed: flags.0.get("fixed").map(|s| pair(s, "--fixed")).transpose()?,
+                event: match flags.0.get("event") {
+                    Some(cmd) => Some((flags.num("event-at", None)?, cmd.clone())),
+                    None => None,
+                },
+                procs: procs::Procs::parse(flags.0.get("procs").map_or("", String::as_str)),
+            };
+            // The generator's own CPU: a step where it is at one core measured the generator.
+            plan.procs.groups.push(("generator".into(), vec![std::process::id()]));
+            anyhow::ensure!(plan.channels > 0 && plan.clients >= plan.channels, "need clients >= channels > 0");
+            println!("{}", runtime.block_on(run::run(plan))?);
         }
-        Some("fanout") => {
-            fanout(
-                args[2].split(',').map(str::to_string).collect(),
-                arg(&args, 3, "clients")?,
-                arg(&args, 4, "channels")?,
-                arg(&args, 5, "seconds")?,
-                arg(&args, 6, "payload-bytes")?,
-            )
-            .await
-        }
-        _ => bail!("usage: socketfleet-bench idle <urls> <n> <hold-s> | fanout <urls> <clients> <channels> <seconds> <payload>"),
+        "idle" => println!("{}", runtime.block_on(idle(&flags))?),
+        _ => bail!("usage: socketfleet-bench run|idle|loopback ... (see the module docs in bench/src/main.rs)"),
     }
+    // Client tasks may still be winding down; the report is out.
+    std::process::exit(0);
 }
 
-async fn open(url: &str) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-        Ok(Some(Ok(Message::Text(_)))) => Ok(ws),
-        other => bail!("no welcome: {other:?}"),
-    }
-}
-
-async fn idle(urls: Vec<String>, n: usize, hold: u64) -> anyhow::Result<()> {
-    let gate = Arc::new(Semaphore::new(256));
-    let mut tasks = Vec::with_capacity(n);
-    let started = Instant::now();
-    for i in 0..n {
-        let url = urls[i % urls.len()].clone();
-        let permit = gate.clone().acquire_owned().await?;
-        tasks.push(tokio::spawn(async move {
-            let ws = open(&url).await;
-            drop(permit);
-            ws
-        }));
-    }
-    let mut held = Vec::with_capacity(n);
-    for t in tasks {
-        held.push(t.await??);
-    }
-    println!("ready {} connections in {:.1}s", held.len(), started.elapsed().as_secs_f64());
-    tokio::time::sleep(Duration::from_secs(hold)).await;
-    Ok(())
-}
-
-async fn fanout(urls: Vec<String>, clients: usize, channels: usize, seconds: u64, payload: usize) -> anyhow::Result<()> {
-    let delivered = Arc::new(AtomicU64::new(0));
-    let gate = Arc::new(Semaphore::new(256));
-    let mut readers = Vec::new();
-    for i in 0..clients {
-        let url = urls[i % urls.len()].clone();
-        let delivered = delivered.clone();
-        let permit = gate.clone().acquire_owned().await?;
-        let channel = format!("bench:{}", i % channels);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        readers.push(tokio::spawn(async move {
-            let mut ws = open(&url).await?;
-            ws.send(Message::Text(json!({"op": "subscribe", "channel": channel, "id": 1}).to_string().into())).await?;
-            while let Some(Ok(m)) = ws.next().await {
-                if let Message::Text(t) = m
-                    && t.contains("\"subscribed\"")
-                {
-                    break;
-                }
-            }
-            drop(permit);
-            let _ = ready_tx.send(());
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds + 30);
-            while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
-                if matches!(m, Message::Text(ref t) if t.starts_with("{\"type\":\"message\"")) {
-                    delivered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            anyhow::Ok(())
-        }));
-        ready_rx.await.context("a subscriber failed to subscribe")?;
-    }
-    eprintln!("{clients} subscribers ready");
-    let data = "x".repeat(payload.saturating_sub(30));
-    let published = Arc::new(AtomicU64::new(0));
-    let stop_at = Instant::now() + Duration::from_secs(seconds);
-    let mut publishers = Vec::new();
-    for c in 0..channels {
-        let url = urls[c % urls.len()].clone();
-        let data = data.clone();
-        let published = published.clone();
-        publishers.push(tokio::spawn(async move {
-            let ws = open(&url).await?;
-            let (mut tx, mut rx) = ws.split();
-            let window = Arc::new(Semaphore::new(64));
-            let w = window.clone();
-            let acks = tokio::spawn(async move {
-                while let Some(Ok(m)) = rx.next().await {
-                    if matches!(m, Message::Text(ref t) if t.contains("\"reply\"")) {
-                        w.add_permits(1);
-                    }
-                }
-            });
-            let mut id = 0u64;
-            while Instant::now() < stop_at {
-                window.acquire().await?.forget();
-                id += 1;
-                let frame = json!({"op": "publish", "channel": format!("bench:{c}"), "data": {"t": data}, "id": id});
-                tx.send(Message::Text(frame.to_string().into())).await?;
-                published.fetch_add(1, Ordering::Relaxed);
-            }
-            acks.abort();
-            anyhow::Ok(())
-        }));
-    }
-    let t0 = Instant::now();
-    let d0 = delivered.load(Ordering::Relaxed);
-    for p in publishers {
-        p.await??;
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let d = delivered.load(Ordering::Relaxed) - d0;
-    let p = published.load(Ordering::Relaxed);
-    let result: Value = json!({
-        "clients": clients, "channels": channels, "seconds": elapsed, "payload": payload,
-        "published_per_s": (p as f64 / elapsed).round(), "delivered_per_s": (d as f64 / elapsed).round(),
+async fn idle(flags: &Flags) -> anyhow::Result<serde_json::Value> {
+    let clients: usize = flags.num("clients", None)?;
+    let pid: u32 = flags.num("pid", None)?;
+    let hold: u64 = flags.num("hold", Some(3))?;
+    let fleet = Arc::new(clients::Fleet {
+        system: System::parse(flags.text("system")?)?,
+        addrs: flags.list("addrs")?,
+        stats: Arc::new(stats::Stats::new(clients)),
+        payload: 0,
+        acked: Vec::new(),
+        rate: Default::default(),
+        publishers: 1,
     });
-    println!("{result}");
-    for r in readers {
-        r.abort();
+    let before = procs::rss_bytes(pid);
+    let started = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let gate = Arc::new(tokio::sync::Semaphore::new(200));
+    let mut tasks = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let permit = gate.clone().acquire_owned().await?;
+        tasks.push(tokio::spawn(clients::idle(fleet.clone(), client, stop_rx.clone(), permit)));
     }
-    Ok(())
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while fleet.stats.connected.load(Ordering::SeqCst) < clients {
+        if Instant::now() > deadline || tasks.iter().any(|t| t.is_finished()) {
+            bail!("only {} of {clients} idle connections ready", fleet.stats.connected.load(Ordering::SeqCst));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let after = procs::rss_bytes(pid);
+    stop_tx.send(true)?;
+    Ok(json!({
+        "system": flags.text("system")?, "connections": clients, "connect_s": (connect_s * 10.0).round() / 10.0,
+        "rss_before_mib": before >> 20, "rss_after_mib": after >> 20,
+        "bytes_per_connection": (after.saturating_sub(before) as f64 / clients as f64).round(),
+    }))
 }

@@ -1,0 +1,44 @@
+// Shared by the Node peers: command-line options, the Redis client (one ioredis client for
+// a standalone server or a Cluster for seeds), graceful shutdown on SIGTERM.
+import { Cluster, Redis } from "ioredis";
+
+/** `--port 8000 --redis 127.0.0.1:7000,127.0.0.1:7001 --cluster` */
+export function options() {
+  const args = process.argv.slice(2);
+  const get = (name, fallback) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? args[i + 1] : fallback;
+  };
+  return {
+    port: Number(get("port", "8000")),
+    redis: get("redis", "127.0.0.1:6379").split(",").map((a) => {
+      const [host, port] = a.split(":");
+      return { host, port: Number(port) };
+    }),
+    cluster: args.includes("--cluster"),
+  };
+}
+
+/** A Redis client; `subscriber` skips ioredis' INFO ready check, which a connection already
+ * in subscriber mode refuses after a reconnect (and which would crash the process). Errors
+ * are logged, not thrown: ioredis reconnects by itself. */
+export function redisClient(opts, { subscriber = false } = {}) {
+  const redisOptions = subscriber ? { enableReadyCheck: false } : {};
+  const client = opts.cluster ? new Cluster(opts.redis, { redisOptions }) : new Redis({ ...opts.redis[0], ...redisOptions });
+  client.on("error", (err) => console.error(`redis: ${err.message}`));
+  return client;
+}
+
+/** Runs `close` on SIGTERM/SIGINT, then exits; a stuck close is cut off after 10 s. */
+export function onShutdown(close) {
+  const stop = async () => {
+    setTimeout(() => process.exit(0), 10_000).unref();
+    try {
+      await close();
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}

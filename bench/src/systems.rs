@@ -1,0 +1,392 @@
+//! Protocol adapters: how each benchmarked system is spoken to over one WebSocket. The
+//! generator drives every system through the same few actions (open, get ready, deliver,
+//! acknowledge, reconnect), so the systems differ only in what goes over the wire:
+//!
+//! - `socketfleet`: protocol v1 (`/ws`), resume with `?resume=<token>&since=<offsets>`;
+//! - `centrifugo`: Centrifuge's JSON protocol (`/connection/websocket`), newline-batched
+//!   frames, server pings answered, resubscribe with `recover` + offset + epoch;
+//! - `socketio`: Engine.IO 4 / Socket.IO 5 packets over the WebSocket transport, connection
+//!   state recovery with `pid` + `offset`;
+//! - `wsredis`: the plain peer's own frames; nothing to recover with.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::payload::{self, Stamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    SocketFleet,
+    Centrifugo,
+    SocketIo,
+    WsRedis,
+}
+
+/// The id of a subscriber's subscribe request; publishes count up from `FIRST_PUBLISH_ID`.
+const SUBSCRIBE_ID: u64 = 2;
+pub const FIRST_PUBLISH_ID: u64 = 10;
+
+/// One connection's protocol state: its role, what it needs to resume, whether it is ready
+/// (a subscriber: subscribed; a publisher or idle client: connected).
+#[derive(Debug, Default)]
+pub struct Conn {
+    /// The subscriber's channel index; `None` for publishers and idle clients.
+    pub channel: Option<u32>,
+    /// SocketFleet's resume token or Socket.IO's private session id.
+    pub token: Option<String>,
+    pub offset: Option<String>,
+    pub epoch: Option<String>,
+    pub ready: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Deliver(Stamp),
+    Send(String),
+    Ready,
+    Ack {
+        id: u64,
+        ok: bool,
+    },
+    /// The server asked the client to go (drain, shutdown); reconnect after the delay.
+    Reconnect {
+        delay_ms: u64,
+    },
+}
+
+pub fn channel_name(channel: u32) -> String {
+    format!("bench:{channel}")
+}
+
+impl System {
+    pub fn parse(name: &str) -> anyhow::Result<Self> {
+        Ok(match name {
+            "socketfleet" => Self::SocketFleet,
+            "centrifugo" => Self::Centrifugo,
+            "socketio" => Self::SocketIo,
+            "wsredis" => Self::WsRedis,
+            other => anyhow::bail!("unknown system {other:?} (socketfleet, centrifugo, socketio, wsredis)"),
+        })
+    }
+
+    /// The URL to open for `addr` (`host:port`), carrying resume state where the protocol
+    /// puts it in the URL.
+    pub fn url(self, addr: &str, conn: &Conn) -> String {
+        match self {
+            Self::SocketFleet => match (&conn.token, conn.channel) {
+                (Some(token), Some(channel)) => {
+                    let mut url = format!("ws://{addr}/ws?resume={}", encode(token));
+                    if let (Some(offset), Some(epoch)) = (&conn.offset, &conn.epoch) {
+                        let since = json!({ channel_name(channel): {"offset": offset, "epoch": epoch} });
+                        url.push_str(&format!("&since={}", encode(&since.to_string())));
+                    }
+                    url
+                }
+                _ => format!("ws://{addr}/ws"),
+            },
+            Self::Centrifugo => format!("ws://{addr}/connection/websocket"),
+            Self::SocketIo => format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
+            Self::WsRedis => format!("ws://{addr}/"),
+        }
+    }
+
+    /// Frames to send right after the WebSocket opens.
+    pub fn on_open(self, conn: &mut Conn, out: &mut Vec<Action>) {
+        match self {
+            Self::Centrifugo => out.push(Action::Send(r#"{"id":1,"connect":{}}"#.into())),
+            Self::WsRedis => match conn.channel {
+                Some(channel) => out.push(Action::Send(json!({"sub": channel_name(channel), "id": SUBSCRIBE_ID}).to_string())),
+                None => {
+                    conn.ready = true;
+                    out.push(Action::Ready);
+                }
+            },
+            Self::SocketFleet | Self::SocketIo => {}
+        }
+    }
+
+    pub fn publish(self, channel: u32, payload: &str, id: u64) -> String {
+        let channel = channel_name(channel);
+        match self {
+            Self::SocketFleet => json!({"op": "publish", "channel": channel, "data": payload, "id": id}).to_string(),
+            Self::Centrifugo => json!({"id": id, "publish": {"channel": channel, "data": payload}}).to_string(),
+            Self::SocketIo => format!("42{id}{}", json!(["pub", channel, payload])),
+            Self::WsRedis => json!({"pub": channel, "data": payload, "id": id}).to_string(),
+        }
+    }
+
+    /// Reads one text frame; appends what the client must do about it to `out`.
+    pub fn on_frame(self, text: &str, conn: &mut Conn, out: &mut Vec<Action>) {
+        match self {
+            Self::SocketFleet => socketfleet(text, conn, out),
+            Self::Centrifugo => {
+                for line in text.split('\n').filter(|l| !l.is_empty()) {
+                    centrifugo(line, conn, out);
+                }
+            }
+            Self::SocketIo => socketio(text, conn, out),
+            Self::WsRedis => wsredis(text, conn, out),
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn ready(conn: &mut Conn, out: &mut Vec<Action>) {
+    if !conn.ready {
+        conn.ready = true;
+        out.push(Action::Ready);
+    }
+}
+
+fn deliver(data: &str, out: &mut Vec<Action>) {
+    if let Some(stamp) = payload::find(data) {
+        out.push(Action::Deliver(stamp));
+    }
+}
+
+#[derive(Deserialize)]
+struct SfFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    id: Option<u64>,
+    #[serde(borrow)]
+    offset: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    epoch: Option<Cow<'a, str>>,
+    #[serde(rename = "resumeToken")]
+    resume_token: Option<String>,
+    resumed: Option<bool>,
+    #[serde(rename = "delayMs")]
+    delay_ms: Option<u64>,
+}
+
+/// The string value of `"key":"..."` in a flat JSON frame, without parsing the frame: the
+/// generator reads every delivery on one core, and what it spends per message is taken
+/// from the servers it measures, so every adapter reads deliveries by scanning.
+fn string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let start = text.find(key)? + key.len();
+    let rest = text[start..].strip_prefix("\":\"")?;
+    rest.find('"').map(|end| &rest[..end])
+}
+
+fn socketfleet(text: &str, conn: &mut Conn, out: &mut Vec<Action>) {
+    if text.starts_with(r#"{"type":"message""#) {
+        deliver(text, out);
+        conn.offset = string_field(text, r#""offset"#).map(str::to_string);
+        conn.epoch = string_field(text, r#""epoch"#).map(str::to_string);
+        return;
+    }
+    let Ok(frame) = serde_json::from_str::<SfFrame>(text) else { return };
+    match &*frame.kind {
+        "message" => {
+            deliver(text, out);
+            conn.offset = frame.offset.map(Cow::into_owned);
+            conn.epoch = frame.epoch.map(Cow::into_owned);
+        }
+        "welcome" => {
+            conn.token = frame.resume_token;
+            match conn.channel {
+                None => ready(conn, out),
+                // A resumed session restores its subscription; a fresh one subscribes,
+                // from the last offset when there is one.
+                Some(_) if frame.resumed == Some(true) => {}
+                Some(channel) => {
+                    let mut sub = json!({"op": "subscribe", "channel": channel_name(channel), "id": SUBSCRIBE_ID});
+                    if let (Some(offset), Some(epoch)) = (&conn.offset, &conn.epoch) {
+                        sub["since"] = json!({"offset": offset, "epoch": epoch});
+                    }
+                    out.push(Action::Send(sub.to_string()));
+                }
+            }
+        }
+        "subscribed" => ready(conn, out),
+        "reply" => out.extend(frame.id.map(|id| Action::Ack { id, ok: true })),
+        "error" => out.extend(frame.id.map(|id| Action::Ack { id, ok: false })),
+        "reconnect" => {
+            conn.token = frame.resume_token.or(conn.token.take());
+            out.push(Action::Reconnect { delay_ms: frame.delay_ms.unwrap_or(0) });
+        }
+        _ => {}
+    }
+}
+
+fn centrifugo(line: &str, conn: &mut Conn, out: &mut Vec<Action>) {
+    if line == "{}" {
+        out.push(Action::Send("{}".into())); // a server ping wants a pong
+        return;
+    }
+    if line.starts_with(r#"{"push":{"channel""#) && line.contains(r#""pub":"#) {
+        deliver(line, out);
+        if let Some(offset) = line.split(r#""offset":"#).nth(1) {
+            conn.offset = Some(offset.chars().take_while(char::is_ascii_digit).collect());
+        }
+        return;
+    }
+    let Ok(frame) = serde_json::from_str::<Value>(line) else { return };
+    let id = frame["id"].as_u64().unwrap_or(0);
+    if frame.get("error").is_some() {
+        out.push(Action::Ack { id, ok: false });
+    } else if frame.get("connect").is_some() {
+        match conn.channel {
+            None => ready(conn, out),
+            Some(channel) => {
+                let mut sub = json!({"channel": channel_name(channel)});
+                if let (Some(offset), Some(epoch)) = (&conn.offset, &conn.epoch) {
+                    sub["recover"] = json!(true);
+                    sub["offset"] = json!(offset.parse::<u64>().unwrap_or(0));
+                    sub["epoch"] = json!(epoch);
+                }
+                out.push(Action::Send(json!({"id": SUBSCRIBE_ID, "subscribe": sub}).to_string()));
+            }
+        }
+    } else if let Some(reply) = frame.get("subscribe") {
+        for publication in reply["publications"].as_array().into_iter().flatten() {
+            deliver(&publication["data"].to_string(), out);
+        }
+        conn.offset = Some(reply["offset"].as_u64().unwrap_or(0).to_string());
+        conn.epoch = reply["epoch"].as_str().map(str::to_string);
+        ready(conn, out);
+    } else if frame.get("publish").is_some() {
+        out.push(Action::Ack { id, ok: true });
+    } else if let Some(publication) = frame["push"].get("pub") {
+        deliver(&publication["data"].to_string(), out);
+        conn.offset = publication["offset"].as_u64().map(|o| o.to_string());
+    } else if frame["push"].get("disconnect").is_some() {
+        out.push(Action::Reconnect { delay_ms: 0 });
+    }
+}
+
+fn socketio(text: &str, conn: &mut Conn, out: &mut Vec<Action>) {
+    if let Some(event) = text.strip_prefix("42") {
+        deliver(event, out);
+        // With connection state recovery the last argument is the event's offset:
+        // `["m","<payload>","<offset>"]`.
+        if let Some(offset) = event.strip_suffix("\"]").and_then(|e| e.rsplit_once(",\"")).map(|(_, o)| o)
+            && !offset.starts_with('P')
+        {
+            conn.offset = Some(offset.to_string());
+        }
+    } else if text == "2" {
+        out.push(Action::Send("3".into()));
+    } else if let Some(id) = text.strip_prefix("43") {
+        let id = id.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0);
+        if id == SUBSCRIBE_ID && conn.channel.is_some() {
+            ready(conn, out);
+        } else {
+            out.push(Action::Ack { id, ok: true });
+        }
+    } else if let Some(connected) = text.strip_prefix("40") {
+        let pid = serde_json::from_str::<Value>(connected).ok().and_then(|v| v["pid"].as_str().map(str::to_string));
+        // Recovered when the server kept the private id we offered: rooms and missed
+        // events come back without asking.
+        let recovered = pid.is_some() && pid == conn.token && conn.offset.is_some();
+        conn.token = pid;
+        match conn.channel {
+            Some(_) if recovered => ready(conn, out),
+            Some(channel) => out.push(Action::Send(format!("42{SUBSCRIBE_ID}{}", json!(["sub", channel_name(channel)])))),
+            None => ready(conn, out),
+        }
+    } else if text.starts_with('0') {
+        let hello = match (&conn.token, &conn.offset) {
+            (Some(pid), Some(offset)) => format!("40{}", json!({"pid": pid, "offset": offset})),
+            _ => "40".to_string(),
+        };
+        out.push(Action::Send(hello));
+    } else if text.starts_with("41") || text.starts_with("44") || text == "1" {
+        out.push(Action::Reconnect { delay_ms: 0 });
+    }
+}
+
+fn wsredis(text: &str, conn: &mut Conn, out: &mut Vec<Action>) {
+    if let Some(id) = text.strip_prefix(r#"{"ack":"#) {
+        let id = id.trim_end_matches('}').parse().unwrap_or(0);
+        if id == SUBSCRIBE_ID && conn.channel.is_some() {
+            ready(conn, out);
+        } else {
+            out.push(Action::Ack { id, ok: true });
+        }
+    } else if let Some(id) = text.strip_prefix(r#"{"nack":"#) {
+        out.push(Action::Ack { id: id.trim_end_matches('}').parse().unwrap_or(0), ok: false });
+    } else {
+        deliver(text, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscriber() -> Conn {
+        Conn { channel: Some(3), ..Conn::default() }
+    }
+
+    fn run(system: System, conn: &mut Conn, frame: &str) -> Vec<Action> {
+        let mut out = Vec::new();
+        system.on_frame(frame, conn, &mut out);
+        out
+    }
+
+    #[test]
+    fn socketfleet_resumes_with_token_and_offsets() {
+        let mut conn = subscriber();
+        let out = run(System::SocketFleet, &mut conn, r#"{"type":"welcome","session":"s","resumeToken":"t/1","resumed":false}"#);
+        assert!(matches!(&out[..], [Action::Send(s)] if s.contains(r#""op":"subscribe""#)));
+        let p = payload::encode(Stamp { channel: 3, seq: 1, sent_us: 5 }, 40);
+        let out = run(
+            System::SocketFleet,
+            &mut conn,
+            &format!(r#"{{"type":"message","channel":"bench:3","offset":"9-1","epoch":"e","data":"{p}"}}"#),
+        );
+        assert_eq!(out, vec![Action::Deliver(Stamp { channel: 3, seq: 1, sent_us: 5 })]);
+        let url = System::SocketFleet.url("h:1", &conn);
+        assert!(url.starts_with("ws://h:1/ws?resume=t%2F1&since="), "{url}");
+        assert!(url.contains("9%2D1"), "{url}");
+    }
+
+    #[test]
+    fn centrifugo_pongs_recovers_and_reads_batches() {
+        let mut conn = subscriber();
+        conn.offset = Some("4".into());
+        conn.epoch = Some("ep".into());
+        let out = run(System::Centrifugo, &mut conn, "{}\n{\"id\":1,\"connect\":{\"client\":\"c\"}}");
+        assert_eq!(out[0], Action::Send("{}".into()));
+        assert!(matches!(&out[1], Action::Send(s) if s.contains(r#""recover":true"#) && s.contains(r#""offset":4"#)));
+        let p = payload::encode(Stamp { channel: 3, seq: 5, sent_us: 1 }, 30);
+        let reply =
+            format!(r#"{{"id":2,"subscribe":{{"recovered":true,"epoch":"ep","offset":5,"publications":[{{"data":"{p}","offset":5}}]}}}}"#);
+        let out = run(System::Centrifugo, &mut conn, &reply);
+        assert_eq!(out, vec![Action::Deliver(Stamp { channel: 3, seq: 5, sent_us: 1 }), Action::Ready]);
+        let push = format!(r#"{{"push":{{"channel":"bench:3","pub":{{"data":"{p}","offset":17}}}}}}"#);
+        run(System::Centrifugo, &mut conn, &push);
+        assert_eq!(conn.offset.as_deref(), Some("17"));
+    }
+
+    #[test]
+    fn socketio_recovers_with_pid_and_offset() {
+        let mut conn = subscriber();
+        assert_eq!(run(System::SocketIo, &mut conn, r#"0{"sid":"a"}"#), vec![Action::Send("40".into())]);
+        let out = run(System::SocketIo, &mut conn, r#"40{"sid":"b","pid":"p1"}"#);
+        assert_eq!(out, vec![Action::Send(r#"422["sub","bench:3"]"#.into())]);
+        assert_eq!(run(System::SocketIo, &mut conn, "432[]"), vec![Action::Ready]);
+        run(System::SocketIo, &mut conn, r#"42["m","P3.1.2.xx","1700-0"]"#);
+        assert_eq!(conn.offset.as_deref(), Some("1700-0"));
+        conn.ready = false;
+        let out = run(System::SocketIo, &mut conn, r#"0{"sid":"c"}"#);
+        assert_eq!(out, vec![Action::Send(r#"40{"offset":"1700-0","pid":"p1"}"#.into())]);
+        assert_eq!(run(System::SocketIo, &mut conn, r#"40{"sid":"d","pid":"p1"}"#), vec![Action::Ready]);
+        assert_eq!(run(System::SocketIo, &mut conn, "2"), vec![Action::Send("3".into())]);
+    }
+
+    #[test]
+    fn wsredis_acks_and_raw_payloads() {
+        let mut conn = subscriber();
+        assert_eq!(run(System::WsRedis, &mut conn, r#"{"ack":2}"#), vec![Action::Ready]);
+        assert_eq!(run(System::WsRedis, &mut conn, r#"{"ack":11}"#), vec![Action::Ack { id: 11, ok: true }]);
+        assert_eq!(run(System::WsRedis, &mut conn, "P3.4.5.x"), vec![Action::Deliver(Stamp { channel: 3, seq: 4, sent_us: 5 })]);
+    }
+}
