@@ -10,7 +10,7 @@ for lib in tungstenite fastwebsockets; do
   port=$(free_port)
   "$BIN/ws-idle-probe" "$lib" "127.0.0.1:$port" & pid=$!; SF_PIDS+=("$pid")
   sleep 0.5
-  measure_idle "$pid" "ws://127.0.0.1:$port/ws" "$N"
+  measure_idle "$pid" "127.0.0.1:$port" "$N"
   echo "RESULT ws_lib $lib idle_bytes_per_connection $IDLE_BYTES"
   kill "$pid" 2>/dev/null || true
 done

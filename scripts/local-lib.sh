@@ -27,19 +27,14 @@ for _ in range(1000):
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-# measure_idle PID URL N: holds N idle WebSocket clients on URL and sets IDLE_BYTES to the
-# RSS growth of process PID divided by N. Call it directly, not in $(...): the client it
-# starts must land in SF_PIDS of this shell to be stopped on exit.
+# measure_idle PID ADDR N: holds N idle WebSocket clients on ADDR (host:port; the plain
+# `ws` protocol, which sends nothing after the upgrade) and sets IDLE_BYTES to the RSS growth
+# of process PID divided by N.
 measure_idle() {
-  local pid=$1 url=$2 n=$3 out="$SF_WORK/idle-$1.out" before after bench
-  before=$(rss_kib "$pid")
-  "$BIN/socketfleet-bench" idle "$url" "$n" 8 > "$out" & bench=$!; SF_PIDS+=("$bench")
-  for _ in $(seq 1 600); do grep -q ready "$out" 2>/dev/null && break; sleep 0.1; done
-  sleep 2
-  after=$(rss_kib "$pid")
-  echo "$(cat "$out"); RSS ${before} KiB -> ${after} KiB"
-  wait "$bench" || true
-  IDLE_BYTES=$(awk -v b="$before" -v a="$after" -v n="$n" 'BEGIN { printf "%.0f", (a-b)*1024/n }')
+  local out
+  out=$("$BIN/socketfleet-bench" idle --system wsredis --addrs "$2" --clients "$3" --pid "$1" --hold 2)
+  echo "$out"
+  IDLE_BYTES=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["bytes_per_connection"]))' "$out")
 }
 
 wait_redis() { for _ in $(seq 1 100); do [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0; sleep 0.1; done; echo "redis on $1 did not start" >&2; return 1; }
