@@ -12,9 +12,10 @@ import re
 import statistics
 import sys
 
-SYSTEMS = ["socketfleet", "centrifugo", "socketio", "wsredis"]
+SYSTEMS = ["socketfleet", "socketfleet-durable", "centrifugo", "socketio", "wsredis"]
 NAMES = {
     "socketfleet": "SocketFleet",
+    "socketfleet-durable": "SocketFleet, durable publish",
     "centrifugo": "Centrifugo engine (centrifuge)",
     "socketio": "Socket.IO + Redis streams adapter",
     "wsredis": "ws + ioredis pub/sub",

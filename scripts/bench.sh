@@ -8,7 +8,10 @@
 #      in the same run (SocketFleet goes first), the same rate for every system;
 #   3. memory per idle connection at each of IDLE_COUNTS, one instance;
 #   4. rolling replacement of every instance under that fixed load;
-#   5. a Redis primary killed (SIGKILL) under that fixed load.
+#   5. a Redis primary killed (SIGKILL) under that fixed load, restarted RESTART_AFTER
+#      seconds later; with DURABLE=1 (default)
+#      also SocketFleet with SF_DURABLE_PUBLISH=true ("socketfleet-durable"), whose
+#      publishes are acknowledged once a replica has them.
 # Plus the machine's loopback limit for 100-byte frames. Raw JSON reports go to
 # target/bench/<stamp>/; scripts/bench-report.py turns them into bench/RESULTS.md's tables.
 # CPU pinning (taskset): this script and everything it starts (Redis, the servers under
@@ -25,11 +28,13 @@ CLIENTS=${CLIENTS:-10000}
 CHANNELS=${CHANNELS:-100}
 RAMP=${RAMP:-100:1.5:4:14}
 LATENCY_FRACTION=${LATENCY_FRACTION:-0.2}
-LATENCY_SECONDS=${LATENCY_SECONDS:-20}
+LATENCY_SECONDS=${LATENCY_SECONDS:-15}
 IDLE_COUNTS=${IDLE_COUNTS:-10000 50000}
 SCENARIOS=${SCENARIOS:-fanout idle rolling failover}
-ROLLING_SECONDS=${ROLLING_SECONDS:-40}
-FAILOVER_SECONDS=${FAILOVER_SECONDS:-30}
+ROLLING_SECONDS=${ROLLING_SECONDS:-35}
+FAILOVER_SECONDS=${FAILOVER_SECONDS:-25}
+DURABLE=${DURABLE:-1}
+RESTART_AFTER=${RESTART_AFTER:-5}
 OUT=${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 # Raise the soft limit to the hard one (20,000 on this machine: one process cannot hold
@@ -50,14 +55,15 @@ start_instances() {
   for i in $(seq 1 "$count"); do
     port=$(free_port)
     case $system in
-      socketfleet)
+      socketfleet | socketfleet-durable)
+        local durable=false; [ "$system" = socketfleet-durable ] && durable=true
         admin=$(free_port); api=$(free_port)
         echo "http://127.0.0.1:$admin/ready" > "$INST_DIR/$i.ready"
         cat > "$INST_DIR/$i.cmd" <<CMD
 ulimit -n \$(ulimit -Hn)
 export SF_AUTH=none SF_REDIS_MODE=cluster SF_REDIS_ADDRS=$addrs SF_NODE_NAME=sf$i SF_LOG=warn \
   SF_WS_ADDR=127.0.0.1:$port SF_ADMIN_ADDR=127.0.0.1:$admin SF_APP_API_ADDR=127.0.0.1:$api \
-  SF_RESUME_KEY=$RESUME_KEY SF_DRAIN_SPREAD=3s SF_DRAIN_TIMEOUT=15s
+  SF_RESUME_KEY=$RESUME_KEY SF_DRAIN_SPREAD=3s SF_DRAIN_TIMEOUT=15s SF_DURABLE_PUBLISH=$durable
 exec $PWD/$BIN/socketfleet-sidecar
 CMD
         ;;
@@ -80,11 +86,11 @@ CMD
   done
 }
 
+# The measurement is over: no drain to wait for.
 stop_instances() {
   local f
-  for f in "$INST_DIR"/*.pid; do kill -TERM "$(cat "$f")" 2>/dev/null || true; done
-  sleep 1
   for f in "$INST_DIR"/*.pid; do kill -9 "$(cat "$f")" 2>/dev/null || true; done
+  for f in "$INST_DIR"/*.pid; do wait "$(cat "$f")" 2>/dev/null || true; done
 }
 
 stop_cluster() {
@@ -98,15 +104,31 @@ redis_pids() {
   (IFS=,; echo "${pids[*]}")
 }
 
-# A primary's pid: the failover scenario kills it.
-a_primary_pid() {
-  local seed=${SF_CLUSTER_ADDRS%%,*} port
+# The failover event: SIGKILL a primary, then, as a StatefulSet would, start it again on
+# its address and cluster config after RESTART_AFTER seconds (it rejoins as a replica of
+# the node that replaced it; until then that shard has no replica).
+kill_primary_event() {
+  local seed=${SF_CLUSTER_ADDRS%%,*} port pid
   port=$(redis-cli -p "${seed#*:}" cluster nodes | awk '/master/ && !/fail/ {split($2, a, "[:@]"); print a[2]; exit}')
-  redis-cli -p "$port" info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r'
+  pid=$(redis-cli -p "$port" info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r')
+  echo "kill -9 $pid; sleep $RESTART_AFTER; cd $SF_WORK/redis-$port && setsid redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no" \
+    "--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 >/dev/null 2>&1 < /dev/null &"
 }
 
 addrs() { (IFS=,; echo "${INST_ADDRS[*]}"); }
 procs() { echo "servers=$(IFS=,; echo "${INST_PIDS[*]}");redis=$(redis_pids)"; }
+
+# failover SYSTEM TAG RATE: a Redis primary SIGKILLed under RATE publishes/s.
+failover() {
+  local system=$1 tag=$2 rate=$3
+  echo "== run $run: $system Redis primary killed at $rate publishes/s"
+  start_cluster; start_instances "$system" "$SF_CLUSTER_ADDRS" "$INSTANCES"
+  "${GEN[@]}" run --system "${system%-durable}" --addrs "$(addrs)" --clients "$CLIENTS" --channels "$CHANNELS" \
+    --fixed "$rate:$FAILOVER_SECONDS" --event-at 5 --event "$(kill_primary_event)" > "$OUT/failover-$tag.json" 2> "$OUT/failover-$tag.log" \
+    || { echo "bench: $tag failover failed:"; tail -5 "$OUT/failover-$tag.log"; }
+  python3 scripts/bench-report.py --line "$OUT/failover-$tag.json" || true
+  stop_instances; stop_cluster
+}
 
 echo "== loopback limit (100-byte frames)"
 taskset -c 0,1 "$BIN/socketfleet-bench" loopback 100 5 | tee "$OUT/loopback.json"
@@ -153,16 +175,11 @@ for run in $(seq 1 "$RUNS"); do
       python3 scripts/bench-report.py --line "$OUT/rolling-$tag.json" || true
       stop_instances; stop_cluster
     fi
-    if [[ " $SCENARIOS " == *" failover "* ]]; then
-      echo "== run $run: $system Redis primary killed at $rate publishes/s"
-      start_cluster; start_instances "$system" "$SF_CLUSTER_ADDRS" "$INSTANCES"
-      "${GEN[@]}" run --system "$system" --addrs "$(addrs)" --clients "$CLIENTS" --channels "$CHANNELS" \
-        --fixed "$rate:$FAILOVER_SECONDS" --event-at 5 --event "kill -9 $(a_primary_pid)" > "$OUT/failover-$tag.json" 2> "$OUT/failover-$tag.log" \
-        || { echo "bench: $tag failover failed:"; tail -5 "$OUT/failover-$tag.log"; }
-      python3 scripts/bench-report.py --line "$OUT/failover-$tag.json" || true
-      stop_instances; stop_cluster
-    fi
+    if [[ " $SCENARIOS " == *" failover "* ]]; then failover "$system" "$tag" "$rate"; fi
   done
+  if [[ " $SCENARIOS " == *" failover "* && $DURABLE = 1 && " $SYSTEMS " == *" socketfleet "* ]]; then
+    failover socketfleet-durable "socketfleet-durable-run$run" "${latency_rate:-500}"
+  fi
 done
 python3 scripts/bench-report.py "$OUT" > "$OUT/tables.md"
 echo "== tables ($OUT/tables.md; paste into bench/RESULTS.md)"

@@ -56,7 +56,10 @@ start_cluster() {
     start_redis "$p" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
   done
   redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
-  for _ in $(seq 1 100); do redis-cli -p "${ports[0]#*:}" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+  # Every node, not just the first, must see the cluster as ok before clients arrive.
+  for p in "${ports[@]}"; do
+    for _ in $(seq 1 100); do redis-cli -p "${p#*:}" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+  done
   SF_CLUSTER_ADDRS=$(IFS=,; echo "${ports[*]}")
 }
 
