@@ -109,6 +109,11 @@ enum Mode {
 struct Member {
     outbox: Outbox,
     mode: Mode,
+    /// Where its own history read left it when that was ahead of the hub's position (a
+    /// stream read can see publications whose PUB/SUB copy has not reached this pod yet):
+    /// live deliveries up to here are skipped, or the member would get them twice.
+    /// Cleared by the first delivery past it.
+    sent_up_to: Option<(Arc<str>, Offset)>,
 }
 
 #[derive(Default)]
@@ -131,6 +136,12 @@ impl ChannelState {
         for m in self.members.values_mut() {
             match &mut m.mode {
                 Mode::Live => {
+                    if let Some((epoch, up_to)) = &m.sent_up_to {
+                        if **epoch == *d.epoch && d.offset <= *up_to {
+                            continue;
+                        }
+                        m.sent_up_to = None;
+                    }
                     if m.outbox.offer(d.frame.clone()) {
                         metrics.messages_out.inc();
                     }
@@ -144,6 +155,39 @@ impl ChannelState {
                 }
             }
         }
+    }
+}
+
+impl ChannelState {
+    /// See [`Hub::go_live`].
+    fn go_live(&mut self, id: ConnId, client: &Position, stream_last: Offset, metrics: &Metrics) -> GoLive {
+        if self.last.is_none() {
+            self.last = Some((Arc::from(client.epoch.as_str()), stream_last.max(client.offset)));
+        }
+        let ahead = !self.is_duplicate(&client.epoch, client.offset);
+        let Some(member) = self.members.get_mut(&id) else { return GoLive::Gone };
+        let items = match &mut member.mode {
+            Mode::Live => return GoLive::Live,
+            Mode::Buffering { overflowed: true, items } => {
+                items.clear();
+                if let Mode::Buffering { overflowed, .. } = &mut member.mode {
+                    *overflowed = false;
+                }
+                return GoLive::Overflowed;
+            }
+            Mode::Buffering { items, .. } => std::mem::take(items),
+        };
+        for d in items {
+            let old = *d.epoch == *client.epoch && d.offset <= client.offset;
+            if !old && member.outbox.offer(d.frame.clone()) {
+                metrics.messages_out.inc();
+            }
+        }
+        // Buffered items past the client's offset were delivered, so they moved `last`
+        // too: only a history read can leave the member ahead of the hub.
+        member.sent_up_to = ahead.then(|| (Arc::from(client.epoch.as_str()), client.offset));
+        member.mode = Mode::Live;
+        GoLive::Live
     }
 }
 
@@ -233,7 +277,9 @@ impl Hub {
                 self.metrics.channels.inc();
                 ChannelState::default()
             });
-            state.members.insert(outbox.id, Member { outbox, mode: Mode::Buffering { items: Vec::new(), overflowed: false } });
+            state
+                .members
+                .insert(outbox.id, Member { outbox, mode: Mode::Buffering { items: Vec::new(), overflowed: false }, sent_up_to: None });
         });
         let subscriber = self.subscriber.get().ok_or(HubError::Stopped)?;
         match tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscriber.subscribe(channel)).await {
@@ -247,31 +293,9 @@ impl Hub {
     /// `stream_last` is the channel's last offset as read with that history; it seeds the
     /// hub's own position the first time the channel is seen.
     pub fn go_live(&self, channel: &str, id: ConnId, client: &Position, stream_last: Offset) -> GoLive {
-        self.with_channel(channel, |map| {
-            let Some(state) = map.get_mut(channel) else { return GoLive::Gone };
-            if state.last.is_none() {
-                state.last = Some((Arc::from(client.epoch.as_str()), stream_last.max(client.offset)));
-            }
-            let Some(member) = state.members.get_mut(&id) else { return GoLive::Gone };
-            let items = match &mut member.mode {
-                Mode::Live => return GoLive::Live,
-                Mode::Buffering { overflowed: true, items } => {
-                    items.clear();
-                    if let Mode::Buffering { overflowed, .. } = &mut member.mode {
-                        *overflowed = false;
-                    }
-                    return GoLive::Overflowed;
-                }
-                Mode::Buffering { items, .. } => std::mem::take(items),
-            };
-            for d in items {
-                let old = *d.epoch == *client.epoch && d.offset <= client.offset;
-                if !old && member.outbox.offer(d.frame.clone()) {
-                    self.metrics.messages_out.inc();
-                }
-            }
-            member.mode = Mode::Live;
-            GoLive::Live
+        self.with_channel(channel, |map| match map.get_mut(channel) {
+            Some(state) => state.go_live(id, client, stream_last, &self.metrics),
+            None => GoLive::Gone,
         })
     }
 
@@ -286,7 +310,8 @@ impl Hub {
             if !matches!(member.mode, Mode::Live) || !signals.caught_up() {
                 return None;
             }
-            let (epoch, offset) = state.last.as_ref()?;
+            // A member whose own history read is ahead of the hub has been sent that far.
+            let (epoch, offset) = member.sent_up_to.as_ref().or(state.last.as_ref())?;
             Some(Position { offset: *offset, epoch: epoch.to_string() })
         })
     }
@@ -435,6 +460,40 @@ impl MessageSink for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member(state: &mut ChannelState, id: ConnId) -> mpsc::Receiver<Utf8Bytes> {
+        let (tx, rx) = mpsc::channel(16);
+        let outbox = Outbox { id, tx, signals: Arc::default() };
+        state.members.insert(id, Member { outbox, mode: Mode::Buffering { items: Vec::new(), overflowed: false }, sent_up_to: None });
+        rx
+    }
+
+    fn publication(offset: u64) -> Arc<Delivery> {
+        let offset = Offset { ms: 1, seq: offset };
+        Arc::new(Delivery { offset, epoch: Arc::from("e"), frame: Utf8Bytes::from(format!("m{}", offset.seq)) })
+    }
+
+    fn received(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok()).map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn a_member_whose_history_read_is_ahead_of_the_hub_gets_each_publication_once() {
+        let metrics = Metrics::new();
+        let mut state = ChannelState::default();
+        let mut first = member(&mut state, 1);
+        let at = |seq| Position { offset: Offset { ms: 1, seq }, epoch: "e".into() };
+        assert_eq!(state.go_live(1, &at(3), Offset { ms: 1, seq: 3 }, &metrics), GoLive::Live);
+        // The second member's stream read saw 4 and 5 before their PUB/SUB copies came.
+        let mut second = member(&mut state, 2);
+        assert_eq!(state.go_live(2, &at(5), Offset { ms: 1, seq: 5 }, &metrics), GoLive::Live);
+        for seq in 4..=6 {
+            state.deliver(&publication(seq), &metrics);
+        }
+        assert_eq!(received(&mut first), ["m4", "m5", "m6"]);
+        assert_eq!(received(&mut second), ["m6"], "4 and 5 came with its history already");
+        assert!(state.members[&2].sent_up_to.is_none(), "the first delivery past it clears the floor");
+    }
 
     #[test]
     fn parses_shard_payloads() {
