@@ -69,7 +69,7 @@ CMD
         ;;
       centrifugo)
         echo "http://127.0.0.1:$port/ready" > "$INST_DIR/$i.ready"
-        printf 'ulimit -n $(ulimit -Hn)\nexec %s -addr 127.0.0.1:%s -redis %s -cluster\n' "$CENTRIFUGE_PEER" "$port" "$addrs" > "$INST_DIR/$i.cmd" ;;
+        printf 'ulimit -n $(ulimit -Hn)\nexec %s -addr 127.0.0.1:%s -redis %s -cluster %s\n' "$CENTRIFUGE_PEER" "$port" "$addrs" "${CENTRIFUGE_FLAGS:-}" > "$INST_DIR/$i.cmd" ;;
       socketio | wsredis)
         local script=socketio-server.mjs; [ "$system" = wsredis ] && script=ws-server.mjs
         echo "http://127.0.0.1:$port/ready" > "$INST_DIR/$i.ready"

@@ -139,6 +139,9 @@ pub async fn subscriber(
         down_since = Some(stats.now_us());
         at += 1;
         drop(ws);
+        if delay_ms == 0 {
+            delay_ms = fleet.system.client_backoff_ms(((client as u64) << 32) ^ at as u64);
+        }
         if tokio::time::timeout(Duration::from_millis(delay_ms.min(10_000)), stop.changed()).await.is_ok() {
             break;
         }

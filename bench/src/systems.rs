@@ -107,6 +107,17 @@ impl System {
         }
     }
 
+    /// How long the system's own client library waits before its first reconnect when
+    /// the server did not say: socket.io-client's defaults (`reconnectionDelay` 1000 ms,
+    /// `randomizationFactor` 0.5) give 500–1500 ms; the others are reconnected at once,
+    /// which can only favour them. `seed` picks the jitter.
+    pub fn client_backoff_ms(self, seed: u64) -> u64 {
+        match self {
+            Self::SocketIo => 500 + splitmix64(seed) % 1001,
+            _ => 0,
+        }
+    }
+
     pub fn publish(self, channel: u32, payload: &str, id: u64) -> String {
         let channel = channel_name(channel);
         match self {
@@ -234,15 +245,7 @@ fn centrifugo(line: &str, conn: &mut Conn, out: &mut Vec<Action>) {
     } else if frame.get("connect").is_some() {
         match conn.channel {
             None => ready(conn, out),
-            Some(channel) => {
-                let mut sub = json!({"channel": channel_name(channel)});
-                if let (Some(offset), Some(epoch)) = (&conn.offset, &conn.epoch) {
-                    sub["recover"] = json!(true);
-                    sub["offset"] = json!(offset.parse::<u64>().unwrap_or(0));
-                    sub["epoch"] = json!(epoch);
-                }
-                out.push(Action::Send(json!({"id": SUBSCRIBE_ID, "subscribe": sub}).to_string()));
-            }
+            Some(channel) => out.push(Action::Send(centrifugo_subscribe(conn, channel))),
         }
     } else if let Some(reply) = frame.get("subscribe") {
         for publication in reply["publications"].as_array().into_iter().flatten() {
@@ -258,7 +261,33 @@ fn centrifugo(line: &str, conn: &mut Conn, out: &mut Vec<Action>) {
         conn.offset = publication["offset"].as_u64().map(|o| o.to_string());
     } else if frame["push"].get("disconnect").is_some() {
         out.push(Action::Reconnect { delay_ms: 0 });
+    } else if let Some(code) = frame["push"]["unsub"]["code"].as_u64() {
+        // What centrifuge-js does: codes from 2500 up (2500 is "insufficient state": the
+        // node saw a hole in a channel's offsets, e.g. after a Redis failover) mean
+        // "subscribe again", with recovery from where the client is.
+        if let Some(channel) = conn.channel.filter(|_| code >= 2500) {
+            out.push(Action::Send(centrifugo_subscribe(conn, channel)));
+        }
     }
+}
+
+/// A well-mixed 64-bit hash (SplitMix64's finaliser): jitter without a random source.
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A subscribe command; with `recover` from the last offset and epoch when there are any.
+fn centrifugo_subscribe(conn: &Conn, channel: u32) -> String {
+    let mut sub = json!({"channel": channel_name(channel)});
+    if let (Some(offset), Some(epoch)) = (&conn.offset, &conn.epoch) {
+        sub["recover"] = json!(true);
+        sub["offset"] = json!(offset.parse::<u64>().unwrap_or(0));
+        sub["epoch"] = json!(epoch);
+    }
+    json!({"id": SUBSCRIBE_ID, "subscribe": sub}).to_string()
 }
 
 fn socketio(text: &str, conn: &mut Conn, out: &mut Vec<Action>) {
@@ -364,6 +393,22 @@ mod tests {
         let push = format!(r#"{{"push":{{"channel":"bench:3","pub":{{"data":"{p}","offset":17}}}}}}"#);
         run(System::Centrifugo, &mut conn, &push);
         assert_eq!(conn.offset.as_deref(), Some("17"));
+        // Insufficient state: subscribe again, recovering from offset 17.
+        let out =
+            run(System::Centrifugo, &mut conn, r#"{"push":{"channel":"bench:3","unsub":{"code":2500,"reason":"insufficient state"}}}"#);
+        assert!(matches!(&out[..], [Action::Send(s)] if s.contains(r#""recover":true"#) && s.contains(r#""offset":17"#)), "{out:?}");
+        let out =
+            run(System::Centrifugo, &mut conn, r#"{"push":{"channel":"bench:3","unsub":{"code":2000,"reason":"server unsubscribe"}}}"#);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn only_socketio_waits_like_its_client_library_before_reconnecting() {
+        let delays: Vec<u64> = (0..200).map(|seed| System::SocketIo.client_backoff_ms(seed)).collect();
+        assert!(delays.iter().all(|d| (500..=1500).contains(d)), "{delays:?}");
+        assert!(delays.iter().any(|d| *d < 750) && delays.iter().any(|d| *d > 1250), "jitter spreads: {delays:?}");
+        assert_eq!(System::Centrifugo.client_backoff_ms(7), 0);
+        assert_eq!(System::SocketFleet.client_backoff_ms(7), 0);
     }
 
     #[test]
