@@ -21,6 +21,7 @@ if [[ ! -x $out ]]; then
 fi
 if [[ ! -d $root/bench/peers/node/node_modules ]]; then
   echo "bench-peers: npm ci (bench/peers/node)" >&2
-  (cd "$root/bench/peers/node" && npm ci --no-audit --no-fund --loglevel=error)
+  # stdout is for the assignment the caller evals: npm's report goes to stderr.
+  (cd "$root/bench/peers/node" && npm ci --no-audit --no-fund --loglevel=error) >&2
 fi
 echo "CENTRIFUGE_PEER=$out"

@@ -65,7 +65,7 @@ def fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
-def ratio(v, base, higher_is_better=True):
+def ratio(v, base):
     if v is None or not base:
         return "n/a"
     return f"{(v / base):.2f}×"
@@ -106,19 +106,17 @@ def main(out):
     print()
 
     # 2. latency
-    rows = []
+    rows, base_p99 = [], None
     for s in SYSTEMS:
         rs = [r for r in runs(out, "fanout", s) if "fixed" in r]
         if not rs:
             continue
         f = [r["fixed"] for r in rs]
         q = lambda k: median([x["latency"][k] for x in f])
-        base_p50 = base_p99 = None
+        if s == "socketfleet":
+            base_p99 = q("p99_ms")
         rows.append([NAMES[s], fmt(median([x["published_per_s"] for x in f])), fmt(median([x["delivered_per_s"] for x in f])),
-                     fmt(q("p50_ms"), 2), fmt(q("p99_ms"), 2), fmt(q("p999_ms"), 2), fmt(q("max_ms"))])
-    sf = next((r for r in rows if r[0] == NAMES["socketfleet"]), None)
-    for r in rows:
-        r.append(ratio(float(r[4].replace(",", "")) if r[4] != "n/a" else None, float(sf[4].replace(",", "")) if sf and sf[4] != "n/a" else None))
+                     fmt(q("p50_ms"), 2), fmt(q("p99_ms"), 2), fmt(q("p999_ms"), 2), fmt(q("max_ms")), ratio(q("p99_ms"), base_p99)])
     print("### 2. Publish-to-deliver latency at a fixed rate\n")
     print(table(["system", "publishes/s", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "p99 ratio to SocketFleet"], rows))
     print()
