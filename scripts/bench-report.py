@@ -86,7 +86,7 @@ def main(out):
               f"{fmt(loop.get('batched_64_per_write_per_s'))} frames/s with 64 frames per write.\n")
 
     # 1. fan-out
-    rows, base = [], None
+    rows, base, base_per_core = [], None, None
     for s in SYSTEMS:
         rs = runs(out, "fanout", s)
         if not rs:
@@ -98,11 +98,14 @@ def main(out):
         if s == "socketfleet":
             base = m
         lim = loop.get("one_write_per_frame_per_s")
-        rows.append([NAMES[s], fmt(m), ratio(m, base), fmt(median(peak)), fmt(median(cores), 2),
+        per_core = median([v / c for v, c in zip(sust, cores) if v and c])
+        if s == "socketfleet":
+            base_per_core = per_core
+        rows.append([NAMES[s], fmt(m), ratio(m, base), fmt(median(peak)), fmt(median(cores), 2), fmt(per_core), ratio(per_core, base_per_core),
                      f"{100 * m / lim:.1f}%" if m and lim else "n/a", " / ".join(fmt(v) for v in sust)])
     print("### 1. Fan-out throughput\n")
     print(table(["system", "sustained deliveries/s (median)", "ratio to SocketFleet", "peak deliveries/s", "server cores at sustained step",
-                 "of loopback limit (one write per frame)", "runs"], rows))
+                 "deliveries/s per server core", "ratio", "of loopback limit (one write per frame)", "runs"], rows))
     print()
 
     # 2. latency

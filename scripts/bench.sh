@@ -7,7 +7,8 @@
 #   2. latency at a fixed rate: LATENCY_FRACTION of SocketFleet's sustained publish rate
 #      in the same run (SocketFleet goes first), the same rate for every system;
 #   3. memory per idle connection at each of IDLE_COUNTS, one instance;
-#   4. rolling replacement of every instance under that fixed load;
+#   4. rolling replacement of every instance under that fixed load (FIXED_RATE overrides
+#      it for scenarios 4 and 5; without a SocketFleet fan-out in the run it is 500);
 #   5. a Redis primary killed (SIGKILL) under that fixed load, restarted RESTART_AFTER
 #      seconds later; with DURABLE=1 (default)
 #      also SocketFleet with SF_DURABLE_PUBLISH=true ("socketfleet-durable"), whose
@@ -26,7 +27,7 @@ SYSTEMS=${SYSTEMS:-socketfleet centrifugo socketio wsredis}
 INSTANCES=${INSTANCES:-3}
 CLIENTS=${CLIENTS:-10000}
 CHANNELS=${CHANNELS:-100}
-RAMP=${RAMP:-100:1.5:4:14}
+RAMP=${RAMP:-100:1.2:4:24}
 LATENCY_FRACTION=${LATENCY_FRACTION:-0.2}
 LATENCY_SECONDS=${LATENCY_SECONDS:-15}
 IDLE_COUNTS=${IDLE_COUNTS:-10000 50000}
@@ -45,12 +46,12 @@ taskset -cp 0 $$ >/dev/null
 GEN=(taskset -c 1 "$BIN/socketfleet-bench")
 RESUME_KEY=$(openssl rand -hex 32)
 
-# Instances of SYSTEM on Redis Cluster ADDRS: INST_DIR holds each one's command, pid and
-# readiness URL (scripts/bench-replace.sh restarts them from there); sets INST_ADDRS,
+# Instances of SYSTEM on Redis Cluster ADDRS: INST_DIR (kept in OUT) holds each one's
+# command, pid, log and readiness URL (scripts/bench-replace.sh restarts them from there); sets INST_ADDRS,
 # INST_PIDS.
 start_instances() {
   local system=$1 addrs=$2 count=$3 i port admin api
-  INST_DIR=$SF_WORK/inst-$system-$RANDOM; mkdir -p "$INST_DIR"
+  INST_DIR=$OUT/instances/$system-$RANDOM; mkdir -p "$INST_DIR"
   INST_ADDRS=(); INST_PIDS=()
   for i in $(seq 1 "$count"); do
     port=$(free_port)
@@ -149,7 +150,7 @@ for run in $(seq 1 "$RUNS"); do
       python3 scripts/bench-report.py --line "$OUT/fanout-$tag.json" || true
       stop_instances; stop_cluster
     fi
-    rate=${latency_rate:-500}
+    rate=${FIXED_RATE:-${latency_rate:-500}}
     if [[ " $SCENARIOS " == *" idle "* ]]; then
       for n in $IDLE_COUNTS; do
         echo "== run $run: $system idle memory, $n connections over $INSTANCES instances"
@@ -178,7 +179,7 @@ for run in $(seq 1 "$RUNS"); do
     if [[ " $SCENARIOS " == *" failover "* ]]; then failover "$system" "$tag" "$rate"; fi
   done
   if [[ " $SCENARIOS " == *" failover "* && $DURABLE = 1 && " $SYSTEMS " == *" socketfleet "* ]]; then
-    failover socketfleet-durable "socketfleet-durable-run$run" "${latency_rate:-500}"
+    failover socketfleet-durable "socketfleet-durable-run$run" "${FIXED_RATE:-${latency_rate:-500}}"
   fi
 done
 python3 scripts/bench-report.py "$OUT" > "$OUT/tables.md"

@@ -90,12 +90,15 @@ pub async fn subscriber(
         });
         let mut ws = match opened.await {
             Ok(ws) => ws,
-            Err(_) => {
-                stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                // The first few reasons go to the log: a count alone does not say what failed.
+                if stats.connect_errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("subscriber {client}: connect failed: {e:#}");
+                }
                 down_since.get_or_insert_with(|| stats.now_us());
                 at += 1;
                 attempt += 1;
-                let backoff = Duration::from_millis((50 * u64::from(attempt)).min(1000));
+                let backoff = Duration::from_millis(fleet.system.reconnect_delay_ms(attempt, ((client as u64) << 32) ^ at as u64));
                 if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
                     break;
                 }
@@ -140,7 +143,7 @@ pub async fn subscriber(
         at += 1;
         drop(ws);
         if delay_ms == 0 {
-            delay_ms = fleet.system.client_backoff_ms(((client as u64) << 32) ^ at as u64);
+            delay_ms = fleet.system.reconnect_delay_ms(0, ((client as u64) << 32) ^ at as u64);
         }
         if tokio::time::timeout(Duration::from_millis(delay_ms.min(10_000)), stop.changed()).await.is_ok() {
             break;
@@ -242,6 +245,9 @@ pub async fn publisher(fleet: Arc<Fleet>, index: usize, channels: Vec<u32>, stop
         }
         reader.abort();
         let lost = pending.lock().expect("pending lock").len() as u64;
+        if lost > 0 {
+            eprintln!("publisher {index}: connection {} ended with {lost} publications unconfirmed", fleet.addrs[at % fleet.addrs.len()]);
+        }
         stats.unconfirmed.fetch_add(lost, Ordering::Relaxed);
         at += 1;
     }

@@ -107,14 +107,23 @@ impl System {
         }
     }
 
-    /// How long the system's own client library waits before its first reconnect when
-    /// the server did not say: socket.io-client's defaults (`reconnectionDelay` 1000 ms,
-    /// `randomizationFactor` 0.5) give 500–1500 ms; the others are reconnected at once,
-    /// which can only favour them. `seed` picks the jitter.
-    pub fn client_backoff_ms(self, seed: u64) -> u64 {
+    /// How long a client waits before reconnect attempt `attempt` (0: the first, after a
+    /// connection that had been up dropped without the server saying when; n: after n
+    /// failed attempts in a row). Socket.IO clients wait what socket.io-client's defaults
+    /// give (`reconnectionDelay` 1000 ms doubling per attempt up to `reconnectionDelayMax`
+    /// 5000 ms, `randomizationFactor` 0.5): 500–1500 ms, then 1000–3000 ms, ...; a
+    /// generator that retried faster would pile handshakes onto a restarting Node server
+    /// that its real clients spare. The others reconnect at once and retry after 50 ms
+    /// per failed attempt (at most 1 s), which can only favour them. `seed` picks the jitter.
+    pub fn reconnect_delay_ms(self, attempt: u32, seed: u64) -> u64 {
         match self {
-            Self::SocketIo => 500 + splitmix64(seed) % 1001,
-            _ => 0,
+            Self::SocketIo => {
+                let base = 1000u64 << attempt.min(12);
+                let deviation = splitmix64(seed) % (base / 2 + 1);
+                let delay = if splitmix64(seed ^ 0x5bd1) & 1 == 0 { base - deviation } else { base + deviation };
+                delay.min(5000)
+            }
+            _ => (50 * u64::from(attempt)).min(1000),
         }
     }
 
@@ -403,12 +412,17 @@ mod tests {
     }
 
     #[test]
-    fn only_socketio_waits_like_its_client_library_before_reconnecting() {
-        let delays: Vec<u64> = (0..200).map(|seed| System::SocketIo.client_backoff_ms(seed)).collect();
-        assert!(delays.iter().all(|d| (500..=1500).contains(d)), "{delays:?}");
-        assert!(delays.iter().any(|d| *d < 750) && delays.iter().any(|d| *d > 1250), "jitter spreads: {delays:?}");
-        assert_eq!(System::Centrifugo.client_backoff_ms(7), 0);
-        assert_eq!(System::SocketFleet.client_backoff_ms(7), 0);
+    fn socketio_clients_back_off_like_socketio_client_and_the_others_retry_at_once() {
+        let delays = |attempt| -> Vec<u64> { (0..200).map(|seed| System::SocketIo.reconnect_delay_ms(attempt, seed)).collect() };
+        let first = delays(0);
+        assert!(first.iter().all(|d| (500..=1500).contains(d)), "{first:?}");
+        assert!(first.iter().any(|d| *d < 750) && first.iter().any(|d| *d > 1250), "jitter spreads: {first:?}");
+        assert!(delays(1).iter().all(|d| (1000..=3000).contains(d)), "{:?}", delays(1));
+        assert!(delays(9).iter().all(|d| *d == 5000), "capped at 5 s: {:?}", delays(9));
+        assert_eq!(System::Centrifugo.reconnect_delay_ms(0, 7), 0);
+        assert_eq!(System::SocketFleet.reconnect_delay_ms(0, 7), 0);
+        assert_eq!(System::SocketFleet.reconnect_delay_ms(3, 7), 150);
+        assert_eq!(System::WsRedis.reconnect_delay_ms(40, 7), 1000);
     }
 
     #[test]

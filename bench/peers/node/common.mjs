@@ -19,12 +19,20 @@ export function options() {
   };
 }
 
-/** A Redis client; `subscriber` skips ioredis' INFO ready check, which a connection already
- * in subscriber mode refuses after a reconnect (and which would crash the process). Errors
- * are logged, not thrown: ioredis reconnects by itself. */
+/** A Redis client: one ioredis client for a standalone server, a Cluster for seeds. Errors
+ * are logged, not thrown: ioredis reconnects by itself.
+ *
+ * A `subscriber` for classic SUBSCRIBE is a plain connection to the first address even on
+ * a Cluster: classic PUBLISH reaches every node, so any node serves the subscription (the
+ * tutorials' setup). ioredis' Cluster subscriber forces its INFO ready check, which a
+ * connection that already sent SUBSCRIBE refuses, and the rejection crashed the process
+ * under 10,000 clients; a plain client skips the check and resubscribes after reconnecting. */
 export function redisClient(opts, { subscriber = false } = {}) {
-  const redisOptions = subscriber ? { enableReadyCheck: false } : {};
-  const client = opts.cluster ? new Cluster(opts.redis, { redisOptions }) : new Redis({ ...opts.redis[0], ...redisOptions });
+  const client = subscriber
+    ? new Redis({ ...opts.redis[0], enableReadyCheck: false })
+    : opts.cluster
+      ? new Cluster(opts.redis)
+      : new Redis(opts.redis[0]);
   client.on("error", (err) => console.error(`redis: ${err.message}`));
   return client;
 }
