@@ -131,11 +131,15 @@ failover() {
   stop_instances; stop_cluster
 }
 
-echo "== loopback limit (100-byte frames)"
-taskset -c 0,1 "$BIN/socketfleet-bench" loopback 100 5 | tee "$OUT/loopback.json"
+if [[ ! -s $OUT/loopback.json ]]; then
+  echo "== loopback limit (100-byte frames)"
+  taskset -c 0,1 "$BIN/socketfleet-bench" loopback 100 5 | tee "$OUT/loopback.json"
+fi
 
-latency_rate=""
-for run in $(seq 1 "$RUNS"); do
+# LATENCY_RATE and RUN_FROM continue an interrupted run without SocketFleet's fan-out:
+# the latency rate it set, the run number to start at (OUT: the same directory).
+latency_rate=${LATENCY_RATE:-}
+for run in $(seq "${RUN_FROM:-1}" "$RUNS"); do
   for system in $SYSTEMS; do
     tag="$system-run$run"
     if [[ " $SCENARIOS " == *" fanout "* ]]; then

@@ -50,17 +50,30 @@ start_redis() {
 
 # start_cluster: six nodes, three primaries with a replica each; sets SF_CLUSTER_ADDRS.
 start_cluster() {
-  local ports=() p
-  for _ in 1 2 3 4 5 6; do
-    p=$(free_cluster_port); ports+=("127.0.0.1:$p")
-    start_redis "$p" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
+  local ports=() p out attempt
+  # Up to three attempts on fresh ports: a failed create (once, in a long benchmark, with
+  # no output to say why) must not end the whole run.
+  for attempt in 1 2 3; do
+    ports=()
+    for _ in 1 2 3 4 5 6; do
+      p=$(free_cluster_port); ports+=("127.0.0.1:$p")
+      start_redis "$p" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
+    done
+    SF_CLUSTER_ADDRS=$(IFS=,; echo "${ports[*]}")
+    if out=$(redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes 2>&1) && cluster_ok; then return 0; fi
+    echo "start_cluster: attempt $attempt failed on ${ports[*]}:" >&2; echo "$out" | tail -5 >&2
+    for p in "${ports[@]}"; do redis-cli -p "${p#*:}" shutdown nosave >/dev/null 2>&1 || true; done
   done
-  redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
-  # Every node, not just the first, must see the cluster as ok before clients arrive.
-  for p in "${ports[@]}"; do
-    for _ in $(seq 1 100); do redis-cli -p "${p#*:}" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+  return 1
+}
+
+# Every node, not just the first, must see the cluster as ok before clients arrive (10 s).
+cluster_ok() {
+  local p
+  for p in ${SF_CLUSTER_ADDRS//,/ }; do
+    for _ in $(seq 1 100); do redis-cli -p "${p#*:}" cluster info 2>/dev/null | grep -q cluster_state:ok && continue 2; sleep 0.1; done
+    return 1
   done
-  SF_CLUSTER_ADDRS=$(IFS=,; echo "${ports[*]}")
 }
 
 # start_sidecar NAME MODE ADDRS: sets SC_WS, SC_ADMIN, SC_API, SC_PID.
