@@ -119,16 +119,25 @@ kill_primary_event() {
 addrs() { (IFS=,; echo "${INST_ADDRS[*]}"); }
 procs() { echo "servers=$(IFS=,; echo "${INST_PIDS[*]}");redis=$(redis_pids)"; }
 
-# failover SYSTEM TAG RATE: a Redis primary SIGKILLed under RATE publishes/s.
-failover() {
-  local system=$1 tag=$2 rate=$3
-  echo "== run $run: $system Redis primary killed at $rate publishes/s"
+replace_event() { echo "scripts/bench-replace.sh $INST_DIR"; }
+
+# under_event SCENARIO SYSTEM TAG RATE SECONDS EVENT: SYSTEM on a fresh cluster at RATE
+# publishes/s for SECONDS; 5 s in, the command EVENT prints (a function, called once the
+# cluster and the instances are up) runs.
+under_event() {
+  local scenario=$1 system=$2 tag=$3 rate=$4 seconds=$5 event=$6
   start_cluster; start_instances "$system" "$SF_CLUSTER_ADDRS" "$INSTANCES"
   "${GEN[@]}" run --system "${system%-durable}" --addrs "$(addrs)" --clients "$CLIENTS" --channels "$CHANNELS" \
-    --fixed "$rate:$FAILOVER_SECONDS" --event-at 5 --event "$(kill_primary_event)" > "$OUT/failover-$tag.json" 2> "$OUT/failover-$tag.log" \
-    || { echo "bench: $tag failover failed:"; tail -5 "$OUT/failover-$tag.log"; }
-  python3 scripts/bench-report.py --line "$OUT/failover-$tag.json" || true
+    --fixed "$rate:$seconds" --event-at 5 --event "$($event)" > "$OUT/$scenario-$tag.json" 2> "$OUT/$scenario-$tag.log" \
+    || { echo "bench: $tag $scenario failed:"; tail -5 "$OUT/$scenario-$tag.log"; }
+  python3 scripts/bench-report.py --line "$OUT/$scenario-$tag.json" || true
   stop_instances; stop_cluster
+}
+
+# failover SYSTEM TAG RATE: a Redis primary SIGKILLed under RATE publishes/s.
+failover() {
+  echo "== run $run: $1 Redis primary killed at $3 publishes/s"
+  under_event failover "$1" "$2" "$3" "$FAILOVER_SECONDS" kill_primary_event
 }
 
 if [[ ! -s $OUT/loopback.json ]]; then
@@ -173,12 +182,7 @@ for run in $(seq "${RUN_FROM:-1}" "$RUNS"); do
     fi
     if [[ " $SCENARIOS " == *" rolling "* ]]; then
       echo "== run $run: $system rolling replacement of $INSTANCES instances at $rate publishes/s"
-      start_cluster; start_instances "$system" "$SF_CLUSTER_ADDRS" "$INSTANCES"
-      "${GEN[@]}" run --system "$system" --addrs "$(addrs)" --clients "$CLIENTS" --channels "$CHANNELS" \
-        --fixed "$rate:$ROLLING_SECONDS" --event-at 5 --event "scripts/bench-replace.sh $INST_DIR" > "$OUT/rolling-$tag.json" 2> "$OUT/rolling-$tag.log" \
-        || { echo "bench: $tag rolling failed:"; tail -5 "$OUT/rolling-$tag.log"; }
-      python3 scripts/bench-report.py --line "$OUT/rolling-$tag.json" || true
-      stop_instances; stop_cluster
+      under_event rolling "$system" "$tag" "$rate" "$ROLLING_SECONDS" replace_event
     fi
     if [[ " $SCENARIOS " == *" failover "* ]]; then failover "$system" "$tag" "$rate"; fi
   done
