@@ -57,17 +57,16 @@ pub async fn run(plan: Plan) -> anyhow::Result<Value> {
     // One deadline for connecting them all: a permit is held until its client is ready,
     // so servers that died would otherwise stall this loop forever.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let not_ready = || format!("only {} of {} subscribers ready", stats.connected.load(Ordering::SeqCst), plan.clients);
     for client in 0..plan.clients {
-        let permit = tokio::time::timeout_at(deadline, gate.clone().acquire_owned())
-            .await
-            .with_context(|| format!("only {} of {} subscribers ready", stats.connected.load(Ordering::SeqCst), plan.clients))??;
+        let permit = tokio::time::timeout_at(deadline, gate.clone().acquire_owned()).await.with_context(not_ready)??;
         let (fleet, stop) = (fleet.clone(), stop_rx.clone());
         let channel = (client % plan.channels) as u32;
         subscribers.push(tokio::spawn(clients::subscriber(fleet, client, channel, stop, permit)));
     }
     wait_until(deadline.saturating_duration_since(tokio::time::Instant::now()), || stats.connected.load(Ordering::SeqCst) >= plan.clients)
         .await
-        .with_context(|| format!("only {} of {} subscribers ready", stats.connected.load(Ordering::SeqCst), plan.clients))?;
+        .with_context(not_ready)?;
     let connect_s = started.elapsed().as_secs_f64();
     eprintln!("{} subscribers ready in {connect_s:.1}s", plan.clients);
 
