@@ -95,7 +95,9 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-fn start_redis(dir: &Path, port: u16, extra: &[&str]) -> Proc {
+/// Starts redis-server on `port` and waits for PONG; `Err` when it exits first (the port
+/// was taken) or is not answering after 10 s.
+fn spawn_redis(dir: &Path, port: u16, extra: &[&str]) -> Result<Proc, String> {
     let node_dir = dir.join(port.to_string());
     std::fs::create_dir_all(&node_dir).expect("node dir");
     let child = Command::new("redis-server")
@@ -108,9 +110,38 @@ fn start_redis(dir: &Path, port: u16, extra: &[&str]) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server starts (make deps installs it)");
-    let p = Proc { child, name: format!("redis:{port}") };
-    wait_until(&format!("redis on {port}"), Duration::from_secs(10), || redis_cli(port, &["PING"]) == "PONG");
-    p
+    let mut p = Proc { child, name: format!("redis:{port}") };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if redis_cli(port, &["PING"]) == "PONG" {
+            return Ok(p);
+        }
+        if let Ok(Some(status)) = p.child.try_wait() {
+            return Err(format!("redis-server on {port} exited ({status})"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("redis-server on {port} not answering after 10s"))
+}
+
+/// Starts redis-server on a given port (a restarted node keeps its own).
+fn start_redis(dir: &Path, port: u16, extra: &[&str]) -> Proc {
+    spawn_redis(dir, port, extra).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts redis-server on a port `pick` chooses, choosing again when it could not start
+/// there: a free port can be taken (by another test process, or as some connection's
+/// source port) between the pick and redis-server's bind, which once failed CI.
+fn start_redis_anywhere(dir: &Path, extra: &[&str], pick: fn() -> u16) -> (u16, Proc) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = pick();
+        match spawn_redis(dir, port, extra) {
+            Ok(p) => return (port, p),
+            Err(e) => last = e,
+        }
+    }
+    panic!("redis-server did not start on 5 ports; the last: {last}");
 }
 
 /// Cluster settings for tests: fast failure detection, and a replica always allowed to take
@@ -135,9 +166,8 @@ pub struct RedisCluster {
 impl RedisCluster {
     pub fn start() -> RedisCluster {
         let dir = temp_dir("cluster");
-        let ports: Vec<u16> = (0..6).map(|_| free_cluster_port()).collect();
-        let nodes: Vec<(u16, Proc)> = ports.iter().map(|&p| (p, start_redis(&dir, p, CLUSTER_NODE_ARGS))).collect();
-        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let nodes: Vec<(u16, Proc)> = (0..6).map(|_| start_redis_anywhere(&dir, CLUSTER_NODE_ARGS, free_cluster_port)).collect();
+        let addrs: Vec<String> = nodes.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
             .args(["-a", PASSWORD, "--no-auth-warning", "--cluster", "create"])
             .args(&addrs)
@@ -237,11 +267,10 @@ pub struct SentinelSet {
 impl SentinelSet {
     pub fn start() -> SentinelSet {
         let dir = temp_dir("sentinel");
-        let primary = free_port();
-        let mut redis = vec![(primary, start_redis(&dir, primary, &[]))];
+        let mut redis = vec![start_redis_anywhere(&dir, &[], free_port)];
+        let primary = redis[0].0;
         for _ in 0..2 {
-            let p = free_port();
-            redis.push((p, start_redis(&dir, p, &["--replicaof", "127.0.0.1", &primary.to_string()])));
+            redis.push(start_redis_anywhere(&dir, &["--replicaof", "127.0.0.1", &primary.to_string()], free_port));
         }
         for (p, _) in &redis[1..] {
             wait_until("replica link up", Duration::from_secs(20), || {
@@ -505,8 +534,7 @@ pub struct RedisStandalone {
 impl RedisStandalone {
     pub fn start() -> RedisStandalone {
         let dir = temp_dir("standalone");
-        let port = free_port();
-        let proc = start_redis(&dir, port, &[]);
+        let (port, proc) = start_redis_anywhere(&dir, &[], free_port);
         RedisStandalone { port, proc, dir }
     }
 
