@@ -47,8 +47,8 @@ GEN=(taskset -c 1 "$BIN/socketfleet-bench")
 RESUME_KEY=$(openssl rand -hex 32)
 
 # Instances of SYSTEM on Redis Cluster ADDRS: INST_DIR (kept in OUT) holds each one's
-# command, pid, log and readiness URL (scripts/bench-replace.sh restarts them from there); sets INST_ADDRS,
-# INST_PIDS.
+# command, pid, log and readiness URL (scripts/bench-replace.sh restarts them from there);
+# sets INST_ADDRS, INST_PIDS.
 start_instances() {
   local system=$1 addrs=$2 count=$3 i port admin api
   INST_DIR=$OUT/instances/$system-$RANDOM; mkdir -p "$INST_DIR"
@@ -187,7 +187,7 @@ for run in $(seq "${RUN_FROM:-1}" "$RUNS"); do
     if [[ " $SCENARIOS " == *" failover "* ]]; then failover "$system" "$tag" "$rate"; fi
   done
   if [[ " $SCENARIOS " == *" failover "* && $DURABLE = 1 && " $SYSTEMS " == *" socketfleet "* ]]; then
-    failover socketfleet-durable "socketfleet-durable-run$run" "${FIXED_RATE:-${latency_rate:-500}}"
+    failover socketfleet-durable "socketfleet-durable-run$run" "$rate"
   fi
 done
 python3 scripts/bench-report.py "$OUT" > "$OUT/tables.md"

@@ -75,6 +75,8 @@ pub async fn subscriber(
     let mut at = client;
     let mut down_since: Option<u64> = None;
     let mut attempt = 0u32;
+    // What this client's library would wait before reconnect attempt `attempt` from `at`.
+    let reconnect_delay = |attempt: u32, at: usize| fleet.system.reconnect_delay_ms(attempt, ((client as u64) << 32) ^ at as u64);
     let deliver = |stamp: Stamp, received: &mut Seqs| {
         if received.insert(stamp.seq) {
             stats.delivered(client, stamp.sent_us);
@@ -98,7 +100,7 @@ pub async fn subscriber(
                 down_since.get_or_insert_with(|| stats.now_us());
                 at += 1;
                 attempt += 1;
-                let backoff = Duration::from_millis(fleet.system.reconnect_delay_ms(attempt, ((client as u64) << 32) ^ at as u64));
+                let backoff = Duration::from_millis(reconnect_delay(attempt, at));
                 if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
                     break;
                 }
@@ -143,7 +145,7 @@ pub async fn subscriber(
         at += 1;
         drop(ws);
         if delay_ms == 0 {
-            delay_ms = fleet.system.reconnect_delay_ms(0, ((client as u64) << 32) ^ at as u64);
+            delay_ms = reconnect_delay(0, at);
         }
         if tokio::time::timeout(Duration::from_millis(delay_ms.min(10_000)), stop.changed()).await.is_ok() {
             break;

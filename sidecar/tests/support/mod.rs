@@ -84,15 +84,22 @@ fn sentinel_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+/// Polls `ok` every 50 ms for up to `timeout`; whether it turned true.
+fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ok() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("timed out after {timeout:?} waiting for {what}");
+    false
+}
+
+pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+    if !poll_until(timeout, ok) {
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
 }
 
 /// Starts redis-server on `port` and waits for PONG; `Err` when it exits first (the port
@@ -111,17 +118,16 @@ fn spawn_redis(dir: &Path, port: u16, extra: &[&str]) -> Result<Proc, String> {
         .spawn()
         .expect("redis-server starts (make deps installs it)");
     let mut p = Proc { child, name: format!("redis:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if redis_cli(port, &["PING"]) == "PONG" {
-            return Ok(p);
-        }
-        if let Ok(Some(status)) = p.child.try_wait() {
-            return Err(format!("redis-server on {port} exited ({status})"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let mut exited = None;
+    let answered = poll_until(Duration::from_secs(10), || {
+        exited = p.child.try_wait().ok().flatten();
+        exited.is_some() || redis_cli(port, &["PING"]) == "PONG"
+    });
+    match exited {
+        Some(status) => Err(format!("redis-server on {port} exited ({status})")),
+        None if answered => Ok(p),
+        None => Err(format!("redis-server on {port} not answering after 10s")),
     }
-    Err(format!("redis-server on {port} not answering after 10s"))
 }
 
 /// Starts redis-server on a given port (a restarted node keeps its own).
