@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use socketfleet_operator::crd::SocketFleet;
-use socketfleet_operator::validate;
+use socketfleet_api::admission;
+use socketfleet_api::crd::SocketFleet;
 
 /// Why a fleet file cannot be used; each reads as one line a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub fn parse(name: &str, text: &str) -> Result<SocketFleet, FleetFileError> {
     // Types first (they name the field), then the CRD's rules.
     let fleet: SocketFleet =
         serde_json::from_value(value.clone()).map_err(|e| FleetFileError::Parse(format!("{name} is not a valid SocketFleet: {e}")))?;
-    if let Err(invalid) = validate::check(&value, None) {
+    if let Err(invalid) = admission::check(&value, None) {
         return Err(FleetFileError::Invalid(format!("{name}: {invalid}")));
     }
     Ok(fleet)

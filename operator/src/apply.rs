@@ -1,25 +1,28 @@
 //! The apply step: server-side apply of every built child with one field manager, without
 //! writing what is already there, and removal of children that are no longer built.
 //!
-//! Steady-state reconciles make no writes: each child carries the hash of what was applied
-//! (`socketfleet.io/applied-hash`); a child whose live copy has the same hash is not sent
-//! again. Reads are GETs; the counters in `metrics.rs` count every write by kind and verb.
+//! A child is sent again when its live copy no longer holds every field the operator owns
+//! ([`owns_all`]: the built object must be a subset of the live one, so a hand edit of
+//! replicas, an image, an env value, a Service port or a PDB is put back), or when the
+//! built object changed (its hash, `socketfleet.io/applied-hash`, differs: that catches
+//! fields the operator stopped setting, which a subset test cannot see). Steady-state
+//! reconciles therefore read and never write. A child whose controller is another object
+//! (another fleet claiming the same name) is not touched: that is a [`Error::NameConflict`].
+//! Every write is counted in `metrics.rs` by kind and verb before it is sent, failed ones too.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
-use rand::RngCore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::build::secrets::{JWT_SECRET_KEY, REDIS_PASSWORD_KEY, RESUME_KEY_KEY, jwt_secret_name, redis_secret_name, resume_secret_name};
-use crate::build::{Children, Ctx, Generated, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
-use crate::error::Result;
+use crate::build::{Children, Ctx, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
 /// The one field manager of everything the operator writes.
@@ -31,21 +34,53 @@ fn hash<K: Serialize>(obj: &K) -> String {
     Sha256::digest(&bytes).iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Applies one child unless its live copy carries the same hash. Returns whether it wrote.
-pub async fn apply_one<K>(api: &Api<K>, mut obj: K, metrics: &Metrics) -> Result<bool>
+/// Whether `live` holds every field of `wanted` with the same value.
+///
+/// Maps: every key of `wanted` is in `live` (extra keys are defaults or other managers').
+/// Lists of objects with a `name` (containers, env, ports, volumes): each wanted item has a
+/// live item of that name holding it. Other lists: the same length, item by item. An empty
+/// list or map, `false`, `0` and `""` match an absent field (the API server drops some).
+pub fn owns_all(wanted: &Value, live: Option<&Value>) -> bool {
+    let absent = matches!(live, None | Some(Value::Null));
+    match wanted {
+        Value::Object(w) => match live {
+            Some(Value::Object(l)) => w.iter().all(|(k, v)| owns_all(v, l.get(k))),
+            _ => absent && w.is_empty(),
+        },
+        Value::Array(w) => match live {
+            Some(Value::Array(l)) if w.iter().all(|i| i.get("name").is_some_and(Value::is_string)) && !w.is_empty() => {
+                w.iter().all(|item| l.iter().find(|li| li.get("name") == item.get("name")).is_some_and(|li| owns_all(item, Some(li))))
+            }
+            Some(Value::Array(l)) => l.len() == w.len() && w.iter().zip(l).all(|(a, b)| owns_all(a, Some(b))),
+            _ => absent && w.is_empty(),
+        },
+        Value::Bool(false) if absent => true,
+        Value::String(s) if absent => s.is_empty(),
+        Value::Number(n) if absent => n.as_f64() == Some(0.0),
+        _ => live == Some(wanted),
+    }
+}
+
+/// Applies one child unless its live copy already holds it. Returns whether it wrote.
+pub async fn apply_one<K>(api: &Api<K>, mut obj: K, owner_uid: &str, metrics: &Metrics) -> Result<bool>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let wanted = hash(&obj);
+    let applied_hash = hash(&obj);
+    obj.annotations_mut().insert(HASH_ANNOTATION.into(), applied_hash);
     let name = obj.name_any();
-    if let Some(live) = api.get_opt(&name).await?
-        && live.annotations().get(HASH_ANNOTATION) == Some(&wanted)
-    {
-        return Ok(false);
+    let kind = K::kind(&()).to_string();
+    if let Some(live) = api.get_opt(&name).await? {
+        if let Some(other) = live.owner_references().iter().find(|o| o.controller == Some(true) && o.uid != owner_uid) {
+            return Err(Error::NameConflict { kind, name, owner: format!("{} {}", other.kind, other.name) });
+        }
+        let (wanted, live) = (serde_json::to_value(&obj).unwrap_or_default(), serde_json::to_value(&live).unwrap_or_default());
+        if owns_all(&wanted, Some(&live)) {
+            return Ok(false);
+        }
     }
-    obj.annotations_mut().insert(HASH_ANNOTATION.into(), wanted);
+    metrics.write(&kind, "apply");
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await?;
-    metrics.write(K::kind(&()).as_ref(), "apply");
     Ok(true)
 }
 
@@ -60,8 +95,8 @@ where
     for obj in api.list(&ListParams::default().labels(&selector)).await? {
         let owned = obj.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true));
         if owned && !keep.contains(&obj.name_any()) {
-            api.delete(&obj.name_any(), &DeleteParams::default()).await?;
             metrics.write(K::kind(&()).as_ref(), "delete");
+            api.delete(&obj.name_any(), &DeleteParams::default()).await?;
             removed += 1;
         }
     }
@@ -74,9 +109,10 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), &ctx.namespace);
     let keep: BTreeSet<String> = objs.iter().map(|o| o.name_any()).collect();
+    let uid = ctx.fleet.metadata.uid.clone().unwrap_or_default();
     let mut writes = 0;
     for obj in objs {
-        writes += usize::from(apply_one(&api, obj, metrics).await?);
+        writes += usize::from(apply_one(&api, obj, &uid, metrics).await?);
     }
     writes += remove_orphans(&api, ctx, &keep, metrics).await?;
     Ok(writes)
@@ -92,27 +128,6 @@ pub async fn apply_all(client: &Client, ctx: &Ctx<'_>, children: Children, metri
     writes += apply_kind(client, ctx, children.deployments, metrics).await?;
     writes += apply_kind(client, ctx, children.pdbs, metrics).await?;
     Ok(writes)
-}
-
-/// 32 random bytes as 64 hex digits.
-fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Values of generated Secrets: read back when they exist (never overwritten), generated
-/// once otherwise.
-pub async fn generated(client: &Client, ctx: &Ctx<'_>) -> Result<Generated> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &ctx.namespace);
-    let read = |secret: Option<Secret>, key: &str| {
-        secret.and_then(|s| s.data).and_then(|d| d.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned())).filter(|v| !v.is_empty())
-    };
-    Ok(Generated {
-        redis_password: read(api.get_opt(&redis_secret_name(ctx)).await?, REDIS_PASSWORD_KEY).unwrap_or_else(random_secret),
-        resume_key: read(api.get_opt(&resume_secret_name(ctx)).await?, RESUME_KEY_KEY).unwrap_or_else(random_secret),
-        jwt_secret: read(api.get_opt(&jwt_secret_name(ctx)).await?, JWT_SECRET_KEY).unwrap_or_else(random_secret),
-    })
 }
 
 /// Kinds the operator applies, for RBAC documentation and tests.
@@ -137,9 +152,28 @@ mod tests {
     }
 
     #[test]
-    fn generated_secrets_are_long_and_random() {
-        let (a, b) = (random_secret(), random_secret());
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
+    fn a_hand_edit_of_an_owned_field_is_drift_and_defaults_are_not() {
+        let wanted = serde_json::json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "sidecar", "image": "socketfleet/sidecar:0.1.0", "env": [{"name": "A", "value": "1"}], "volumeMounts": []}]}}}});
+        let live = serde_json::json!({"spec": {"replicas": 2, "progressDeadlineSeconds": 600, "template": {"spec": {"containers": [
+            {"name": "app", "image": "x"},
+            {"name": "sidecar", "image": "socketfleet/sidecar:0.1.0", "terminationMessagePath": "/dev/termination-log",
+             "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]}]}}}});
+        assert!(owns_all(&wanted, Some(&live)), "defaults, other managers' items and dropped empty lists are not drift");
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = serde_json::json!(7);
+        assert!(!owns_all(&wanted, Some(&scaled)), "kubectl scale");
+        let mut image = live.clone();
+        image["spec"]["template"]["spec"]["containers"][1]["image"] = serde_json::json!("evil/sidecar:latest");
+        assert!(!owns_all(&wanted, Some(&image)), "kubectl set image");
+        let mut env = live.clone();
+        env["spec"]["template"]["spec"]["containers"][1]["env"][1]["value"] = serde_json::json!("9");
+        assert!(!owns_all(&wanted, Some(&env)), "an env value");
+        let ports = serde_json::json!({"spec": {"ports": [{"name": "ws", "port": 80}]}});
+        assert!(!owns_all(&ports, Some(&serde_json::json!({"spec": {"ports": [{"name": "ws", "port": 81}]}}))), "a Service port");
+        assert!(
+            !owns_all(&serde_json::json!({"args": ["a", "b"]}), Some(&serde_json::json!({"args": ["a"]}))),
+            "plain lists compare whole"
+        );
     }
 }

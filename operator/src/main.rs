@@ -11,7 +11,7 @@ use kube::runtime::events::Reporter;
 use socketfleet_operator::leader::LeaderElection;
 use socketfleet_operator::metrics::Metrics;
 use socketfleet_operator::reconcile;
-use socketfleet_sidecar::http_util::{respond, serve, text};
+use socketfleet_plumbing::http_server::{respond, serve, text};
 use tokio::sync::watch;
 
 const ENV_METRICS_ADDR: &str = "SF_OPERATOR_METRICS_ADDR";

@@ -1,47 +1,80 @@
 //! The controller: for each `SocketFleet`, validate → build → apply → observe → status.
 //!
-//! `reconcile` and `error_policy` are free functions over a shared [`Context`]. Errors are
+//! `reconcile` and `error_policy` are free functions over a shared [`Context`]; this file
+//! keeps only the pipeline. Observation is `observe.rs`, Events are `events.rs`. Errors are
 //! written into the status (Degraded, with the error's fixed reason) and announced with a
-//! Warning Event when they first appear; topology changes made by the Redis admin pass
-//! become Events too.
+//! Warning Event when they first appear; a fleet that keeps failing is retried with a
+//! growing delay (5 s doubling to 5 min) instead of every 5 s.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use socketfleet_api::admission::validate;
+use socketfleet_api::crd::{RedisMode, SocketFleet, SocketFleetStatus};
 use tracing::Instrument;
 
-use crate::apply::{FIELD_MANAGER, apply_all, generated};
-use crate::build::gateway::{deployment_name, desired_replicas};
-use crate::build::redis::{REDIS_PORT, redis_pods};
-use crate::build::{COMPONENT_GATEWAY, COMPONENT_REDIS, Ctx, LABEL_MANAGED_BY, MANAGER, build};
-use crate::crd::{RedisMode, SIDECAR_ADMIN_PORT, SocketFleet, SocketFleetStatus};
+use crate::apply::{FIELD_MANAGER, apply_all};
+use crate::build::gateway::desired_replicas;
+use crate::build::{COMPONENT_GATEWAY, Ctx, LABEL_MANAGED_BY, MANAGER, build};
 use crate::error::{Error, Result};
+use crate::events;
+use crate::generated::{SecretMemory, generated};
 use crate::metrics::{Metrics, ReasonLabel};
-use crate::redis_cluster::{self, Access, Layout, Member, Report};
+use crate::observe;
 use crate::status::{GatewayObserved, Observed, RedisObserved, derive};
-use crate::validate::validate;
 
 /// How soon a fleet that is still coming up is looked at again.
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(5);
 /// How often a settled fleet is checked (reads only, unless something changed).
 const REQUEUE_SETTLED: Duration = Duration::from_secs(60);
-const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest wait between retries of a failing fleet.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 pub struct Context {
     pub client: Client,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
+    /// Generated Secret values seen, so a deleted Secret is recreated with the same value.
+    pub secrets: SecretMemory,
+    /// The last spec each fleet (by uid) was reconciled with: the "old" object of the
+    /// CRD's rules about changes.
+    last_valid: Mutex<HashMap<String, SocketFleet>>,
+    /// Consecutive failures per fleet, for the retry delay.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, reporter: Reporter) -> Context {
+        Context { client, metrics, reporter, secrets: SecretMemory::default(), last_valid: Mutex::default(), failures: Mutex::default() }
+    }
+
+    fn failed(&self, uid: &str) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.entry(uid.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn succeeded(&self, uid: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+    }
+}
+
+/// 5 s, 10 s, 20 s, … up to [`BACKOFF_MAX`].
+pub fn backoff(failures: u32) -> Duration {
+    REQUEUE_PROGRESSING.saturating_mul(1 << failures.saturating_sub(1).min(10)).min(BACKOFF_MAX)
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -53,10 +86,16 @@ pub async fn run(
 ) {
     let fleets: Api<SocketFleet> = Api::all(client.clone());
     let ours = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
-    let ctx = Arc::new(Context { client: client.clone(), metrics, reporter });
+    let ctx = Arc::new(Context::new(client.clone(), metrics, reporter));
+    // Every kind the operator applies is watched: a hand edit or a deletion of any child
+    // is seen at once, not at the next periodic pass.
     Controller::new(fleets, watcher::Config::default())
         .owns(Api::<Deployment>::all(client.clone()), ours.clone())
-        .owns(Api::<StatefulSet>::all(client), ours)
+        .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
+        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
+        .owns(Api::<Secret>::all(client.clone()), ours.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client), ours)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
@@ -73,8 +112,12 @@ pub async fn reconcile(fleet: Arc<SocketFleet>, ctx: Arc<Context>) -> Result<Act
     ctx.metrics.reconciles.inc();
     let result = reconcile_inner(&fleet, &ctx).instrument(span).await;
     ctx.metrics.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+    let uid = fleet.metadata.uid.clone().unwrap_or_default();
     match result {
-        Ok(action) => Ok(action),
+        Ok(action) => {
+            ctx.succeeded(&uid);
+            Ok(action)
+        }
         Err(e) => {
             ctx.metrics.reconcile_errors.get_or_create(&ReasonLabel { reason: e.reason() }).inc();
             report_error(&fleet, &ctx, &e).await;
@@ -83,28 +126,37 @@ pub async fn reconcile(fleet: Arc<SocketFleet>, ctx: Arc<Context>) -> Result<Act
     }
 }
 
-pub fn error_policy(_fleet: Arc<SocketFleet>, err: &Error, _ctx: Arc<Context>) -> Action {
-    if err.retryable() { Action::requeue(REQUEUE_PROGRESSING) } else { Action::await_change() }
+pub fn error_policy(fleet: Arc<SocketFleet>, err: &Error, ctx: Arc<Context>) -> Action {
+    if !err.retryable() {
+        return Action::await_change();
+    }
+    Action::requeue(backoff(ctx.failed(&fleet.metadata.uid.clone().unwrap_or_default())))
 }
 
 async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     let namespace = fleet.namespace().ok_or(Error::NoNamespace)?;
-    validate(fleet)?;
+    let uid = fleet.metadata.uid.clone().unwrap_or_default();
+    let last = ctx.last_valid.lock().unwrap_or_else(|p| p.into_inner()).get(&uid).cloned();
+    validate(fleet, last.as_ref())?;
+    ctx.last_valid.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, fleet.clone());
     let c = Ctx::new(fleet);
     check_referenced_secrets(fleet, &ctx.client, &namespace).await?;
-    let generated = generated(&ctx.client, &c).await?;
+    let (generated, restored) = generated(&ctx.client, &c, &ctx.secrets).await?;
     let writes = apply_all(&ctx.client, &c, build(fleet, &generated), &ctx.metrics).await?;
     if writes > 0 {
         tracing::info!(writes, "applied children");
     }
-    let gateway = observe_gateway(&ctx.client, &c).await?;
-    let redis = observe_redis(&ctx.client, &c, &generated.redis_password).await?;
+    for name in restored {
+        events::secret_restored(fleet, ctx, &name).await;
+    }
+    let gateway = observe::gateway(&ctx.client, &c).await?;
+    let redis = observe::redis(&ctx.client, &c, &generated.redis_password).await?;
     let report = match &redis {
         RedisObserved::Cluster { report, .. } => report.as_ref(),
         _ => None,
     };
     if let Some(r) = report {
-        publish_actions(fleet, ctx, r).await;
+        events::redis_actions(fleet, ctx, r).await;
     }
     let converged = report.is_none_or(|r| r.converged);
     let observed = Observed { generation: fleet.metadata.generation, gateway, redis, error: None };
@@ -133,94 +185,6 @@ async fn check_referenced_secrets(fleet: &SocketFleet, client: &Client, namespac
     Ok(())
 }
 
-async fn observe_gateway(client: &Client, c: &Ctx<'_>) -> Result<GatewayObserved> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
-    let status = api.get_opt(&deployment_name(c)).await?.and_then(|d| d.status).unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
-    let selector = c.selector_string(COMPONENT_GATEWAY);
-    let mut connections = 0;
-    for pod in pods.list(&ListParams::default().labels(&selector)).await? {
-        if let Some(ip) = pod.status.and_then(|s| s.pod_ip) {
-            connections += scrape_connections(&ip).await.unwrap_or(0);
-        }
-    }
-    Ok(GatewayObserved {
-        desired: desired_replicas(c),
-        ready: status.ready_replicas.unwrap_or(0),
-        updated: status.updated_replicas.unwrap_or(0),
-        selector,
-        connections,
-    })
-}
-
-/// Reads `socketfleet_sidecar_connections` from a gateway pod's admin port.
-async fn scrape_connections(ip: &str) -> Option<i64> {
-    let fetch = async {
-        let mut s = tokio::net::TcpStream::connect((ip, SIDECAR_ADMIN_PORT as u16)).await.ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: sidecar\r\n\r\n").await.ok()?;
-        let mut body = String::new();
-        s.take(1 << 20).read_to_string(&mut body).await.ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix("socketfleet_sidecar_connections "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|v| v as i64)
-    };
-    tokio::time::timeout(Duration::from_secs(1), fetch).await.ok().flatten()
-}
-
-async fn observe_redis(client: &Client, c: &Ctx<'_>, password: &str) -> Result<RedisObserved> {
-    let mode = c.fleet.spec.redis.mode;
-    if mode == RedisMode::External {
-        return Ok(RedisObserved::External);
-    }
-    let pods_wanted = redis_pods(c);
-    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &c.namespace);
-    let ready_pods = sts.get_opt(&c.child("redis")).await?.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
-    if mode == RedisMode::Sentinel {
-        return Ok(RedisObserved::Sentinel { pods: pods_wanted, ready_pods });
-    }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
-    let set = c.child("redis");
-    let mut members = Vec::new();
-    for pod in pods.list(&ListParams::default().labels(&c.selector_string(COMPONENT_REDIS))).await? {
-        let name = pod.name_any();
-        let ordinal = name.strip_prefix(&format!("{set}-")).and_then(|o| o.parse::<usize>().ok());
-        let ip = pod.status.and_then(|s| s.pod_ip);
-        if let (Some(ordinal), Some(ip)) = (ordinal, ip) {
-            members.push(Member { name, addr: format!("{ip}:{REDIS_PORT}"), ordinal });
-        }
-    }
-    // Bootstrap needs every pod; healing works with the ones that answer.
-    let layout =
-        Layout { shards: c.fleet.spec.redis.shard_count() as usize, replicas_per_shard: c.fleet.spec.redis.replicas_per_shard as usize };
-    if members.is_empty() {
-        return Ok(RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: None });
-    }
-    let access = Access { password: Some(password.to_string()), timeout: REDIS_TIMEOUT };
-    let report = redis_cluster::heal(layout, &members, &access).await?;
-    Ok(RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: Some(report) })
-}
-
-fn recorder(ctx: &Context) -> Recorder {
-    Recorder::new(ctx.client.clone(), ctx.reporter.clone())
-}
-
-async fn publish(fleet: &SocketFleet, ctx: &Context, type_: EventType, reason: &str, note: String, action: &str) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-    ctx.metrics.write("Event", "create");
-    if let Err(e) = recorder(ctx).publish(&event, &fleet.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not publish an event");
-    }
-}
-
-async fn publish_actions(fleet: &SocketFleet, ctx: &Context, report: &Report) {
-    for a in &report.actions {
-        ctx.metrics.redis_actions.get_or_create(&ReasonLabel { reason: a.reason() }).inc();
-        let type_ = if a.is_warning() { EventType::Warning } else { EventType::Normal };
-        publish(fleet, ctx, type_, a.reason(), a.to_string(), "HealRedis").await;
-    }
-}
-
 /// Writes the status only when it changed: a settled fleet costs no writes.
 async fn write_status(fleet: &SocketFleet, ctx: &Context, status: SocketFleetStatus) -> Result<()> {
     if fleet.status.as_ref() == Some(&status) {
@@ -228,8 +192,8 @@ async fn write_status(fleet: &SocketFleet, ctx: &Context, status: SocketFleetSta
     }
     let api: Api<SocketFleet> = Api::namespaced(ctx.client.clone(), &fleet.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": SocketFleet::api_version(&()), "kind": SocketFleet::kind(&()), "status": status});
-    api.patch_status(&fleet.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     ctx.metrics.write("SocketFleet", "patch-status");
+    api.patch_status(&fleet.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
 }
 
@@ -242,6 +206,7 @@ async fn report_error(fleet: &SocketFleet, ctx: &Context, e: &Error) {
         generation: fleet.metadata.generation,
         gateway: GatewayObserved {
             desired: desired_replicas(&c),
+            existing: prev.gateway.pods.split_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(0),
             ready: prev.gateway.ready_replicas,
             updated: prev.gateway.ready_replicas,
             selector: c.selector_string(COMPONENT_GATEWAY),
@@ -257,7 +222,7 @@ async fn report_error(fleet: &SocketFleet, ctx: &Context, e: &Error) {
     let status = derive(fleet.status.as_ref(), &observed, Timestamp::now());
     let already = fleet.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Degraded" && c.message == e.to_string()));
     if !already {
-        publish(fleet, ctx, EventType::Warning, e.reason(), e.to_string(), "Reconcile").await;
+        events::publish(fleet, ctx, EventType::Warning, e.reason(), e.to_string(), "Reconcile").await;
     }
     if let Err(write) = write_status(fleet, ctx, status).await {
         tracing::warn!(error = %write, "could not write the error into the status");

@@ -11,9 +11,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{GatewayStatus, RedisStatus, SocketFleetStatus};
 use crate::redis_cluster::Report;
 use crate::redis_cluster::nodes::SLOTS;
+use socketfleet_api::crd::{GatewayStatus, RedisStatus, SocketFleetStatus};
 
 /// Every reason a condition can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,8 @@ impl Reason {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GatewayObserved {
     pub desired: i32,
+    /// Gateway pods that exist (the Deployment's `status.replicas`).
+    pub existing: i32,
     pub ready: i32,
     pub updated: i32,
     pub selector: String,
@@ -206,7 +208,13 @@ pub fn derive(prev: Option<&SocketFleetStatus>, o: &Observed, now: Timestamp) ->
             condition(prev, "Degraded", degraded, degraded_reason, degraded_msg, generation, now),
             condition(prev, "RedisReady", redis_ok, redis_reason, redis_msg, generation, now),
         ],
-        gateway: GatewayStatus { replicas: g.desired, ready_replicas: g.ready, selector: g.selector.clone(), connections: g.connections },
+        gateway: GatewayStatus {
+            replicas: g.desired,
+            pods: format!("{}/{}", g.ready, g.existing),
+            ready_replicas: g.ready,
+            selector: g.selector.clone(),
+            connections: g.connections,
+        },
         redis,
     }
 }
@@ -223,7 +231,7 @@ mod tests {
     fn observed(ready: i32, redis: RedisObserved) -> Observed {
         Observed {
             generation: Some(3),
-            gateway: GatewayObserved { desired: 2, ready, updated: 2, selector: "a=b".into(), connections: 7 },
+            gateway: GatewayObserved { desired: 2, existing: 2, ready, updated: 2, selector: "a=b".into(), connections: 7 },
             redis,
             error: None,
         }

@@ -6,9 +6,9 @@ use http::{Method, Request, Response};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::client::Body;
 use kube::{Api, Client};
+use socketfleet_api::crd::SocketFleet;
 use socketfleet_operator::apply::{HASH_ANNOTATION, apply_one};
 use socketfleet_operator::build::{Generated, build};
-use socketfleet_operator::crd::SocketFleet;
 use socketfleet_operator::metrics::Metrics;
 
 fn fleet() -> SocketFleet {
@@ -30,6 +30,11 @@ fn json_response(status: u16, body: serde_json::Value) -> Response<Body> {
 /// Runs `apply_one` against a fake server that answers the GET with `live`; returns every
 /// request as (method, path?query) and whether apply reported a write.
 async fn requests_for(live: Option<ConfigMap>) -> (Vec<(Method, String)>, bool) {
+    let (requests, result) = try_requests_for(live).await;
+    (requests, result.expect("apply"))
+}
+
+async fn try_requests_for(live: Option<ConfigMap>) -> (Vec<(Method, String)>, Result<bool, socketfleet_operator::error::Error>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "demo");
     let api: Api<ConfigMap> = Api::namespaced(client, "demo");
@@ -51,7 +56,7 @@ async fn requests_for(live: Option<ConfigMap>) -> (Vec<(Method, String)>, bool) 
         }
         seen
     });
-    let wrote = apply_one(&api, config_map(), &Metrics::new()).await.expect("apply");
+    let wrote = apply_one(&api, config_map(), "u1", &Metrics::new()).await;
     drop(api);
     (server.await.expect("server"), wrote)
 }
@@ -87,7 +92,7 @@ async fn applied_hash() -> String {
         }
         hash
     });
-    apply_one(&api, config_map(), &Metrics::new()).await.expect("apply");
+    apply_one(&api, config_map(), "u1", &Metrics::new()).await.expect("apply");
     drop(api);
     capture.await.expect("capture")
 }
@@ -102,4 +107,47 @@ async fn a_settled_child_costs_one_read_and_no_write() {
     let (requests, wrote) = requests_for(Some(live)).await;
     assert!(!wrote);
     assert_eq!(requests.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>(), [Method::GET], "only a read");
+}
+
+/// What the API server holds after the first apply, with `edit` applied by a person.
+async fn live_edited(edit: impl FnOnce(&mut ConfigMap)) -> ConfigMap {
+    let mut live = config_map();
+    live.metadata.annotations.get_or_insert_default().insert(HASH_ANNOTATION.into(), applied_hash().await);
+    edit(&mut live);
+    live
+}
+
+#[tokio::test]
+async fn a_hand_edit_of_an_owned_field_is_put_back_even_with_the_same_hash() {
+    let live = live_edited(|cm| {
+        for v in cm.data.get_or_insert_default().values_mut() {
+            v.push_str("\n# edited by hand");
+        }
+    })
+    .await;
+    let (requests, wrote) = requests_for(Some(live)).await;
+    assert!(wrote, "{requests:?}");
+    assert_eq!(requests.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>(), [Method::GET, Method::PATCH]);
+    // A field someone else added (a label of their own) is theirs: no write.
+    let labelled = live_edited(|cm| {
+        cm.metadata.labels.get_or_insert_default().insert("team".into(), "chat".into());
+    })
+    .await;
+    assert!(!requests_for(Some(labelled)).await.1, "another manager's label is not drift");
+}
+
+#[tokio::test]
+async fn a_child_controlled_by_another_fleet_is_reported_not_taken() {
+    let live = live_edited(|cm| {
+        for o in cm.metadata.owner_references.iter_mut().flatten() {
+            o.uid = "other-fleet".into();
+            o.name = "chat-redis".into();
+        }
+    })
+    .await;
+    let (requests, result) = try_requests_for(Some(live)).await;
+    let err = result.expect_err("a conflict");
+    assert_eq!(err.reason(), "NameConflict");
+    assert!(err.to_string().contains("ConfigMap chat-redis is already controlled by SocketFleet chat-redis"), "{err}");
+    assert_eq!(requests.len(), 1, "only the read: {requests:?}");
 }

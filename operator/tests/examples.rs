@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use kube::ResourceExt;
+use socketfleet_api::admission::validate;
+use socketfleet_api::crd::SocketFleet;
 use socketfleet_operator::build::{Generated, build};
-use socketfleet_operator::crd::SocketFleet;
-use socketfleet_operator::validate::validate;
 
 fn example(name: &str) -> SocketFleet {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
@@ -32,7 +32,7 @@ fn every_example_is_valid() {
     for entry in std::fs::read_dir(dir).expect("examples/") {
         let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
         if name.ends_with(".yaml") {
-            validate(&example(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            validate(&example(&name), None).unwrap_or_else(|e| panic!("{name}: {e}"));
             seen += 1;
         }
     }

@@ -1,6 +1,8 @@
-//! The admin listener: `/live`, `/ready`, `/metrics`, and `/drain` (GET: progress as JSON;
+//! The admin listener: `/live`, `/ready`, `/metrics`, `/status` (connections, readiness and
+//! drain as JSON, for the operator and local mode), and `/drain` (GET: progress as JSON;
 //! POST: start the drain). `GET /drain/prestop` is for a Kubernetes preStop hook (which can
-//! only GET): it starts the drain and answers once every client has been told to go.
+//! only GET): it starts the drain and answers once every client has been told to go. The
+//! paths and JSON shapes are `socketfleet_api::admin`'s.
 //!
 //! Ready means: Redis answered the last topology check and the sidecar is not draining.
 //! Kubernetes removes a pod that is not ready from the Service's endpoints, which is the
@@ -12,8 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::StatusCode;
 use hyper::body::Incoming;
 
+use socketfleet_api::admin::{PATH_DRAIN, PATH_DRAIN_PRESTOP, PATH_LIVE, PATH_METRICS, PATH_READY, PATH_STATUS, SidecarStatus};
+
 use crate::app::AppState;
-use crate::http_util::{HttpResponse, json, respond, text};
+use socketfleet_plumbing::http_server::{HttpResponse, json, respond, text};
 
 /// Readiness input from the Redis health check (draining is `Drain`'s own state).
 #[derive(Default)]
@@ -38,25 +42,41 @@ impl Health {
     }
 }
 
+fn status(app: &AppState) -> SidecarStatus {
+    let ready = app.health.ready(app.drain.started());
+    SidecarStatus {
+        node: app.config.node_name.as_str().to_string(),
+        ready: ready.is_ok(),
+        not_ready_reason: ready.err().map(str::to_string),
+        connections: app.metrics.connections.get().max(0) as u64,
+        drain: app.drain.status(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
 pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
     match req.uri().path() {
-        "/live" => text(StatusCode::OK, "ok\n"),
-        "/ready" => match app.health.ready(app.drain.started()) {
+        PATH_LIVE => text(StatusCode::OK, "ok\n"),
+        PATH_READY => match app.health.ready(app.drain.started()) {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
         },
-        "/drain" if req.method() == http::Method::POST => {
+        PATH_STATUS => json(StatusCode::OK, &to_json(&status(&app))),
+        PATH_DRAIN if req.method() == http::Method::POST => {
             app.drain.request();
-            json(StatusCode::ACCEPTED, &app.drain.status())
+            json(StatusCode::ACCEPTED, &to_json(&app.drain.status()))
         }
-        "/drain" => json(StatusCode::OK, &app.drain.status()),
-        "/drain/prestop" => {
+        PATH_DRAIN => json(StatusCode::OK, &to_json(&app.drain.status())),
+        PATH_DRAIN_PRESTOP => {
             app.drain.request();
             let limit = app.config.drain_timeout + std::time::Duration::from_secs(1);
             let status = if app.drain.all_told(limit).await { StatusCode::OK } else { StatusCode::GATEWAY_TIMEOUT };
-            json(status, &app.drain.status())
+            json(status, &to_json(&app.drain.status()))
         }
-        "/metrics" => respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
-        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics, /drain, /drain/prestop\n"),
+        PATH_METRICS => respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
+        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics, /status, /drain, /drain/prestop\n"),
     }
 }

@@ -11,7 +11,6 @@ use tokio::sync::{Semaphore, watch};
 use crate::admin::{self, Health};
 use crate::auth::Authenticator;
 use crate::channels::{ChannelSettings, ChannelStore};
-use crate::config::Config;
 use crate::drain::{Drain, Pace};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -21,7 +20,9 @@ use crate::redis::subscriber::Subscriber;
 use crate::redis::topology::Topology;
 use crate::resume_token::ResumeKeys;
 use crate::session::{SessionSettings, Sessions};
-use crate::{app_api, http_util, server};
+use crate::{app_api, server};
+use socketfleet_api::settings::SidecarSettings as Config;
+use socketfleet_plumbing::http_server as http_util;
 
 /// Everything a request handler may need; one per process.
 pub struct AppState {
@@ -65,7 +66,7 @@ const PRESTOP_ANSWER_GRACE: Duration = Duration::from_millis(200);
 /// `drain.rs`) and returns.
 pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let auth = Authenticator::from_config(&config.auth)?;
+    let auth = Authenticator::from_settings(&config.auth)?;
     let reconnects = metrics.clone();
     let router = Arc::new(Router::new(
         Topology::new(&config.redis),
@@ -94,10 +95,10 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
         SessionSettings {
             ttl: config.resume_window,
             interval: config.session_checkpoint,
-            position_interval: config.session_position_checkpoint,
+            position_interval: config.position_checkpoint(),
             state_max: config.session_state_max,
         },
-        &config.node_name,
+        config.node_name.as_str(),
     );
     let (shutdown_tx, shutdown) = watch::channel(false);
     let app = Arc::new(AppState {
@@ -130,7 +131,7 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
     let a = app.clone();
     let api =
         tokio::spawn(http_util::serve(listeners.app_api, app.shutdown.clone(), header_timeout, move |req| app_api::handle(req, a.clone())));
-    tracing::info!(ws = %app.config.ws_addr, admin = %app.config.admin_addr, node = %app.config.node_name, "sidecar started");
+    tracing::info!(ws = %app.config.ws_addr, admin = %app.config.admin_addr, node = %app.config.node_name.as_str(), "sidecar started");
 
     tokio::select! {
         _ = stop => tracing::info!("signal received: draining"),
@@ -148,11 +149,12 @@ pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output 
 }
 
 fn resume_keys(config: &Config) -> ResumeKeys {
-    let current = config.resume_key.clone().unwrap_or_else(|| {
-        tracing::warn!("SF_RESUME_KEY is not set: resume tokens will only work on this pod");
+    let bytes = |k: &Option<socketfleet_api::settings::Secret>| k.as_ref().and_then(|s| s.value()).map(|v| v.as_bytes().to_vec());
+    let current = bytes(&config.resume_key).unwrap_or_else(|| {
+        tracing::warn!("{} is not set: resume tokens will only work on this pod", socketfleet_api::settings::ENV_RESUME_KEY);
         (0..4).flat_map(|_| rand::random::<u64>().to_le_bytes()).collect()
     });
-    ResumeKeys::new(current, config.resume_key_previous.clone())
+    ResumeKeys::new(current, bytes(&config.resume_key_previous))
 }
 
 /// Keeps `/ready` truthful: Redis must answer a topology resolution.

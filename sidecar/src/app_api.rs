@@ -18,9 +18,9 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::app::AppState;
-use crate::http_util::{HttpResponse, json};
 use crate::protocol::valid_channel;
 use crate::session::SessionError;
+use socketfleet_plumbing::http_server::{HttpResponse, json};
 
 #[derive(Deserialize)]
 struct PublishBody {

@@ -10,7 +10,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
 
-use crate::config::AuthConfig;
+use socketfleet_api::settings::Auth;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Grants {
@@ -76,12 +76,26 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
-    pub fn from_config(config: &AuthConfig) -> Result<Authenticator, AuthError> {
-        let (key, alg) = match config {
-            AuthConfig::None => return Ok(Authenticator::Disabled),
-            AuthConfig::Hs256 { secret } => (DecodingKey::from_secret(secret), Algorithm::HS256),
-            AuthConfig::Rs256 { public_key_pem } => {
-                (DecodingKey::from_rsa_pem(public_key_pem).map_err(|e| AuthError::BadKey(e.to_string()))?, Algorithm::RS256)
+    /// The key from the settings; a key file is read here, once, at start.
+    pub fn from_settings(auth: &Auth) -> Result<Authenticator, AuthError> {
+        let read =
+            |path: &std::path::Path| std::fs::read(path).map_err(|e| AuthError::BadKey(format!("cannot read {}: {e}", path.display())));
+        let (key, alg) = match auth {
+            Auth::None => return Ok(Authenticator::Disabled),
+            Auth::Hs256(secret) => {
+                let value = secret.value().ok_or_else(|| AuthError::BadKey("the HS256 secret is a reference, not a value".into()))?;
+                (DecodingKey::from_secret(value.as_bytes()), Algorithm::HS256)
+            }
+            Auth::Hs256File(path) => {
+                let secret = read(path)?;
+                if secret.len() < socketfleet_api::settings::MIN_HS256_SECRET_BYTES {
+                    return Err(AuthError::BadKey(format!("the HS256 secret in {} is shorter than 32 bytes", path.display())));
+                }
+                (DecodingKey::from_secret(&secret), Algorithm::HS256)
+            }
+            Auth::Rs256 { public_key_file } => {
+                let pem = read(public_key_file)?;
+                (DecodingKey::from_rsa_pem(&pem).map_err(|e| AuthError::BadKey(e.to_string()))?, Algorithm::RS256)
             }
         };
         let mut validation = Validation::new(alg);
@@ -114,6 +128,11 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
+    fn hs256() -> Authenticator {
+        let secret = socketfleet_api::settings::Secret::Value(String::from_utf8_lossy(SECRET).into_owned());
+        Authenticator::from_settings(&Auth::Hs256(secret)).expect("key")
+    }
+
     fn token(claims: serde_json::Value, secret: &[u8]) -> String {
         encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).expect("encode")
     }
@@ -124,7 +143,7 @@ mod tests {
 
     #[test]
     fn hs256_token_grants_channels_by_pattern() {
-        let auth = Authenticator::from_config(&AuthConfig::Hs256 { secret: SECRET.to_vec() }).expect("key");
+        let auth = hs256();
         let t = token(json!({"sub": "ada", "exp": far_future(), "channels": {"subscribe": ["room:*"], "publish": ["room:1"]}}), SECRET);
         let id = auth.authenticate(Some(&t), 1).expect("valid token");
         assert_eq!(id.user, "ada");
@@ -136,7 +155,7 @@ mod tests {
 
     #[test]
     fn rejects_missing_forged_and_expired_tokens() {
-        let auth = Authenticator::from_config(&AuthConfig::Hs256 { secret: SECRET.to_vec() }).expect("key");
+        let auth = hs256();
         assert_eq!(auth.authenticate(None, 1), Err(AuthError::Missing));
         let forged = token(json!({"sub": "eve", "exp": far_future()}), b"another-secret-another-secret-xx");
         assert!(matches!(auth.authenticate(Some(&forged), 1), Err(AuthError::Invalid(_))));
@@ -148,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_token_without_grants_may_do_nothing() {
-        let auth = Authenticator::from_config(&AuthConfig::Hs256 { secret: SECRET.to_vec() }).expect("key");
+        let auth = hs256();
         let id = auth.authenticate(Some(&token(json!({"sub": "bob", "exp": far_future()}), SECRET)), 1).expect("valid");
         assert!(!id.may(Action::Subscribe, "room:1"));
     }

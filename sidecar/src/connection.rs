@@ -121,7 +121,7 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, mut identity: Identity, conn_
     conn.send(protocol::welcome_frame(
         &session.id,
         &resume_token(&app, &session),
-        &app.config.node_name,
+        app.config.node_name.as_str(),
         resumed,
         &names,
         state.as_deref(),

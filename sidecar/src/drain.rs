@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use socketfleet_api::admin::DrainStatus;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -102,13 +102,13 @@ impl Drain {
         tokio::time::timeout(limit, wait).await.is_ok()
     }
 
-    pub fn status(&self) -> Value {
-        json!({
-            "draining": self.started(),
-            "total": self.total.load(Ordering::Relaxed),
-            "told": self.told.load(Ordering::Relaxed),
-            "remaining": self.connections().live.len(),
-        })
+    pub fn status(&self) -> DrainStatus {
+        DrainStatus {
+            draining: self.started(),
+            total: self.total.load(Ordering::Relaxed) as u64,
+            told: self.told.load(Ordering::Relaxed) as u64,
+            remaining: self.connections().live.len() as u64,
+        }
     }
 
     /// Runs the drain to the end. `stop_accepting` closes the client listener.

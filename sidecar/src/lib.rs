@@ -3,7 +3,7 @@
 //! The binary (`main.rs`) only parses configuration and calls [`app::run`]. Everything else
 //! lives here so that tests can start the real server on `127.0.0.1:0`:
 //!
-//! - [`config`]: environment variables, each `ENV_*` beside its `DEFAULT_*`.
+//! - settings come from `socketfleet_api::settings` (the contract the operator writes).
 //! - [`protocol`]: the v1 wire protocol (client frames in, server frames out).
 //! - [`offset`]: stream offsets and the gap arithmetic of recovery.
 //! - [`auth`]: JWT authentication and channel grants; [`resume_token`]: signed resume tokens.
@@ -14,7 +14,7 @@
 //! - [`session`]: server-side sessions checkpointed in Redis; [`drain`]: the paced drain on
 //!   SIGTERM or `POST /drain`.
 //! - [`recovery`]: subscribe with `since`: buffer live, read history, merge, report gaps.
-//! - [`server`], [`admin`], [`app_api`], [`http_util`]: the listeners.
+//! - [`server`], [`admin`], [`app_api`]: the listeners (on `socketfleet_plumbing`'s accept loop).
 //! - [`metrics`]: the Prometheus registry; [`clock`]: wall-clock milliseconds.
 
 pub mod admin;
@@ -23,10 +23,8 @@ pub mod app_api;
 pub mod auth;
 pub mod channels;
 pub mod clock;
-pub mod config;
 pub mod connection;
 pub mod drain;
-pub mod http_util;
 pub mod hub;
 pub mod metrics;
 pub mod offset;

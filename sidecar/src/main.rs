@@ -1,16 +1,16 @@
 //! `socketfleet-sidecar`: reads its configuration from the environment and serves until
-//! SIGTERM or Ctrl-C. See `socketfleet_sidecar::config` for every variable.
+//! SIGTERM or Ctrl-C. See `socketfleet_api::settings` for every variable.
 
 use std::process::ExitCode;
 
+use socketfleet_api::settings::SidecarSettings;
 use socketfleet_sidecar::app::{self, Listeners};
-use socketfleet_sidecar::config::Config;
 
 /// EX_USAGE: the configuration is wrong; restarting will not help.
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let config = match Config::from_env() {
+    let config = match SidecarSettings::from_env() {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("socketfleet-sidecar: invalid configuration:");
@@ -20,6 +20,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // A key file that cannot be read or parsed is a configuration error like any other.
+    if let Err(e) = socketfleet_sidecar::auth::Authenticator::from_settings(&config.auth) {
+        eprintln!("socketfleet-sidecar: invalid configuration:\n  {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -42,9 +47,9 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SF_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env(socketfleet_api::settings::ENV_LOG).unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::env::var("SF_LOG_FORMAT").as_deref() == Ok("json") {
+    if std::env::var(socketfleet_api::settings::ENV_LOG_FORMAT).as_deref() == Ok("json") {
         builder.json().init();
     } else {
         builder.init();

@@ -10,7 +10,6 @@
 //! stops everything; a second Ctrl-C stops at once. No process outlives this one.
 
 pub mod balancer;
-pub mod http;
 pub mod ports;
 pub mod redis;
 pub mod sidecars;
@@ -19,9 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketfleet_operator::build::duration_secs;
-use socketfleet_operator::build::gateway::spec_settings;
-use socketfleet_operator::crd::{AuthMode, SocketFleet};
+use socketfleet_api::crd::{AuthMode, SocketFleet};
+use socketfleet_api::settings::{Auth, RedisSettings, Secret, SidecarSettings};
 use tokio::io::AsyncBufReadExt;
 
 use balancer::{Backend, Backends, Site};
@@ -38,40 +36,36 @@ fn random_hex(bytes: usize) -> String {
     (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }
 
-/// The sidecars' environment from the spec (the same variables the operator sets in a pod).
-fn sidecar_env(
+/// The sidecars' settings from the spec (the same type and rules the operator writes a
+/// pod's env from); each sidecar then gets its own name and ports.
+fn sidecar_settings(
     fleet: &SocketFleet,
     redis: &LocalRedis,
     jwt_secret: Option<&str>,
     resume_key: &str,
-) -> anyhow::Result<Vec<(String, String)>> {
+) -> anyhow::Result<SidecarSettings> {
     let spec = &fleet.spec;
-    let mut env: Vec<(String, String)> = spec_settings(spec).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    env.extend([
-        ("SF_REDIS_MODE".into(), redis.mode.into()),
-        ("SF_REDIS_ADDRS".into(), redis.addrs.join(",")),
-        ("SF_RESUME_KEY".into(), resume_key.into()),
-        ("SF_LOG".into(), std::env::var("SF_LOG").unwrap_or_else(|_| "warn".into())),
-    ]);
-    if let Some(m) = &redis.sentinel_master {
-        env.push(("SF_REDIS_SENTINEL_MASTER".into(), m.clone()));
-    }
-    if let Some(p) = &redis.password {
-        env.push(("SF_REDIS_PASSWORD".into(), p.clone()));
-    }
-    match spec.auth.mode {
-        AuthMode::Hs256 => env.push(("SF_JWT_SECRET".into(), jwt_secret.unwrap_or_default().into())),
+    let auth = match spec.auth.mode {
+        AuthMode::Hs256 => Auth::Hs256(Secret::Value(jwt_secret.unwrap_or_default().into())),
         AuthMode::Rs256 => {
             let file = std::env::var("SOCKETFLEET_JWT_PUBLIC_KEY_FILE").map_err(|_| {
                 anyhow::anyhow!(
                     "auth.mode: rs256 reads a Secret in Kubernetes; locally, set SOCKETFLEET_JWT_PUBLIC_KEY_FILE to the PEM file"
                 )
             })?;
-            env.push(("SF_JWT_PUBLIC_KEY_FILE".into(), file));
+            Auth::Rs256 { public_key_file: file.into() }
         }
-        AuthMode::None => {}
-    }
-    Ok(env)
+        AuthMode::None => Auth::None,
+    };
+    let redis = RedisSettings {
+        mode: redis.mode.clone(),
+        addrs: redis.addrs.clone(),
+        password: redis.password.clone().map(Secret::Value),
+        ..RedisSettings::default()
+    };
+    let mut s = SidecarSettings::from_spec(spec, auth, redis);
+    s.resume_key = Some(Secret::Value(resume_key.into()));
+    Ok(s)
 }
 
 /// The HS256 secret: generated unless the spec references a Secret, which locally comes
@@ -93,7 +87,7 @@ fn jwt_secret(fleet: &SocketFleet) -> anyhow::Result<(Option<String>, bool)> {
 struct Gateway {
     sidecars: Vec<Sidecar>,
     started: usize,
-    env: Vec<(String, String)>,
+    settings: SidecarSettings,
     dir: PathBuf,
     backends: Arc<Backends>,
     drain_limit: Duration,
@@ -116,7 +110,7 @@ impl Gateway {
     async fn add(&mut self) -> anyhow::Result<()> {
         let name = format!("sidecar-{}", self.started);
         self.started += 1;
-        let s = Sidecar::start(&name, &self.env, &self.dir).await?;
+        let s = Sidecar::start(&name, &self.settings, &self.dir).await?;
         println!(
             "  + {name}  ws://127.0.0.1:{}/ws  metrics http://127.0.0.1:{}/metrics  app API http://127.0.0.1:{}",
             s.ws_port, s.admin_port, s.api_port
@@ -205,10 +199,10 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let mut redis = redis::start(&spec.redis, &dir, &random_hex(16)).await?;
     println!("  {}", redis.summary);
     let (secret, generated) = jwt_secret(&fleet)?;
-    let env = sidecar_env(&fleet, &redis, secret.as_deref(), &random_hex(32))?;
+    let settings = sidecar_settings(&fleet, &redis, secret.as_deref(), &random_hex(32))?;
     let backends = Arc::new(Backends::default());
-    let drain_limit = Duration::from_secs_f64(duration_secs(&spec.drain.timeout) + 5.0);
-    let mut gateway = Gateway { sidecars: Vec::new(), started: 0, env, dir: dir.clone(), backends: backends.clone(), drain_limit };
+    let drain_limit = spec.drain.timeout.as_duration() + Duration::from_secs(5);
+    let mut gateway = Gateway { sidecars: Vec::new(), started: 0, settings, dir: dir.clone(), backends: backends.clone(), drain_limit };
     let (min, max) = (spec.gateway.replicas.min, spec.gateway.replicas.max);
     let mut wanted = spec.gateway.replicas.count.unwrap_or(min).clamp(min, max.max(min)) as usize;
     gateway.scale_to(wanted).await?;
@@ -230,7 +224,7 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let stabilization = Duration::from_secs_f64(duration_secs(&spec.autoscaling.scale_down_stabilization));
+    let stabilization = spec.autoscaling.scale_down_stabilization.as_duration();
     let mut low_since: Option<Instant> = None;
     loop {
         tokio::select! {

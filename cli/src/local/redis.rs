@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use socketfleet_operator::crd::{ExternalRedisMode, RedisMode, RedisSpec};
+use socketfleet_api::crd::{RedisMode, RedisSpec};
+use socketfleet_api::settings;
 use socketfleet_operator::redis_cluster::{self, Access, Layout, Member};
 use tokio::process::{Child, Command};
 
@@ -16,10 +17,9 @@ use super::ports::{free_port, free_port_pair};
 pub struct LocalRedis {
     /// Every process started (killed on drop).
     procs: Vec<Child>,
-    /// `SF_REDIS_MODE` for the sidecars.
-    pub mode: &'static str,
+    /// How the sidecars find it (the sentinel master name included).
+    pub mode: settings::RedisMode,
     pub addrs: Vec<String>,
-    pub sentinel_master: Option<String>,
     pub password: Option<String>,
     /// One line for people: what runs where.
     pub summary: String,
@@ -106,10 +106,9 @@ async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result
     let addrs: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
     Ok(LocalRedis {
         procs,
-        mode: "cluster",
+        mode: settings::RedisMode::Cluster,
         summary: format!("Redis Cluster: {} primaries × {} replicas on {}", layout.shards, layout.replicas_per_shard, addrs.join(" ")),
         addrs,
-        sentinel_master: None,
         password: Some(password.to_string()),
     })
 }
@@ -148,10 +147,9 @@ async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Resul
     }
     Ok(LocalRedis {
         procs,
-        mode: "sentinel",
+        mode: settings::RedisMode::Sentinel { master: SENTINEL_MASTER.into() },
         summary: format!("Redis primary :{primary} with {} replicas, Sentinels {}", spec.replicas_per_shard, sentinels.join(" ")),
         addrs: sentinels,
-        sentinel_master: Some(SENTINEL_MASTER.into()),
         password: Some(password.to_string()),
     })
 }
@@ -170,10 +168,9 @@ fn external(spec: &RedisSpec) -> anyhow::Result<LocalRedis> {
     };
     Ok(LocalRedis {
         procs: Vec::new(),
-        mode: ext.mode.as_str(),
+        mode: ext.sidecar_mode(),
         summary: format!("external Redis ({}) at {}", ext.mode.as_str(), ext.addresses.join(" ")),
         addrs: ext.addresses.clone(),
-        sentinel_master: (ext.mode == ExternalRedisMode::Sentinel).then(|| ext.sentinel_master.clone()).flatten(),
         password,
     })
 }

@@ -7,7 +7,15 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use super::http::{metric, request};
+use std::net::SocketAddr;
+
+use socketfleet_api::settings::{ENV_LOG, NodeName, SidecarSettings};
+
+use socketfleet_api::admin::{DrainStatus, PATH_DRAIN, PATH_READY, PATH_STATUS, SidecarStatus};
+use socketfleet_plumbing::http_client;
+
+/// How long one admin request may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
 use super::ports::free_port;
 
 pub struct Sidecar {
@@ -33,17 +41,25 @@ pub fn binary() -> anyhow::Result<PathBuf> {
 }
 
 impl Sidecar {
-    /// Starts one sidecar with `env` (besides its own name and ports) and waits until ready.
-    pub async fn start(name: &str, env: &[(String, String)], log_dir: &std::path::Path) -> anyhow::Result<Sidecar> {
+    /// Starts one sidecar with the fleet's `settings`, its own name and loopback ports, and
+    /// waits until it is ready.
+    pub async fn start(name: &str, settings: &SidecarSettings, log_dir: &std::path::Path) -> anyhow::Result<Sidecar> {
         let (ws_port, admin_port, api_port) = (free_port()?, free_port()?, free_port()?);
         let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let own = SidecarSettings {
+            node_name: NodeName::Value(name.into()),
+            ws_addr: loopback(ws_port),
+            admin_addr: loopback(admin_port),
+            app_api_addr: loopback(api_port),
+            ..settings.clone()
+        };
+        let env = own.to_process_env().map_err(|e| anyhow::anyhow!("sidecar {name}: {e}"))?;
+        let log_filter = std::env::var(ENV_LOG).unwrap_or_else(|_| "warn".into());
         let child = Command::new(binary()?)
             .env_clear()
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("SF_NODE_NAME", name)
-            .env("SF_WS_ADDR", format!("127.0.0.1:{ws_port}"))
-            .env("SF_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-            .env("SF_APP_API_ADDR", format!("127.0.0.1:{api_port}"))
+            .envs(env)
+            .env(ENV_LOG, log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -51,7 +67,8 @@ impl Sidecar {
         let mut s = Sidecar { name: name.into(), child, ws_port, admin_port, api_port, draining: false };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some((200, _)) = request(admin_port, "GET", "/ready").await {
+            if matches!(http_client::request(&s.admin_addr(), http::Method::GET, PATH_READY, ADMIN_TIMEOUT).await, Ok(r) if r.status == 200)
+            {
                 return Ok(s);
             }
             if let Ok(Some(status)) = s.child.try_wait() {
@@ -69,7 +86,7 @@ impl Sidecar {
     /// Starts the paced drain (`POST /drain`).
     pub async fn drain(&mut self) {
         self.draining = true;
-        let _ = request(self.admin_port, "POST", "/drain").await;
+        let _ = http_client::post_json::<DrainStatus>(&self.admin_addr(), PATH_DRAIN, ADMIN_TIMEOUT).await;
     }
 
     /// Waits (at most `limit`) for the process to exit; kills it after.
@@ -87,9 +104,17 @@ impl Sidecar {
         let _ = self.child.kill().await;
     }
 
-    /// Open client connections, from its metrics.
+    /// Open client connections, from its `/status`.
     pub async fn connections(&self) -> Option<u64> {
-        let (_, body) = request(self.admin_port, "GET", "/metrics").await?;
-        metric(&body, "socketfleet_sidecar_connections").map(|v| v as u64)
+        Some(self.status().await?.connections)
+    }
+
+    /// Its `/status`, or None when it does not answer.
+    pub async fn status(&self) -> Option<SidecarStatus> {
+        http_client::get_json(&self.admin_addr(), PATH_STATUS, ADMIN_TIMEOUT).await.ok()
+    }
+
+    fn admin_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.admin_port)
     }
 }

@@ -1,11 +1,13 @@
 //! Gateway children: the Deployment whose pods run the sidecar (and the app container when
 //! given), the Service clients connect to, and a PDB.
 //!
-//! The sidecar's settings are environment variables (see the sidecar's `config.rs`); the
+//! The sidecar's settings are environment variables, written by
+//! `socketfleet_api::settings::SidecarSettings::to_env` (the contract the sidecar parses); the
 //! pod leaves gracefully: `/ready` on the admin port drops out of the Service, a preStop
 //! hook starts the paced drain, and the termination grace outlasts `drain.timeout`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
@@ -22,8 +24,9 @@ use super::redis::{
 use super::secrets::{
     JWT_SECRET_KEY, REDIS_PASSWORD_KEY, RESUME_KEY_KEY, generates_jwt_secret, jwt_secret_name, redis_secret_name, resume_secret_name,
 };
-use super::{COMPONENT_GATEWAY, Children, Ctx, duration_secs};
-use crate::crd::{AuthMode, RedisMode, SIDECAR_ADMIN_PORT, SIDECAR_APP_API_PORT, SIDECAR_WS_PORT, SocketFleetSpec};
+use super::{COMPONENT_GATEWAY, Children, Ctx};
+use socketfleet_api::crd::{AuthMode, RedisMode, SIDECAR_ADMIN_PORT, SIDECAR_APP_API_PORT, SIDECAR_WS_PORT};
+use socketfleet_api::settings::{self, Auth, EnvValue, NodeName, RedisSettings, Secret, SidecarSettings};
 
 /// The uid of the distroless `nonroot` user the sidecar image runs as.
 const SIDECAR_UID: i64 = 65532;
@@ -53,92 +56,79 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
 }
 
 /// Where the sidecar finds Redis, per mode.
-fn redis_env(ctx: &Ctx) -> Vec<EnvVar> {
+fn redis_settings(ctx: &Ctx) -> RedisSettings {
     let r = &ctx.fleet.spec.redis;
-    let password = || secret_env("SF_REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY);
+    let password = || Some(Secret::Ref { name: redis_secret_name(ctx), key: REDIS_PASSWORD_KEY.into() });
     match r.mode {
-        RedisMode::Cluster => vec![
-            env("SF_REDIS_MODE", "cluster"),
-            env("SF_REDIS_ADDRS", format!("{}.{}.svc.cluster.local:{REDIS_PORT}", ctx.child("redis"), ctx.namespace)),
-            password(),
-        ],
-        RedisMode::Sentinel => {
-            let sentinels: Vec<String> =
-                (0..3).map(|i| format!("{}:{SENTINEL_PORT}", pod_host(ctx, "sentinel", &sentinel_headless_name(ctx), i))).collect();
-            vec![
-                env("SF_REDIS_MODE", "sentinel"),
-                env("SF_REDIS_ADDRS", sentinels.join(",")),
-                env("SF_REDIS_SENTINEL_MASTER", SENTINEL_MASTER),
-                password(),
-            ]
-        }
-        RedisMode::External => {
-            let Some(ext) = &r.external else { return Vec::new() };
-            let mut out = vec![env("SF_REDIS_MODE", ext.mode.as_str()), env("SF_REDIS_ADDRS", ext.addresses.join(","))];
-            if let Some(m) = &ext.sentinel_master {
-                out.push(env("SF_REDIS_SENTINEL_MASTER", m.clone()));
-            }
-            if let Some(p) = &ext.password_secret_ref {
-                out.push(secret_env("SF_REDIS_PASSWORD", p.name.clone(), &p.key));
-            }
-            out
-        }
-    }
-}
-
-fn auth_env(ctx: &Ctx) -> Vec<EnvVar> {
-    let auth = &ctx.fleet.spec.auth;
-    let mut out = Vec::new();
-    match auth.mode {
-        AuthMode::Hs256 if generates_jwt_secret(ctx) => out.push(secret_env("SF_JWT_SECRET", jwt_secret_name(ctx), JWT_SECRET_KEY)),
-        AuthMode::Hs256 => {
-            if let Some(r) = &auth.jwt_secret_ref {
-                out.push(secret_env("SF_JWT_SECRET", r.name.clone(), &r.key));
-            }
-        }
-        AuthMode::Rs256 => {
-            if let Some(r) = &auth.public_key_secret_ref {
-                out.push(env("SF_JWT_PUBLIC_KEY_FILE", format!("{JWT_KEY_DIR}/{}", r.key)));
-            }
-        }
-        AuthMode::None => {}
-    }
-    out
-}
-
-/// The sidecar settings that come straight from the spec: the same in a pod and in
-/// `socketfleet local`. Addresses, Redis wiring and secrets differ between the two.
-pub fn spec_settings(spec: &SocketFleetSpec) -> Vec<(&'static str, String)> {
-    vec![
-        ("SF_AUTH", spec.auth.mode.as_str().into()),
-        ("SF_DURABLE_PUBLISH", spec.redis.durable_publish.to_string()),
-        ("SF_HISTORY_SIZE", spec.channels.history_size.to_string()),
-        ("SF_HISTORY_TTL", spec.channels.history_ttl.clone()),
-        ("SF_DRAIN_TIMEOUT", spec.drain.timeout.clone()),
-        ("SF_DRAIN_SPREAD", spec.drain.reconnect_spread.clone()),
-        ("SF_RESUME_WINDOW", spec.resume_window.clone()),
-    ]
-}
-
-fn sidecar_env(ctx: &Ctx) -> Vec<EnvVar> {
-    let mut out = vec![
-        EnvVar {
-            name: "SF_NODE_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..ObjectFieldSelector::default() }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
+        RedisMode::Cluster => RedisSettings {
+            mode: settings::RedisMode::Cluster,
+            addrs: vec![format!("{}.{}.svc.cluster.local:{REDIS_PORT}", ctx.child("redis"), ctx.namespace)],
+            password: password(),
+            ..RedisSettings::default()
         },
-        env("SF_WS_ADDR", format!("0.0.0.0:{SIDECAR_WS_PORT}")),
-        env("SF_ADMIN_ADDR", format!("0.0.0.0:{SIDECAR_ADMIN_PORT}")),
-        env("SF_APP_API_ADDR", format!("127.0.0.1:{SIDECAR_APP_API_PORT}")),
-    ];
-    out.extend(redis_env(ctx));
-    out.extend(auth_env(ctx));
-    out.extend(spec_settings(&ctx.fleet.spec).into_iter().map(|(k, v)| env(k, v)));
-    out.push(secret_env("SF_RESUME_KEY", resume_secret_name(ctx), RESUME_KEY_KEY));
-    out
+        RedisMode::Sentinel => RedisSettings {
+            mode: settings::RedisMode::Sentinel { master: SENTINEL_MASTER.into() },
+            addrs: (0..3).map(|i| format!("{}:{SENTINEL_PORT}", pod_host(ctx, "sentinel", &sentinel_headless_name(ctx), i))).collect(),
+            password: password(),
+            ..RedisSettings::default()
+        },
+        RedisMode::External => {
+            let Some(ext) = &r.external else { return RedisSettings::default() };
+            RedisSettings {
+                mode: ext.sidecar_mode(),
+                addrs: ext.addresses.clone(),
+                password: ext.password_secret_ref.as_ref().map(|p| Secret::Ref { name: p.name.clone(), key: p.key.clone() }),
+                ..RedisSettings::default()
+            }
+        }
+    }
+}
+
+fn auth_settings(ctx: &Ctx) -> Auth {
+    let auth = &ctx.fleet.spec.auth;
+    match auth.mode {
+        AuthMode::Hs256 if generates_jwt_secret(ctx) => Auth::Hs256(Secret::Ref { name: jwt_secret_name(ctx), key: JWT_SECRET_KEY.into() }),
+        AuthMode::Hs256 => match &auth.jwt_secret_ref {
+            Some(r) => Auth::Hs256(Secret::Ref { name: r.name.clone(), key: r.key.clone() }),
+            None => Auth::None,
+        },
+        AuthMode::Rs256 => Auth::Rs256 {
+            public_key_file: format!("{JWT_KEY_DIR}/{}", auth.public_key_secret_ref.as_ref().map(|r| r.key.as_str()).unwrap_or("key"))
+                .into(),
+        },
+        AuthMode::None => Auth::None,
+    }
+}
+
+/// Every setting of a gateway pod's sidecar: the spec's, the pod's ports and secrets.
+pub fn sidecar_settings(ctx: &Ctx) -> SidecarSettings {
+    let mut s = SidecarSettings::from_spec(&ctx.fleet.spec, auth_settings(ctx), redis_settings(ctx));
+    s.node_name = NodeName::PodName;
+    s.ws_addr = SocketAddr::from(([0, 0, 0, 0], settings::WS_PORT));
+    s.admin_addr = SocketAddr::from(([0, 0, 0, 0], settings::ADMIN_PORT));
+    s.app_api_addr = SocketAddr::from(([127, 0, 0, 1], settings::APP_API_PORT));
+    s.resume_key = Some(Secret::Ref { name: resume_secret_name(ctx), key: RESUME_KEY_KEY.into() });
+    s
+}
+
+/// The settings as a container's env.
+fn sidecar_env(ctx: &Ctx) -> Vec<EnvVar> {
+    sidecar_settings(ctx)
+        .to_env()
+        .into_iter()
+        .map(|(name, value)| match value {
+            EnvValue::Text(v) => env(name, v),
+            EnvValue::SecretKey { name: secret, key } => secret_env(name, secret, &key),
+            EnvValue::PodName => EnvVar {
+                name: name.into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..ObjectFieldSelector::default() }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+        })
+        .collect()
 }
 
 fn http_probe(path: &str, initial: i32) -> Probe {
@@ -248,7 +238,7 @@ fn deployment(ctx: &Ctx) -> Deployment {
             ..Volume::default()
         });
     }
-    let grace = duration_secs(&spec.drain.timeout).ceil() as i64 + GRACE_MARGIN_SECS;
+    let grace = spec.drain.timeout.as_millis().div_ceil(1000) as i64 + GRACE_MARGIN_SECS;
     let pod = PodSpec {
         containers,
         volumes: (!volumes.is_empty()).then_some(volumes),
@@ -356,7 +346,7 @@ mod tests {
         assert_eq!(env["SF_REDIS_PASSWORD"], "secret:chat-redis/password");
         assert_eq!(env["SF_RESUME_KEY"], "secret:chat-resume/key");
         assert_eq!((env["SF_AUTH"].as_str(), env["SF_JWT_SECRET"].as_str()), ("hs256", "secret:chat-jwt/secret"));
-        assert_eq!((env["SF_DRAIN_TIMEOUT"].as_str(), env["SF_DRAIN_SPREAD"].as_str()), ("90s", "30s"));
+        assert_eq!((env["SF_DRAIN_TIMEOUT"].as_str(), env["SF_DRAIN_SPREAD"].as_str()), ("1m30s", "30s"));
         assert_eq!(env["SF_DURABLE_PUBLISH"], "true");
         assert_eq!(env["SF_NODE_NAME"], "field:metadata.name");
         assert_eq!(env["SF_APP_API_ADDR"], "127.0.0.1:8081", "the app API stays inside the pod");

@@ -20,7 +20,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{RedisMode, SocketFleet};
+use socketfleet_api::crd::{RedisMode, SocketFleet};
 
 /// The values `build` must not invent: generated once, then read back from their Secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,31 +140,6 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Parses a Go-style duration the CRD admitted (`90s`, `5m`, `1m30s`, `500ms`).
-pub fn duration_secs(d: &str) -> f64 {
-    let mut total = 0.0;
-    let mut number = String::new();
-    let mut chars = d.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: f64 = number.parse().unwrap_or(0.0);
-        number.clear();
-        total += match c {
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                n / 1000.0
-            }
-            'h' => n * 3600.0,
-            'm' => n * 60.0,
-            _ => n,
-        };
-    }
-    total
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -182,14 +157,6 @@ pub(crate) mod tests {
 
     pub fn generated() -> Generated {
         Generated { redis_password: "pw".into(), resume_key: "rk".into(), jwt_secret: "js".into() }
-    }
-
-    #[test]
-    fn durations_read_like_go() {
-        assert_eq!(duration_secs("60s"), 60.0);
-        assert_eq!(duration_secs("1m30s"), 90.0);
-        assert_eq!(duration_secs("500ms"), 0.5);
-        assert_eq!(duration_secs("2h"), 7200.0);
     }
 
     #[test]
@@ -221,6 +188,34 @@ pub(crate) mod tests {
                 assert_eq!(m.namespace.as_deref(), Some("demo"));
             }
         }
+    }
+
+    /// The CRD's name limit is exactly what the children need: with the longest admitted
+    /// name, every Service name and label value fits 63 characters and every StatefulSet
+    /// leaves room for its pods' `controller-revision-hash` label (name + 11).
+    #[test]
+    fn the_longest_admitted_name_gives_valid_children_in_every_mode() {
+        let name = "a".repeat(socketfleet_api::crd::MAX_NAME_LEN);
+        for spec in [
+            serde_json::json!({}),
+            serde_json::json!({"redis": {"mode": "sentinel"}}),
+            serde_json::json!({"redis": {"mode": "external", "external": {"addresses": ["r:6379"]}}}),
+        ] {
+            let mut f = fleet(spec);
+            f.metadata.name = Some(name.clone());
+            let c = build(&f, &generated());
+            for (kind, child) in c.names() {
+                assert!(child.len() <= 63, "{kind} {child} is {} characters", child.len());
+            }
+            for sts in &c.stateful_sets {
+                assert!(sts.name_any().len() + 11 <= 63, "StatefulSet {} leaves no room for its revision label", sts.name_any());
+            }
+            for labels in c.services.iter().filter_map(|s| s.metadata.labels.as_ref()) {
+                assert!(labels.values().all(|v| v.len() <= 63));
+            }
+        }
+        let longest = [&name, "-sentinel-headless"].concat();
+        assert_eq!(longest.len(), 61, "the longest child, {longest}, with two characters to spare");
     }
 
     #[test]

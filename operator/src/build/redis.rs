@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::secrets::{REDIS_PASSWORD_KEY, redis_secret_name};
 use super::{COMPONENT_REDIS, COMPONENT_SENTINEL, Children, Ctx};
-use crate::crd::RedisMode;
+use socketfleet_api::crd::RedisMode;
 
 pub const REDIS_PORT: i32 = 6379;
 pub const BUS_PORT: i32 = 16379;

@@ -7,7 +7,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::{COMPONENT_GATEWAY, COMPONENT_REDIS, Ctx, Generated};
-use crate::crd::{AuthMode, RedisMode};
+use socketfleet_api::crd::{AuthMode, RedisMode};
 
 /// Secret names and keys the gateway and Redis pods read.
 pub const REDIS_PASSWORD_KEY: &str = "password";

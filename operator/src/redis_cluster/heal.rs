@@ -151,7 +151,7 @@ fn cmd(args: &[&str]) -> redis::Cmd {
 
 async fn observe(member: &Member, access: &Access) -> Result<Pod, HealError> {
     // The sidecar's connection helper: the same password and timeout handling.
-    let conn = socketfleet_sidecar::redis::connect(&member.addr, access.password.as_deref(), access.timeout).await?;
+    let conn = socketfleet_plumbing::redis_conn::connect(&member.addr, access.password.as_deref(), access.timeout).await?;
     let mut pod = Pod { member: member.clone(), conn, id: String::new(), view: Vec::new() };
     pod.id = pod.run(&cmd(&["CLUSTER", "MYID"])).await?;
     let nodes: String = pod.run(&cmd(&["CLUSTER", "NODES"])).await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{Addr, connect};
-use crate::config::{RedisConfig, RedisMode};
+use socketfleet_api::settings::{RedisMode, RedisSettings};
 
 use super::slot::SLOTS;
 
@@ -64,11 +64,11 @@ pub struct Topology {
 }
 
 impl Topology {
-    pub fn new(config: &RedisConfig) -> Topology {
+    pub fn new(config: &RedisSettings) -> Topology {
         Topology {
             mode: config.mode.clone(),
             seeds: config.addrs.iter().map(|a| Addr::from(a.as_str())).collect(),
-            password: config.password.clone(),
+            password: config.password.as_ref().and_then(|p| p.value()).map(str::to_string),
             timeout: config.timeout,
         }
     }

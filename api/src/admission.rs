@@ -1,12 +1,13 @@
-//! The first step of reconcile: the CRD's own CEL rules, evaluated by the operator too.
+//! Admission: the CRD's own CEL rules, evaluated outside the API server too (the operator's
+//! first reconcile step, and `socketfleet local` reading a fleet file).
 //!
 //! The API server already refuses objects that break them; evaluating the same generated
 //! schema here (with `kube-cel`) means the rules are written once, and an object admitted
-//! by an older CRD still gets the same message instead of half-built children.
+//! by an older CRD still gets the same message instead of half-built children. Each
+//! message starts with the field's path, as the API server's do.
 
 use std::sync::OnceLock;
 
-use kube::CustomResourceExt;
 use kube_cel::CompiledSchema;
 use serde_json::Value;
 
@@ -25,7 +26,7 @@ fn compiled() -> &'static CompiledSchema {
 
 /// The CRD's `openAPIV3Schema` as JSON.
 pub fn schema() -> Value {
-    let crd = SocketFleet::crd();
+    let crd = crate::crd::definition();
     let schema = crd.spec.versions.first().and_then(|v| v.schema.as_ref()).and_then(|s| s.open_api_v3_schema.as_ref());
     serde_json::to_value(schema).unwrap_or(Value::Null)
 }
@@ -34,14 +35,21 @@ pub fn schema() -> Value {
 pub fn check(object: &Value, old: Option<&Value>) -> Result<(), Invalid> {
     match kube_cel::validate_compiled(compiled(), object, old) {
         Ok(()) => Ok(()),
-        Err(errors) => Err(Invalid(errors.iter().map(|e| e.message.clone()).collect())),
+        Err(errors) => Err(Invalid(
+            errors
+                .iter()
+                .map(|e| if e.field_path.is_empty() { e.message.clone() } else { format!("{}: {}", e.field_path, e.message) })
+                .collect(),
+        )),
     }
 }
 
-/// Checks a fleet as created.
-pub fn validate(fleet: &SocketFleet) -> Result<(), Invalid> {
-    let object = serde_json::to_value(fleet).map_err(|e| Invalid(vec![e.to_string()]))?;
-    check(&object, None)
+/// Checks a fleet, and with `old` (the version last accepted) the rules about changes.
+pub fn validate(fleet: &SocketFleet, old: Option<&SocketFleet>) -> Result<(), Invalid> {
+    let json = |f: &SocketFleet| serde_json::to_value(f).map_err(|e| Invalid(vec![e.to_string()]));
+    let object = json(fleet)?;
+    let old = old.map(json).transpose()?;
+    check(&object, old.as_ref())
 }
 
 #[cfg(test)]
@@ -50,7 +58,65 @@ mod tests {
     use serde_json::json;
 
     fn fleet(spec: Value) -> Value {
-        json!({"apiVersion": "socketfleet.io/v1alpha1", "kind": "SocketFleet", "metadata": {"name": "t"}, "spec": spec})
+        named("t", spec)
+    }
+
+    fn named(name: &str, spec: Value) -> Value {
+        json!({"apiVersion": "socketfleet.io/v1alpha1", "kind": "SocketFleet", "metadata": {"name": name}, "spec": spec})
+    }
+
+    /// What an outside test found admitted, each now refused with a message that says what
+    /// to fix.
+    #[test]
+    fn specs_whose_pods_could_never_run_are_refused() {
+        let ext = |addresses: Value, mode: &str| json!({"redis": {"mode": "external", "external": {"addresses": addresses, "mode": mode}}});
+        let host_port = "every address must be host:port";
+        let cases = [
+            (ext(json!(["redis.example.com"]), "standalone"), host_port),
+            (ext(json!(["10.0.0.5:99999"]), "standalone"), host_port),
+            (ext(json!([""]), "standalone"), host_port),
+            (ext(json!(["redis://10.0.0.5:6379"]), "standalone"), host_port),
+            (ext(json!(["a:6379", "b:6379"]), "standalone"), "standalone takes exactly one address"),
+            (json!({"gateway": {"sidecar": {"image": " redis:7.2"}}}), "must be an image reference"),
+            (json!({"gateway": {"sidecar": {"image": "socketfleet/sidecar 0.1.0"}}}), "must be an image reference"),
+            (json!({"redis": {"image": "redis:7.0\n"}}), "must be an image reference"),
+            (json!({"gateway": {"app": {"image": "acme/UPPER:1", "port": 3000}}}), "must be an image reference"),
+        ];
+        for (spec, want) in cases {
+            let err = check(&fleet(spec.clone()), None).expect_err(&format!("{spec} must be refused"));
+            assert!(err.0.iter().any(|m| m.contains(want)), "{spec}: got {err}, want {want:?}");
+        }
+        let long = "a".repeat(crate::crd::MAX_NAME_LEN + 1);
+        for bad in [long.as_str(), "chat.v2", "Chat", "9lives", "chat-"] {
+            let err = check(&named(bad, json!({})), None).expect_err(bad);
+            assert!(err.0.iter().any(|m| m.contains("metadata.name must be at most 43 characters")), "{bad}: {err}");
+        }
+        check(&named(&"a".repeat(crate::crd::MAX_NAME_LEN), json!({})), None).expect("the longest name");
+        for good in ["redis:7.0", "registry.example.com:5000/team/app:1.4", "app@sha256:".to_string().as_str(), "ghcr.io/acme/chat-app:1.4"]
+        {
+            let spec = json!({"gateway": {"sidecar": {"image": good}}});
+            assert_eq!(check(&fleet(spec), None).is_ok(), !good.ends_with(':'), "{good}");
+        }
+        let digest = format!("socketfleet/sidecar@sha256:{}", "a".repeat(64));
+        check(&fleet(json!({"gateway": {"sidecar": {"image": digest}}})), None).expect("a digest");
+        check(&fleet(ext(json!(["[fd00::1]:6379"]), "standalone")), None).expect("IPv6 in brackets");
+        check(&fleet(ext(json!(["a:7000", "b:7000"]), "cluster")), None).expect("cluster seeds");
+        check(
+            &fleet(json!({"drain": {"timeout": "1m30s", "reconnectSpread": "0s"}, "resumeWindow": "15s",
+                            "channels": {"historyTtl": "59m57s"}})),
+            None,
+        )
+        .expect("compound and zero durations");
+    }
+
+    #[test]
+    fn shards_cannot_change_whether_or_not_the_old_object_set_them() {
+        let unset = fleet(json!({"redis": {"mode": "cluster"}}));
+        let err = check(&fleet(json!({"redis": {"mode": "cluster", "shards": 6}})), Some(&unset)).expect_err("3 (default) to 6");
+        assert!(err.to_string().contains("redis.shards cannot be changed"), "{err}");
+        let three = fleet(json!({"redis": {"mode": "cluster", "shards": 3}}));
+        check(&unset, Some(&three)).expect("deleting a redundant shards: 3 line changes nothing");
+        check(&three, Some(&unset)).expect("writing the default out changes nothing");
     }
 
     /// Every rule, broken once: the message names the field and what to do.
@@ -77,8 +143,14 @@ mod tests {
             (json!({"drain": {"timeout": "10s", "reconnectSpread": "20s"}}), "reconnectSpread must be more than 2s shorter"),
             (json!({"drain": {"timeout": "10s", "reconnectSpread": "8s"}}), "reconnectSpread must be more than 2s shorter"),
             (json!({"gateway": {"app": {"image": "app:1", "port": 8080}}}), "app.port must not be 8080, 8081 or 9090"),
-            (json!({"resumeWindow": "5s"}), "resumeWindow must be at least 10s"),
-            (json!({"channels": {"historyTtl": "500ms"}}), "historyTtl must be at least 1s"),
+            (json!({"resumeWindow": "5s"}), "spec.resumeWindow: must be a duration like 500ms, 90s, 1m30s or 2h, from 10s to 24h"),
+            (
+                json!({"channels": {"historyTtl": "500ms"}}),
+                "spec.channels.historyTtl: must be a duration like 500ms, 90s, 1m30s or 2h, from 1s to 720h",
+            ),
+            (json!({"drain": {"timeout": "18446744073709551615s"}}), "spec.drain.timeout: must be a duration"),
+            (json!({"drain": {"timeout": "2h"}}), "from 5s to 1h"),
+            (json!({"resumeWindow": "ten minutes"}), "spec.resumeWindow: must be a duration"),
         ];
         for (spec, want) in cases {
             let err = check(&fleet(spec.clone()), None).expect_err(&format!("{spec} must be refused"));
@@ -125,6 +197,6 @@ mod tests {
     #[test]
     fn the_typed_spec_round_trips_through_the_rules() {
         let fleet: SocketFleet = serde_json::from_value(fleet(json!({"redis": {"shards": 2}}))).expect("parses");
-        assert!(validate(&fleet).expect_err("2 shards").to_string().contains("at least 3 shards"));
+        assert!(validate(&fleet, None).expect_err("2 shards").to_string().contains("at least 3 shards"));
     }
 }

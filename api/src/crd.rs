@@ -12,13 +12,60 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, KubeSchema};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Go-style durations as the sidecar and Kubernetes CEL's `duration()` read them.
-const DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
+use crate::duration::{DrainSpread, DrainTimeout, HistoryTtl, ResumeWindow, ScaleDownStabilization};
+use crate::settings;
+
+/// Longest fleet name: the longest child name, `<name>-sentinel-headless` (a Service, at most
+/// 63 characters), and the StatefulSet `<name>-sentinel`, whose pods carry a
+/// `controller-revision-hash` label of its name plus 11 characters (at most 63), both fit.
+pub const MAX_NAME_LEN: usize = 43;
+
+/// Container image references: `[registry[:port]/]path[:tag][@sha256:digest]`, no spaces.
+pub const IMAGE_PATTERN: &str = r"^([A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
+
+/// `host:port` with a port from 1 to 65535; IPv6 hosts in brackets. No scheme, no path.
+pub const HOST_PORT_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
+
+/// The CRD as the API server gets it: generated from the types below, with descriptions
+/// made prose (a doc comment's line breaks are not paragraph breaks).
+pub fn definition() -> CustomResourceDefinition {
+    let mut crd = SocketFleet::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            let mut value = serde_json::to_value(&*schema).unwrap_or_default();
+            reflow_descriptions(&mut value);
+            if let Ok(reflowed) = serde_json::from_value(value) {
+                *schema = reflowed;
+            }
+        }
+    }
+    crd
+}
+
+/// Joins the lines of every `description`, keeping blank-line paragraph breaks.
+fn reflow_descriptions(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if k == "description"
+                    && let serde_json::Value::String(text) = child
+                {
+                    *text = text.split("\n\n").map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n\n");
+                } else {
+                    reflow_descriptions(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(reflow_descriptions),
+        _ => {}
+    }
+}
 
 /// A horizontally scaled WebSocket fleet: gateway pods running the SocketFleet sidecar (and
 /// optionally your app), the Redis they share, and how clients move between pods.
@@ -32,6 +79,7 @@ const DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
     plural = "socketfleets",
     shortname = "sfleet",
     namespaced,
+    validation = Rule::new(name_rule()).message(name_message().as_str()),
     status = "SocketFleetStatus",
     doc = "A horizontally scaled WebSocket fleet: gateway pods with the SocketFleet sidecar, their Redis, and lossless drains.",
     scale(
@@ -40,7 +88,7 @@ const DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
         label_selector_path = ".status.gateway.selector"
     ),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.gateway.replicas"),
+    printcolumn(name = "Pods", type_ = "string", json_path = ".status.gateway.pods"),
     printcolumn(name = "Connections", type_ = "integer", json_path = ".status.gateway.connections"),
     printcolumn(name = "Redis", type_ = "string", json_path = ".status.redis.summary"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -67,15 +115,24 @@ pub struct SocketFleetSpec {
     #[serde(default)]
     pub drain: DrainSpec,
     /// How long a disconnected client can resume its session (subscriptions, position,
-    /// state) with its resume token. Go duration, at least 10s.
+    /// state) with its resume token. A duration from 10s to 24h.
     #[serde(default = "default_resume_window")]
-    #[schemars(regex(pattern = DURATION))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("resumeWindow must be at least 10s"))]
-    pub resume_window: String,
+    pub resume_window: ResumeWindow,
 }
 
-fn default_resume_window() -> String {
-    "5m".into()
+fn name_rule() -> String {
+    format!("size(self.metadata.name) <= {MAX_NAME_LEN} && self.metadata.name.matches(r'^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+}
+
+fn name_message() -> String {
+    format!(
+        "metadata.name must be at most {MAX_NAME_LEN} characters of lower-case letters, digits and '-', starting with a letter: \
+         the fleet's Services and pods are named after it (<name>-sentinel-headless is the longest)"
+    )
+}
+
+fn default_resume_window() -> ResumeWindow {
+    ResumeWindow::from_millis(settings::DEFAULT_RESUME_WINDOW.as_millis() as u64)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -107,9 +164,10 @@ pub struct GatewaySpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SidecarSpec {
-    /// Sidecar image.
+    /// Sidecar image (`[registry/]path[:tag][@sha256:digest]`).
     #[serde(default = "default_sidecar_image")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(image_rule()).message(IMAGE_MESSAGE))]
     pub image: String,
     /// When the kubelet pulls the image.
     #[serde(default)]
@@ -153,17 +211,24 @@ impl PullPolicy {
 }
 
 /// Ports the sidecar listens on inside every gateway pod (an app container must not use them).
-pub const SIDECAR_WS_PORT: i32 = 8080;
-pub const SIDECAR_ADMIN_PORT: i32 = 9090;
-pub const SIDECAR_APP_API_PORT: i32 = 8081;
+pub const SIDECAR_WS_PORT: i32 = settings::WS_PORT as i32;
+pub const SIDECAR_ADMIN_PORT: i32 = settings::ADMIN_PORT as i32;
+pub const SIDECAR_APP_API_PORT: i32 = settings::APP_API_PORT as i32;
+
+fn image_rule() -> String {
+    format!("self.matches(r'{IMAGE_PATTERN}')")
+}
+
+const IMAGE_MESSAGE: &str = "must be an image reference like registry.example.com/team/app:1.4 or app@sha256:<digest>, without spaces";
 
 /// Your app container.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(self.port in [8080, 8081, 9090])").message("app.port must not be 8080, 8081 or 9090: the sidecar listens there"))]
 pub struct AppContainerSpec {
-    /// App image.
-    #[schemars(length(min = 1))]
+    /// App image (`[registry/]path[:tag][@sha256:digest]`).
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(image_rule()).message(IMAGE_MESSAGE))]
     pub image: String,
     /// The port your app listens on (the sidecar's hooks call it there).
     #[schemars(range(min = 1, max = 65535))]
@@ -299,10 +364,9 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_target_connections")]
     #[schemars(range(min = 1, max = 10000000))]
     pub target_connections_per_pod: i32,
-    /// How long load must stay low before pods are drained away (Go duration).
+    /// How long load must stay low before pods are drained away (a duration up to 24h).
     #[serde(default = "default_scale_down_stabilization")]
-    #[schemars(regex(pattern = DURATION))]
-    pub scale_down_stabilization: String,
+    pub scale_down_stabilization: ScaleDownStabilization,
 }
 
 impl Default for AutoscalingSpec {
@@ -319,8 +383,8 @@ fn default_target_connections() -> i32 {
     5000
 }
 
-fn default_scale_down_stabilization() -> String {
-    "5m".into()
+fn default_scale_down_stabilization() -> ScaleDownStabilization {
+    ScaleDownStabilization::from_secs(300)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,8 +410,8 @@ fn default_scale_down_stabilization() -> String {
 )]
 #[x_kube(validation = Rule::new("self.mode == oldSelf.mode").message("redis.mode cannot be changed; create a new SocketFleet"))]
 #[x_kube(
-    validation = Rule::new("!has(oldSelf.shards) || (has(self.shards) && self.shards == oldSelf.shards)")
-        .message("redis.shards cannot be changed yet (resharding is not supported)")
+    validation = Rule::new("(has(self.shards) ? self.shards : 3) == (has(oldSelf.shards) ? oldSelf.shards : 3)")
+        .message("redis.shards cannot be changed yet (resharding is not supported); an unset shards means 3")
 )]
 #[x_kube(
     validation = Rule::new("self.persistence == oldSelf.persistence")
@@ -367,9 +431,10 @@ pub struct RedisSpec {
     #[serde(default = "default_replicas_per_shard")]
     #[schemars(range(min = 0, max = 5))]
     pub replicas_per_shard: i32,
-    /// Redis image (7.0 or newer: sharded pub/sub).
+    /// Redis image (7.0 or newer: sharded pub/sub), `[registry/]path[:tag][@sha256:digest]`.
     #[serde(default = "default_redis_image")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(image_rule()).message(IMAGE_MESSAGE))]
     pub image: String,
     /// CPU and memory for each Redis pod. Default: requests 100m CPU and 256Mi memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -455,6 +520,10 @@ fn default_volume_size() -> String {
     "1Gi".into()
 }
 
+fn host_port_rule() -> String {
+    format!("self.all(a, a.matches(r'{HOST_PORT_PATTERN}'))")
+}
+
 /// Your own Redis.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -462,9 +531,15 @@ fn default_volume_size() -> String {
     validation = Rule::new("self.mode != 'sentinel' || has(self.sentinelMaster)")
         .message("redis.external.mode: sentinel requires redis.external.sentinelMaster")
 )]
+#[x_kube(
+    validation = Rule::new("self.mode != 'standalone' || size(self.addresses) == 1")
+        .message("redis.external.mode: standalone takes exactly one address (list several only for cluster seeds or Sentinels)")
+)]
 pub struct ExternalRedisSpec {
-    /// `host:port` of the node, of cluster seed nodes, or of the Sentinels.
-    #[schemars(length(min = 1, max = 32))]
+    /// `host:port` of the node, of cluster seed nodes, or of the Sentinels (no scheme, a port
+    /// from 1 to 65535; IPv6 hosts in brackets).
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 261)))]
+    #[x_kube(validation = Rule::new(host_port_rule()).message("every address must be host:port, like redis.example.com:6379 or [fd00::1]:6379, with a port from 1 to 65535 and no scheme"))]
     pub addresses: Vec<String>,
     /// How that Redis runs.
     #[serde(default)]
@@ -520,11 +595,9 @@ pub struct ChannelsSpec {
     #[serde(default = "default_history_size")]
     #[schemars(range(min = 1, max = 10000000))]
     pub history_size: i32,
-    /// How long history is kept after a channel's last message (Go duration, at least 1s).
+    /// How long history is kept after a channel's last message (a duration from 1s to 720h).
     #[serde(default = "default_history_ttl")]
-    #[schemars(regex(pattern = DURATION))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("channels.historyTtl must be at least 1s"))]
-    pub history_ttl: String,
+    pub history_ttl: HistoryTtl,
 }
 
 impl Default for ChannelsSpec {
@@ -537,8 +610,8 @@ fn default_history_size() -> i32 {
     1000
 }
 
-fn default_history_ttl() -> String {
-    "10m".into()
+fn default_history_ttl() -> HistoryTtl {
+    HistoryTtl::from_millis(settings::DEFAULT_HISTORY_TTL.as_millis() as u64)
 }
 
 /// Client authentication.
@@ -589,16 +662,14 @@ impl AuthMode {
         .message("drain.reconnectSpread must be more than 2s shorter than drain.timeout (2s is the sidecar's accept grace)")
 )]
 pub struct DrainSpec {
-    /// Longest a pod may take to move its clients away before it stops (Go duration). The
-    /// pod's termination grace period is derived from it.
+    /// Longest a pod may take to move its clients away before it stops (a duration from 5s
+    /// to 1h). The pod's termination grace period is derived from it.
     #[serde(default = "default_drain_timeout")]
-    #[schemars(regex(pattern = DURATION))]
-    pub timeout: String,
+    pub timeout: DrainTimeout,
     /// Clients are told to reconnect elsewhere evenly over this window, so the other pods
-    /// are not stormed (Go duration).
+    /// are not stormed (a duration; 0s tells every client at once).
     #[serde(default = "default_reconnect_spread")]
-    #[schemars(regex(pattern = DURATION))]
-    pub reconnect_spread: String,
+    pub reconnect_spread: DrainSpread,
 }
 
 impl Default for DrainSpec {
@@ -607,12 +678,12 @@ impl Default for DrainSpec {
     }
 }
 
-fn default_drain_timeout() -> String {
-    "60s".into()
+fn default_drain_timeout() -> DrainTimeout {
+    DrainTimeout::from_millis(settings::DEFAULT_DRAIN_TIMEOUT.as_millis() as u64)
 }
 
-fn default_reconnect_spread() -> String {
-    "20s".into()
+fn default_reconnect_spread() -> DrainSpread {
+    DrainSpread::from_millis(settings::DEFAULT_DRAIN_SPREAD.as_millis() as u64)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -640,9 +711,12 @@ pub struct SocketFleetStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayStatus {
-    /// Desired gateway pods.
+    /// Desired gateway pods (the scale subresource's status).
     #[serde(default)]
     pub replicas: i32,
+    /// Gateway pods ready / gateway pods that exist, as `kubectl get` shows them (`2/3`).
+    #[serde(default)]
+    pub pods: String,
     /// Gateway pods that are ready.
     #[serde(default)]
     pub ready_replicas: i32,

@@ -1,4 +1,5 @@
-//! The one HTTP/1 accept loop behind all three listeners (WebSocket, admin, app API).
+//! The one HTTP/1 accept loop behind every listener (the sidecar's WebSocket, admin and app
+//! API ports; the operator's metrics port).
 
 use std::future::Future;
 use std::time::Duration;

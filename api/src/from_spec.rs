@@ -1,0 +1,34 @@
+//! The sidecar settings a `SocketFleet` spec decides, the same in a gateway pod and in
+//! `socketfleet local`. Where Redis is, the secrets and the listen addresses differ between
+//! the two, so the caller passes them in.
+
+use crate::crd::{ExternalRedisMode, ExternalRedisSpec, SocketFleetSpec};
+use crate::settings::{Auth, DEFAULT_REDIS_SENTINEL_MASTER, RedisMode, RedisSettings, SidecarSettings};
+
+impl ExternalRedisSpec {
+    /// How the sidecar follows this Redis.
+    pub fn sidecar_mode(&self) -> RedisMode {
+        match self.mode {
+            ExternalRedisMode::Standalone => RedisMode::Standalone,
+            ExternalRedisMode::Cluster => RedisMode::Cluster,
+            ExternalRedisMode::Sentinel => {
+                RedisMode::Sentinel { master: self.sentinel_master.clone().unwrap_or_else(|| DEFAULT_REDIS_SENTINEL_MASTER.into()) }
+            }
+        }
+    }
+}
+
+impl SidecarSettings {
+    /// Defaults, then everything the spec sets: history, drain pacing, the resume window
+    /// and durable publish.
+    pub fn from_spec(spec: &SocketFleetSpec, auth: Auth, redis: RedisSettings) -> SidecarSettings {
+        let mut s = SidecarSettings::new(auth);
+        s.redis = RedisSettings { durable_publish: spec.redis.durable_publish, ..redis };
+        s.history_size = spec.channels.history_size.max(1) as u32;
+        s.history_ttl = spec.channels.history_ttl.as_duration();
+        s.drain_timeout = spec.drain.timeout.as_duration();
+        s.drain_spread = spec.drain.reconnect_spread.as_duration();
+        s.resume_window = spec.resume_window.as_duration();
+        s
+    }
+}

@@ -1,0 +1,86 @@
+//! The observe step of reconcile: what the fleet's children report, read after apply.
+//!
+//! The gateway: the Deployment's replica counts and every pod's live state from the
+//! sidecar's admin `/status` (JSON, `socketfleet_api::admin`), read from all pods at once,
+//! each within a timeout; a pod that does not answer counts as unknown, not as zero. Redis:
+//! the StatefulSet's ready pods, and in cluster mode one bootstrap-and-heal pass over the
+//! Redis protocol.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use socketfleet_api::admin::{PATH_STATUS, SidecarStatus};
+use socketfleet_api::crd::{RedisMode, SIDECAR_ADMIN_PORT};
+
+use crate::build::gateway::{deployment_name, desired_replicas};
+use crate::build::redis::{REDIS_PORT, redis_pods};
+use crate::build::{COMPONENT_GATEWAY, COMPONENT_REDIS, Ctx};
+use crate::error::Result;
+use crate::redis_cluster::{self, Access, Layout, Member};
+use crate::status::{GatewayObserved, RedisObserved};
+
+const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one pod's `/status` may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One gateway pod's state, when its sidecar answered.
+pub async fn sidecar_status(ip: &str) -> Option<SidecarStatus> {
+    let addr = if ip.contains(':') { format!("[{ip}]:{SIDECAR_ADMIN_PORT}") } else { format!("{ip}:{SIDECAR_ADMIN_PORT}") };
+    socketfleet_plumbing::http_client::get_json(&addr, PATH_STATUS, SCRAPE_TIMEOUT).await.ok()
+}
+
+pub async fn gateway(client: &Client, c: &Ctx<'_>) -> Result<GatewayObserved> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
+    let status = api.get_opt(&deployment_name(c)).await?.and_then(|d| d.status).unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
+    let selector = c.selector_string(COMPONENT_GATEWAY);
+    let ips: Vec<String> =
+        pods.list(&ListParams::default().labels(&selector)).await?.into_iter().filter_map(|p| p.status.and_then(|s| s.pod_ip)).collect();
+    let reports = join_all(ips.iter().map(|ip| sidecar_status(ip))).await;
+    let connections = reports.iter().flatten().map(|s| s.connections as i64).sum();
+    Ok(GatewayObserved {
+        desired: desired_replicas(c),
+        existing: status.replicas.unwrap_or(0),
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        selector,
+        connections,
+    })
+}
+
+pub async fn redis(client: &Client, c: &Ctx<'_>, password: &str) -> Result<RedisObserved> {
+    let mode = c.fleet.spec.redis.mode;
+    if mode == RedisMode::External {
+        return Ok(RedisObserved::External);
+    }
+    let pods_wanted = redis_pods(c);
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &c.namespace);
+    let ready_pods = sts.get_opt(&c.child("redis")).await?.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
+    if mode == RedisMode::Sentinel {
+        return Ok(RedisObserved::Sentinel { pods: pods_wanted, ready_pods });
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
+    let set = c.child("redis");
+    let mut members = Vec::new();
+    for pod in pods.list(&ListParams::default().labels(&c.selector_string(COMPONENT_REDIS))).await? {
+        let name = pod.name_any();
+        let ordinal = name.strip_prefix(&format!("{set}-")).and_then(|o| o.parse::<usize>().ok());
+        let ip = pod.status.and_then(|s| s.pod_ip);
+        if let (Some(ordinal), Some(ip)) = (ordinal, ip) {
+            members.push(Member { name, addr: format!("{ip}:{REDIS_PORT}"), ordinal });
+        }
+    }
+    // Bootstrap needs every pod; healing works with the ones that answer.
+    let layout =
+        Layout { shards: c.fleet.spec.redis.shard_count() as usize, replicas_per_shard: c.fleet.spec.redis.replicas_per_shard as usize };
+    if members.is_empty() {
+        return Ok(RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: None });
+    }
+    let access = Access { password: Some(password.to_string()), timeout: REDIS_TIMEOUT };
+    let report = redis_cluster::heal(layout, &members, &access).await?;
+    Ok(RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: Some(report) })
+}
