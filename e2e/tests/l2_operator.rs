@@ -129,7 +129,12 @@ fn the_operator_on_a_real_control_plane() {
         }
     }
     let printed = plane.kubectl_ok(&["get", "sfleet", "-n", APP_NS]);
-    assert!(printed.contains("READY") && printed.contains("CONNECTIONS") && printed.contains("external"), "{printed}");
+    assert!(
+        printed.contains("READY") && printed.contains("PODS") && printed.contains("CONNECTIONS") && printed.contains("external"),
+        "{printed}"
+    );
+    // Actual pods, not the desired count: without a node none is ready.
+    assert!(printed.lines().any(|l| l.starts_with("chat ") && l.contains(" 0/")), "{printed}");
     eprintln!("{printed}");
 
     // 4. Invalid manifests are refused by the API server, each naming its rule.
@@ -165,6 +170,104 @@ fn the_operator_on_a_real_control_plane() {
     }
     eprintln!("MEASURE steady state: {counted} operator writes in 60 s by its own metrics (leases excluded)");
     assert_eq!(counted, 0.0, "the operator counted writes in steady state");
+
+    // 5b. Hand edits of what the operator owns are put back within 10 s, and deleted
+    // children of every kind come back; then the fleet is quiet again.
+    let repaired = |what: &str, ok: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        wait_for(what, Duration::from_secs(10), ok);
+        eprintln!("MEASURE drift repaired in {:.1}s: {what}", t.elapsed().as_secs_f64());
+    };
+    let gateway = || plane.get(&["deployment", "chat-gateway", "-n", APP_NS]);
+    plane.kubectl_ok(&["scale", "deployment/chat-gateway", "-n", APP_NS, "--replicas=7"]);
+    repaired("kubectl scale deploy/chat-gateway --replicas=7 reverted", &|| gateway()["spec"]["replicas"] == 2);
+    plane.kubectl_ok(&["set", "image", "deployment/chat-gateway", "-n", APP_NS, "sidecar=evil/sidecar:latest"]);
+    repaired("kubectl set image sidecar=evil/sidecar:latest reverted", &|| {
+        gateway()["spec"]["template"]["spec"]["containers"][0]["image"] == "socketfleet/sidecar:0.1.0"
+    });
+    plane.kubectl_ok(&["set", "env", "deployment/chat-gateway", "-n", APP_NS, "-c", "sidecar", "SF_HISTORY_SIZE=1"]);
+    repaired("an env value of the sidecar reverted", &|| {
+        gateway()["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v["name"] == "SF_HISTORY_SIZE" && v["value"] == "1000"))
+    });
+    plane.kubectl_ok(&[
+        "patch",
+        "service",
+        "chat",
+        "-n",
+        APP_NS,
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ports/0/port","value":81}]"#,
+    ]);
+    repaired("the client Service's port reverted", &|| plane.get(&["service", "chat", "-n", APP_NS])["spec"]["ports"][0]["port"] == 80);
+    plane.kubectl_ok(&["patch", "pdb", "chat-gateway", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"maxUnavailable":5}}"#]);
+    repaired("the gateway PDB reverted", &|| plane.get(&["pdb", "chat-gateway", "-n", APP_NS])["spec"]["maxUnavailable"] == 1);
+    for (kind, name) in [("service", "chat"), ("configmap", "chat-redis"), ("pdb", "chat-redis"), ("statefulset", "chat-redis")] {
+        let uid = plane.get(&[kind, name, "-n", APP_NS])["metadata"]["uid"].clone();
+        plane.kubectl_ok(&["delete", kind, name, "-n", APP_NS, "--wait=true"]);
+        repaired(&format!("deleted {kind}/{name} recreated"), &|| {
+            let now = plane.get(&[kind, name, "-n", APP_NS]);
+            !now.is_null() && now["metadata"]["uid"] != uid
+        });
+    }
+    // A deleted generated Secret comes back with the value the running pods use, never a
+    // new password, and an Event says so.
+    let password = plane.get(&["secret", "chat-redis", "-n", APP_NS])["data"]["password"].clone();
+    plane.kubectl_ok(&["delete", "secret", "chat-redis", "-n", APP_NS, "--wait=true"]);
+    repaired("deleted secret/chat-redis recreated", &|| !plane.get(&["secret", "chat-redis", "-n", APP_NS]).is_null());
+    assert_eq!(plane.get(&["secret", "chat-redis", "-n", APP_NS])["data"]["password"], password, "the same password, not a new one");
+    let events = plane.kubectl_ok(&["get", "events", "-n", APP_NS, "--field-selector", "reason=SecretRestored", "-o", "json"]);
+    assert!(events.contains("Secret chat-redis was deleted; recreated with the value the running pods use"), "{events}");
+    std::thread::sleep(Duration::from_secs(5));
+    let settled = leader.writes_except_lease().expect("operator metrics");
+    std::thread::sleep(Duration::from_secs(20));
+    assert_eq!(leader.writes_except_lease().expect("operator metrics") - settled, 0.0, "quiet again after the repairs");
+
+    // 5c. Two fleets claiming one name: `chat-redis` wants Service chat-redis, which is
+    // chat's Redis Service. It is reported, not fought over.
+    let rival = std::fs::read_to_string(example("minimal.yaml")).expect("minimal.yaml").replace("name: minimal", "name: chat-redis");
+    assert!(rival.contains("name: chat-redis"), "the rival's name");
+    plane.kubectl_stdin(&["apply", "-n", APP_NS, "-f", "-"], &rival);
+    wait_for("the rival fleet to report the conflict", Duration::from_secs(30), || {
+        condition(&fleet("chat-redis"), "Degraded") == ("True".into(), "NameConflict".into())
+    });
+    let message = fleet("chat-redis")["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded").cloned())
+        .map(|c| c["message"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    eprintln!("MEASURE name conflict message: {message}");
+    assert!(message.contains("Service chat-redis is already controlled by SocketFleet chat") && !message.contains("Status {"), "{message}");
+    let version = plane.get(&["service", "chat-redis", "-n", APP_NS])["metadata"]["resourceVersion"].clone();
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(plane.get(&["service", "chat-redis", "-n", APP_NS])["metadata"]["resourceVersion"], version, "nobody took it");
+    assert!(owned_by(&plane.get(&["service", "chat-redis", "-n", APP_NS]), &fleet("chat")), "chat keeps its Service");
+    plane.kubectl_ok(&["delete", "sfleet", "chat-redis", "-n", APP_NS, "--wait=true"]);
+
+    // 5d. What the API server admits, the sidecar reads: compound and zero durations and a
+    // short resume window, in the env of the Deployment the operator wrote.
+    let compound = "apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: compound}\nspec:\n  auth: {mode: none}\n  \
+                    drain: {timeout: 1m30s, reconnectSpread: 0s}\n  resumeWindow: 15s\n  channels: {historyTtl: 59m57s}\n";
+    let out = plane.kubectl_stdin(&["apply", "-n", APP_NS, "-f", "-"], compound);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("compound's gateway", Duration::from_secs(30), || !plane.get(&["deployment", "compound-gateway", "-n", APP_NS]).is_null());
+    let container = plane.get(&["deployment", "compound-gateway", "-n", APP_NS])["spec"]["template"]["spec"]["containers"][0].clone();
+    let env: std::collections::HashMap<String, String> = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (e["name"].as_str().unwrap_or("").to_string(), e["value"].as_str().map(str::to_string).unwrap_or_else(|| "s".repeat(64))))
+        .collect();
+    let parsed = socketfleet_api::settings::SidecarSettings::from_lookup(&|k| env.get(k).cloned());
+    assert!(parsed.is_ok(), "the sidecar would exit 64: {parsed:?}");
+    assert_eq!(env["SF_DRAIN_TIMEOUT"], "1m30s");
+    plane.kubectl_ok(&["delete", "sfleet", "compound", "-n", APP_NS, "--wait=true"]);
+    // An unset shards is 3: changing it to 6 is a change.
+    let out = plane.kubectl(&["patch", "sfleet", "minimal", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"shards":6}}}"#]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("redis.shards cannot be changed"), "unset to 6");
 
     // 6. kubectl scale drives the gateway through the scale subresource, within min..max.
     plane.kubectl_ok(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=5"]);

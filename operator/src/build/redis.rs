@@ -20,6 +20,13 @@ use super::secrets::{REDIS_PASSWORD_KEY, redis_secret_name};
 use super::{COMPONENT_REDIS, COMPONENT_SENTINEL, Children, Ctx};
 use socketfleet_api::crd::RedisMode;
 
+/// The Redis and Sentinel containers' entrypoint (a file, tested on its own): it keeps the
+/// password off the command line.
+pub const ENTRYPOINT: &str = include_str!("redis-entrypoint.sh");
+pub const ENTRYPOINT_FILE: &str = "entrypoint.sh";
+/// Where the entrypoint writes the runtime config (a memory-backed emptyDir).
+const RUN_DIR: &str = "/run/socketfleet";
+
 pub const REDIS_PORT: i32 = 6379;
 pub const BUS_PORT: i32 = 16379;
 pub const SENTINEL_PORT: i32 = 26379;
@@ -89,7 +96,7 @@ fn sentinel_conf(ctx: &Ctx) -> String {
         format!("sentinel down-after-milliseconds {SENTINEL_MASTER} 5000"),
         format!("sentinel failover-timeout {SENTINEL_MASTER} 30000"),
         format!("sentinel parallel-syncs {SENTINEL_MASTER} 1"),
-        // The password is appended at start from the Secret (see the container command).
+        // The password and the announced name are appended at start (entrypoint.sh).
     ]
     .join("\n")
         + "\n"
@@ -97,7 +104,7 @@ fn sentinel_conf(ctx: &Ctx) -> String {
 
 pub fn build(ctx: &Ctx, c: &mut Children) {
     let mode = ctx.fleet.spec.redis.mode;
-    let mut data = BTreeMap::from([("redis.conf".to_string(), redis_conf(ctx))]);
+    let mut data = BTreeMap::from([("redis.conf".to_string(), redis_conf(ctx)), (ENTRYPOINT_FILE.to_string(), ENTRYPOINT.to_string())]);
     if mode == RedisMode::Sentinel {
         data.insert("sentinel.conf".into(), sentinel_conf(ctx));
     }
@@ -208,6 +215,20 @@ fn config_volume(ctx: &Ctx) -> Volume {
     }
 }
 
+/// `sh /etc/redis/entrypoint.sh <role>`.
+fn entrypoint(role: &str) -> Vec<String> {
+    vec!["sh".into(), format!("/etc/redis/{ENTRYPOINT_FILE}"), role.into()]
+}
+
+/// A memory-backed emptyDir: what is written there never reaches a disk.
+fn memory_dir(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), size_limit: Some(Quantity("1Mi".into())) }),
+        ..Volume::default()
+    }
+}
+
 fn empty_dir(name: &str) -> Volume {
     Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
 }
@@ -253,26 +274,13 @@ fn stateful_set(
 
 fn redis_set(ctx: &Ctx) -> StatefulSet {
     let r = &ctx.fleet.spec.redis;
-    let mut args = vec![
-        "/etc/redis/redis.conf".to_string(),
-        "--requirepass".into(),
-        "$(REDIS_PASSWORD)".into(),
-        "--masterauth".into(),
-        "$(REDIS_PASSWORD)".into(),
-    ];
-    if r.mode == RedisMode::Cluster {
-        // Gossip the pod's own IP, not whatever interface Redis guesses.
-        args.extend(["--cluster-announce-ip".into(), "$(POD_IP)".into()]);
-    }
-    let mut command = vec!["redis-server".to_string()];
+    let mut env = vec![secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY), field_env("POD_IP", "status.podIP")];
     if r.mode == RedisMode::Sentinel {
-        // Pods other than 0 start as replicas of pod 0; Sentinel takes over from there.
-        let primary = pod_host(ctx, "redis", &headless_name(ctx), 0);
-        command = vec!["sh".into(), "-c".into()];
-        args = vec![format!(
-            "if [ \"${{HOSTNAME##*-}}\" = 0 ]; then exec redis-server /etc/redis/redis.conf --requirepass \"$REDIS_PASSWORD\" --masterauth \"$REDIS_PASSWORD\" --replica-announce-ip \"$(hostname -f)\"; \
-             else exec redis-server /etc/redis/redis.conf --requirepass \"$REDIS_PASSWORD\" --masterauth \"$REDIS_PASSWORD\" --replica-announce-ip \"$(hostname -f)\" --replicaof {primary} {REDIS_PORT}; fi"
-        )];
+        env.push(EnvVar {
+            name: "SF_REDIS_PRIMARY_HOST".into(),
+            value: Some(pod_host(ctx, "redis", &headless_name(ctx), 0)),
+            ..EnvVar::default()
+        });
     }
     let mut ports = vec![ContainerPort { name: Some("redis".into()), container_port: REDIS_PORT, ..ContainerPort::default() }];
     if r.mode == RedisMode::Cluster {
@@ -281,9 +289,8 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
     let container = Container {
         name: "redis".into(),
         image: Some(r.image.clone()),
-        command: Some(command),
-        args: Some(args),
-        env: Some(vec![secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY), field_env("POD_IP", "status.podIP")]),
+        command: Some(entrypoint("redis")),
+        env: Some(env),
         ports: Some(ports),
         readiness_probe: Some(tcp_probe(REDIS_PORT, 2)),
         liveness_probe: Some(tcp_probe(REDIS_PORT, 15)),
@@ -292,10 +299,10 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
             ..ResourceRequirements::default()
         })),
         security_context: Some(locked_down()),
-        volume_mounts: Some(vec![mount("data", "/data"), mount("config", "/etc/redis")]),
+        volume_mounts: Some(vec![mount("data", "/data"), mount("config", "/etc/redis"), mount("run", RUN_DIR)]),
         ..Container::default()
     };
-    let mut volumes = vec![config_volume(ctx)];
+    let mut volumes = vec![config_volume(ctx), memory_dir("run")];
     let mut claims = Vec::new();
     if r.persistence.enabled {
         claims.push(PersistentVolumeClaim {
@@ -326,16 +333,14 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
 }
 
 fn sentinel_set(ctx: &Ctx) -> StatefulSet {
-    // Sentinel rewrites its config file, so it runs from a writable copy.
-    let script = format!(
-        "cp /etc/redis/sentinel.conf /data/sentinel.conf && echo \"sentinel auth-pass {SENTINEL_MASTER} $REDIS_PASSWORD\" >> /data/sentinel.conf \
-         && exec redis-sentinel /data/sentinel.conf --sentinel announce-ip \"$(hostname -f)\""
-    );
     let container = Container {
         name: "sentinel".into(),
         image: Some(ctx.fleet.spec.redis.image.clone()),
-        command: Some(vec!["sh".into(), "-c".into(), script]),
-        env: Some(vec![secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY)]),
+        command: Some(entrypoint("sentinel")),
+        env: Some(vec![
+            secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY),
+            EnvVar { name: "SF_SENTINEL_MASTER".into(), value: Some(SENTINEL_MASTER.into()), ..EnvVar::default() },
+        ]),
         ports: Some(vec![ContainerPort { name: Some("sentinel".into()), container_port: SENTINEL_PORT, ..ContainerPort::default() }]),
         readiness_probe: Some(tcp_probe(SENTINEL_PORT, 2)),
         liveness_probe: Some(tcp_probe(SENTINEL_PORT, 15)),
@@ -344,12 +349,12 @@ fn sentinel_set(ctx: &Ctx) -> StatefulSet {
             ..ResourceRequirements::default()
         }),
         security_context: Some(locked_down()),
-        volume_mounts: Some(vec![mount("data", "/data"), mount("config", "/etc/redis")]),
+        volume_mounts: Some(vec![mount("config", "/etc/redis"), mount("run", RUN_DIR)]),
         ..Container::default()
     };
     let pod = PodSpec {
         containers: vec![container],
-        volumes: Some(vec![config_volume(ctx), empty_dir("data")]),
+        volumes: Some(vec![config_volume(ctx), memory_dir("run")]),
         security_context: Some(pod_security()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
@@ -381,8 +386,12 @@ mod tests {
         let conf = &c.config_maps[0].data.as_ref().expect("data")["redis.conf"];
         assert!(conf.contains("cluster-enabled yes") && conf.contains("appendonly no") && conf.contains("maxmemory-policy noeviction"));
         let container = &spec.template.spec.as_ref().expect("pod").containers[0];
-        let args = container.args.as_ref().expect("args").join(" ");
-        assert!(args.contains("--requirepass $(REDIS_PASSWORD)") && args.contains("--cluster-announce-ip $(POD_IP)"), "{args}");
+        let command = container.command.as_ref().expect("command").join(" ");
+        assert_eq!(command, "sh /etc/redis/entrypoint.sh redis");
+        assert!(container.args.is_none(), "no secret on the command line");
+        assert!(c.config_maps[0].data.as_ref().expect("data")["entrypoint.sh"].contains("requirepass"));
+        let mounts: Vec<&str> = container.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
+        assert!(mounts.contains(&"/run/socketfleet"), "{mounts:?}");
         let sc = container.security_context.as_ref().expect("securityContext");
         assert_eq!(
             (sc.read_only_root_filesystem, sc.run_as_non_root, sc.allow_privilege_escalation),
