@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use http::Method;
 use serde_json::Value;
+use socketfleet_plumbing::http_client::{blocking, prometheus_sum, prometheus_value};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -119,6 +121,18 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
+        // A failed scenario keeps its logs (operator, API server, audit) for the reader.
+        if std::thread::panicking() {
+            let keep = repo_root().join("target/e2e-logs").join(self.dir.file_name().unwrap_or_default());
+            if std::fs::create_dir_all(&keep).is_ok() {
+                for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                    if entry.path().extension().is_some_and(|e| e == "log") {
+                        let _ = std::fs::copy(entry.path(), keep.join(entry.file_name()));
+                    }
+                }
+                eprintln!("logs of the failed scenario kept in {}", keep.display());
+            }
+        }
         if self.external {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
@@ -195,12 +209,7 @@ impl Operator {
     /// its Lease excluded.
     pub fn writes_except_lease(&self) -> Option<f64> {
         let body = scrape(self.metrics_port)?;
-        Some(
-            body.lines()
-                .filter(|l| l.starts_with("socketfleet_operator_api_writes_total{") && !l.contains("kind=\"Lease\""))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
+        Some(prometheus_sum(&body, "socketfleet_operator_api_writes_total", |labels| !labels.contains("kind=\"Lease\"")))
     }
 
     pub fn kill(&mut self) {
@@ -224,16 +233,11 @@ pub fn free_port() -> u16 {
 }
 
 fn scrape(port: u16) -> Option<String> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
+    let reply = blocking(&format!("127.0.0.1:{port}"), Method::GET, "/metrics", None, Duration::from_secs(2)).ok()?;
+    (reply.status == 200).then(|| reply.text())
 }
 
 /// One value from a Prometheus text endpoint on loopback.
 pub fn metric(port: u16, name: &str) -> Option<f64> {
-    scrape(port)?.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' '))).and_then(|v| v.trim().parse().ok())
+    prometheus_value(&scrape(port)?, name)
 }

@@ -179,8 +179,10 @@ fn the_operator_on_a_real_control_plane() {
         eprintln!("MEASURE drift repaired in {:.1}s: {what}", t.elapsed().as_secs_f64());
     };
     let gateway = || plane.get(&["deployment", "chat-gateway", "-n", APP_NS]);
+    let desired = gateway()["spec"]["replicas"].clone();
+    assert_eq!(desired, 3, "chat.yaml's replicas.min");
     plane.kubectl_ok(&["scale", "deployment/chat-gateway", "-n", APP_NS, "--replicas=7"]);
-    repaired("kubectl scale deploy/chat-gateway --replicas=7 reverted", &|| gateway()["spec"]["replicas"] == 2);
+    repaired("kubectl scale deploy/chat-gateway --replicas=7 reverted", &|| gateway()["spec"]["replicas"] == desired);
     plane.kubectl_ok(&["set", "image", "deployment/chat-gateway", "-n", APP_NS, "sidecar=evil/sidecar:latest"]);
     repaired("kubectl set image sidecar=evil/sidecar:latest reverted", &|| {
         gateway()["spec"]["template"]["spec"]["containers"][0]["image"] == "socketfleet/sidecar:0.1.0"

@@ -8,6 +8,9 @@
 //! fields the operator stopped setting, which a subset test cannot see). Steady-state
 //! reconciles therefore read and never write. A child whose controller is another object
 //! (another fleet claiming the same name) is not touched: that is a [`Error::NameConflict`].
+//! When a forced apply still leaves another manager's list item in place (an edited
+//! Service port is a new item of the port-keyed list), a merge patch of the built object
+//! replaces the lists whole.
 //! Every write is counted in `metrics.rs` by kind and verb before it is sent, failed ones too.
 
 use std::collections::BTreeSet;
@@ -70,7 +73,9 @@ where
     obj.annotations_mut().insert(HASH_ANNOTATION.into(), applied_hash);
     let name = obj.name_any();
     let kind = K::kind(&()).to_string();
-    if let Some(live) = api.get_opt(&name).await? {
+    let live = api.get_opt(&name).await?;
+    let existed = live.is_some();
+    if let Some(live) = live {
         if let Some(other) = live.owner_references().iter().find(|o| o.controller == Some(true) && o.uid != owner_uid) {
             return Err(Error::NameConflict { kind, name, owner: format!("{} {}", other.kind, other.name) });
         }
@@ -80,7 +85,23 @@ where
         }
     }
     metrics.write(&kind, "apply");
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await?;
+    let applied = api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await;
+    // A forced apply takes over the fields we set, but a list item whose key another
+    // manager changed (a Service port edited from 80 to 81) is that manager's item and
+    // stays, next to ours (or the result is invalid: two ports named `ws`). A merge patch
+    // of the built object replaces our lists whole, which puts such an edit back.
+    let wanted = serde_json::to_value(&obj).unwrap_or_default();
+    let settled = match &applied {
+        Ok(live) => owns_all(&wanted, Some(&serde_json::to_value(live).unwrap_or_default())),
+        Err(kube::Error::Api(status)) if status.code == 422 && existed => false,
+        Err(_) => true,
+    };
+    if !settled {
+        metrics.write(&kind, "merge-patch");
+        api.patch(&name, &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }, &Patch::Merge(&obj)).await?;
+        return Ok(true);
+    }
+    applied?;
     Ok(true)
 }
 

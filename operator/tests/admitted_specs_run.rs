@@ -21,7 +21,7 @@ use socketfleet_operator::build::{Generated, build};
 fn spelled(ms: u64, style: u8) -> String {
     match style % 3 {
         0 => socketfleet_api::duration::format_millis(ms),
-        1 if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        1 if ms.is_multiple_of(1000) => format!("{}s", ms / 1000),
         _ => format!("{ms}ms"),
     }
 }

@@ -44,13 +44,15 @@ async fn try_requests_for(live: Option<ConfigMap>) -> (Vec<(Method, String)>, Re
             let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
             let method = req.method().clone();
             seen.push((method.clone(), target));
+            // The API server answers an apply with the object as it now is: what was sent.
+            let sent = http_body_util::BodyExt::collect(req.into_body()).await.expect("body").to_bytes();
             let answer = match (&method, &live) {
                 (&Method::GET, Some(cm)) => json_response(200, serde_json::to_value(cm).expect("json")),
                 (&Method::GET, None) => json_response(
                     404,
                     serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
                 ),
-                _ => json_response(200, serde_json::to_value(config_map()).expect("json")),
+                _ => json_response(200, serde_json::from_slice(&sent).expect("a JSON body")),
             };
             send.send_response(answer);
         }

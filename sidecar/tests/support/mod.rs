@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use socketfleet_plumbing::http_client::{blocking, prometheus_value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -377,35 +378,25 @@ impl Sidecar {
         format!("ws://127.0.0.1:{}/ws", self.ws_port)
     }
 
-    /// A blocking HTTP/1.0 GET; returns status and body.
+    /// A blocking GET; returns status and body.
     pub fn http_get(&self, port: u16, path: &str) -> (u16, String) {
         http_request(port, "GET", path, None)
     }
 
     pub fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.http_get(self.admin_port, "/metrics");
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
+        prometheus_value(&body, name).unwrap_or(0.0)
     }
 }
 
+/// One HTTP request to a loopback port (status 0 when nothing answered), on the one
+/// client in `socketfleet-plumbing`.
 pub fn http_request(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let body = body.unwrap_or("");
-    let req =
-        format!("{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
+    let method = http::Method::from_bytes(method.as_bytes()).expect("a method");
+    match blocking(&format!("127.0.0.1:{port}"), method, path, body, Duration::from_secs(10)) {
+        Ok(reply) => (reply.status, reply.text()),
+        Err(_) => (0, String::new()),
     }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
 }
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
