@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::build::{Children, Ctx, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
+use crate::children::{Children, Ctx, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -157,8 +157,8 @@ pub const APPLIED_KINDS: [&str; 6] = ["Secret", "ConfigMap", "Service", "Statefu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::build;
-    use crate::build::tests::{fleet, generated as fixed};
+    use crate::children::build;
+    use crate::children::tests::{fleet, generated as fixed};
 
     #[test]
     fn hashes_are_stable_and_change_with_the_spec() {

@@ -16,11 +16,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use rand::RngCore;
 
-use crate::build::gateway::deployment_name;
-use crate::build::secrets::{
+use crate::children::gateway::deployment_name;
+use crate::children::secrets::{
     JWT_SECRET_KEY, REDIS_PASSWORD_KEY, RESUME_KEY_KEY, generates_jwt_secret, jwt_secret_name, redis_secret_name, resume_secret_name,
 };
-use crate::build::{Ctx, Generated};
+use crate::children::{Ctx, Generated};
 use crate::error::{Error, Result};
 use socketfleet_api::crd::RedisMode;
 

@@ -5,7 +5,7 @@
 //!
 //! - `socketfleet_api::crd` and `socketfleet_api::admission`: the `SocketFleet` type and the
 //!   CRD's CEL rules, evaluated here too (the CRD YAML is generated from it: [`crdgen`]);
-//! - [`build`]: every child object from the spec, pure;
+//! - [`children`]: every child object from the spec, pure ([`children::build`]);
 //! - [`apply`]: server-side apply without steady-state writes, orphan removal;
 //! - [`redis_cluster`]: Redis Cluster bootstrap and healing over the Redis protocol;
 //! - [`generated`]: generated Secret values, never rotated under running pods;
@@ -15,7 +15,7 @@
 //! - [`leader`], [`metrics`], [`error`]: leader election, Prometheus metrics, error reasons.
 
 pub mod apply;
-pub mod build;
+pub mod children;
 pub mod crdgen;
 pub mod error;
 pub mod events;

@@ -16,9 +16,9 @@ use kube::{Api, Client, ResourceExt};
 use socketfleet_api::admin::{PATH_STATUS, SidecarStatus};
 use socketfleet_api::crd::{RedisMode, SIDECAR_ADMIN_PORT};
 
-use crate::build::gateway::{deployment_name, desired_replicas};
-use crate::build::redis::{REDIS_PORT, redis_pods};
-use crate::build::{COMPONENT_GATEWAY, COMPONENT_REDIS, Ctx};
+use crate::children::gateway::{deployment_name, desired_replicas};
+use crate::children::redis::{REDIS_PORT, redis_pods};
+use crate::children::{COMPONENT_GATEWAY, COMPONENT_REDIS, Ctx};
 use crate::error::Result;
 use crate::redis_cluster::{self, Access, Layout, Member};
 use crate::status::{GatewayObserved, RedisObserved};

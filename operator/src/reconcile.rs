@@ -26,8 +26,8 @@ use socketfleet_api::crd::{RedisMode, SocketFleet, SocketFleetStatus};
 use tracing::Instrument;
 
 use crate::apply::{FIELD_MANAGER, apply_all};
-use crate::build::gateway::desired_replicas;
-use crate::build::{COMPONENT_GATEWAY, Ctx, LABEL_MANAGED_BY, MANAGER, build};
+use crate::children::gateway::desired_replicas;
+use crate::children::{COMPONENT_GATEWAY, Ctx, LABEL_MANAGED_BY, MANAGER, build};
 use crate::error::{Error, Result};
 use crate::events;
 use crate::generated::{SecretMemory, generated};

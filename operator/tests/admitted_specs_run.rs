@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use socketfleet_api::admission::check;
 use socketfleet_api::crd::SocketFleet;
 use socketfleet_api::settings::SidecarSettings;
-use socketfleet_operator::build::{Generated, build};
+use socketfleet_operator::children::{Generated, build};
 
 /// A duration of `ms` milliseconds, spelled one of the ways the grammar allows.
 fn spelled(ms: u64, style: u8) -> String {

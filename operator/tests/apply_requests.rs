@@ -8,7 +8,7 @@ use kube::client::Body;
 use kube::{Api, Client};
 use socketfleet_api::crd::SocketFleet;
 use socketfleet_operator::apply::{HASH_ANNOTATION, apply_one};
-use socketfleet_operator::build::{Generated, build};
+use socketfleet_operator::children::{Generated, build};
 use socketfleet_operator::metrics::Metrics;
 
 fn fleet() -> SocketFleet {

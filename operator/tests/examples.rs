@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use kube::ResourceExt;
 use socketfleet_api::admission::validate;
 use socketfleet_api::crd::SocketFleet;
-use socketfleet_operator::build::{Generated, build};
+use socketfleet_operator::children::{Generated, build};
 
 fn example(name: &str) -> SocketFleet {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);

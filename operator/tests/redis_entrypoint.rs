@@ -1,4 +1,4 @@
-//! The Redis and Sentinel containers' entrypoint (`operator/src/build/redis-entrypoint.sh`,
+//! The Redis and Sentinel containers' entrypoint (`operator/src/children/redis-entrypoint.sh`,
 //! shipped in the fleet's ConfigMap) run with `sh` against real `redis-server` and
 //! `redis-sentinel` processes: the password authenticates clients, replicas and Sentinels,
 //! and appears on no command line.
@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use socketfleet_operator::build::redis::{ENTRYPOINT, ENTRYPOINT_FILE, redis_conf};
-use socketfleet_operator::build::{Ctx, build};
+use socketfleet_operator::children::redis::{ENTRYPOINT, ENTRYPOINT_FILE, redis_conf};
+use socketfleet_operator::children::{Ctx, build};
 
 const PASSWORD: &str = "entrypoint-test-password-0123456789";
 
@@ -89,7 +89,7 @@ fn redis_and_sentinel_start_with_the_password_off_the_command_line() {
     // The files exactly as the fleet's ConfigMap carries them.
     let config_map = build(
         &fleet,
-        &socketfleet_operator::build::Generated { redis_password: PASSWORD.into(), resume_key: "r".into(), jwt_secret: "j".into() },
+        &socketfleet_operator::children::Generated { redis_password: PASSWORD.into(), resume_key: "r".into(), jwt_secret: "j".into() },
     )
     .config_maps
     .remove(0);
