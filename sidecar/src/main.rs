@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
     };
     // A key file that cannot be read or parsed is a configuration error like any other.
-    if let Err(e) = socketfleet_sidecar::auth::Authenticator::from_settings(&config.auth) {
+    if let Err(e) = socketfleet_sidecar::edge::auth::Authenticator::from_settings(&config.auth) {
         eprintln!("socketfleet-sidecar: invalid configuration:\n  {e}");
         return ExitCode::from(EXIT_CONFIG);
     }

@@ -217,7 +217,7 @@ async fn a_third_party_python_client_interoperates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_expired_and_foreign_resume_tokens_are_rejected_with_a_fresh_session() {
-    use socketfleet_sidecar::resume_token::ResumeKeys;
+    use socketfleet_sidecar::edge::resume_token::ResumeKeys;
     const KEY: &str = "l1-resume-key-l1-resume-key-l1-resume-key";
     let redis = RedisStandalone::start();
     let env = vec![

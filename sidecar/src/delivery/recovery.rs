@@ -11,11 +11,11 @@
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::channels::{ChannelError, ChannelStore};
-use crate::hub::{GoLive, Hub, HubError, Outbox};
+use crate::delivery::hub::{GoLive, Hub, HubError, Outbox};
+use crate::delivery::offset::{Offset, Position, gap_for};
+use crate::edge::protocol;
 use crate::metrics::{Metrics, OutcomeLabel};
-use crate::offset::{Offset, Position, gap_for};
-use crate::protocol;
+use crate::store::channels::{ChannelError, ChannelStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {

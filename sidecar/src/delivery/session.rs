@@ -28,11 +28,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::hub::{ConnId, ConnSignals, Hub};
+use crate::backend::router::{Router, RouterError};
+use crate::backend::script::Script;
+use crate::delivery::hub::{ConnId, ConnSignals, Hub};
+use crate::delivery::offset::Position;
 use crate::metrics::Metrics;
-use crate::offset::Position;
-use crate::redis::router::{Router, RouterError};
-use crate::redis::script::Script;
 
 /// Writes the document unless another connection owns the session now.
 const SAVE: &str = r#"
@@ -55,7 +55,7 @@ return doc
 const SAVE_CONCURRENCY: usize = 64;
 
 fn key(session: &str) -> String {
-    format!("sf:session:{{{session}}}")
+    crate::store::keys::session(session)
 }
 
 /// A position as stored and as clients send it: `{"offset": "...", "epoch": "..."}`.
@@ -335,7 +335,7 @@ impl Sessions {
     pub async fn load(&self, id: &str) -> Result<Option<SessionDoc>, SessionError> {
         let mut pipe = redis::pipe();
         pipe.cmd("HGET").arg(key(id)).arg("d");
-        let slot = crate::redis::slot::key_slot(key(id).as_bytes());
+        let slot = crate::backend::slot::key_slot(key(id).as_bytes());
         match self.router.query(slot, &pipe, true).await?.first() {
             Some(Value::BulkString(b)) => Ok(Some(serde_json::from_slice(b)?)),
             _ => Ok(None),

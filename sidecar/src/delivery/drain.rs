@@ -22,7 +22,7 @@ use socketfleet_api::admin::DrainStatus;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::hub::{ConnId, ConnSignals};
+use crate::delivery::hub::{ConnId, ConnSignals};
 use crate::metrics::Metrics;
 
 #[derive(Default)]

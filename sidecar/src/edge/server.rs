@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::app::AppState;
-use crate::{connection, protocol};
+use crate::edge::{connection, protocol};
 use socketfleet_plumbing::http_server::{HttpResponse, respond, text};
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {

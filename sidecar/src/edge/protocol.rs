@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::offset::{Gap, Offset, Position};
+use crate::delivery::offset::{Gap, Offset, Position};
 
 /// Stable error codes: clients may branch on them, so they never change meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,14 +37,7 @@ pub trait MessageSink: Send + Sync + 'static {
     fn on_node_down(&self, addr: &str);
 }
 
-/// The Redis shard channel of a client channel; shares the hash tag of its keys.
-pub fn shard_channel(channel: &str) -> String {
-    format!("sf:{{{channel}}}")
-}
-
-fn client_channel(shard: &[u8]) -> Option<&str> {
-    std::str::from_utf8(shard).ok()?.strip_prefix("sf:{")?.strip_suffix('}')
-}
+pub use crate::store::keys::{client_channel, shard_channel};
 
 enum Cmd {
     Subscribe(String, oneshot::Sender<()>),

@@ -18,8 +18,8 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::app::AppState;
-use crate::protocol::valid_channel;
-use crate::session::SessionError;
+use crate::delivery::session::SessionError;
+use crate::edge::protocol::valid_channel;
 use socketfleet_plumbing::http_server::{HttpResponse, json};
 
 #[derive(Deserialize)]

@@ -22,14 +22,14 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::auth::{Action, Identity};
 use crate::clock::unix_ms;
-use crate::hub::{ConnSignals, Outbox};
-use crate::offset::{Offset, Position};
-use crate::protocol::{self, ErrorCode, Op, ProtocolError, Request};
-use crate::recovery::Subscribe;
-use crate::resume_token::TokenError;
-use crate::session::Session;
+use crate::delivery::hub::{ConnSignals, Outbox};
+use crate::delivery::offset::{Offset, Position};
+use crate::delivery::recovery::Subscribe;
+use crate::delivery::session::Session;
+use crate::edge::auth::{Action, Identity};
+use crate::edge::protocol::{self, ErrorCode, Op, ProtocolError, Request};
+use crate::edge::resume_token::TokenError;
 
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -358,7 +358,7 @@ impl Conn {
                 self.authorise(id, Action::Subscribe, &channel)?;
                 let after = since.as_ref().map_or(Offset::ZERO, |p| p.offset);
                 let page = self.app.store.read(&channel, after, limit as u32).await.map_err(|e| unavailable(&e))?;
-                let gap = since.as_ref().and_then(|s| crate::offset::gap_for(s, &page.epoch, page.first, page.last));
+                let gap = since.as_ref().and_then(|s| crate::delivery::offset::gap_for(s, &page.epoch, page.first, page.last));
                 let same_epoch = since.as_ref().is_none_or(|s| s.epoch == page.epoch);
                 let mut messages = Vec::with_capacity(page.entries.len());
                 for (offset, data) in page.entries.iter().filter(|_| same_epoch) {

@@ -13,9 +13,9 @@ use redis::Value;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::channels::{ChannelError, ChannelStore};
 use crate::clock::unix_ms;
-use crate::redis::subscriber::shard_channel;
+use crate::store::channels::{ChannelError, ChannelStore};
+use crate::store::keys::{self, shard_channel};
 
 /// A member as stored: `<session>|<user>`.
 fn member(session: &str, user: &str) -> String {
@@ -23,7 +23,7 @@ fn member(session: &str, user: &str) -> String {
 }
 
 fn presence_key(channel: &str) -> String {
-    format!("sf:{{{channel}}}:presence")
+    keys::presence(channel)
 }
 
 /// Presence reads return at most this many members.
@@ -115,7 +115,7 @@ impl Presence {
             data.get()
         );
         let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(format!("sf:{{{channel}}}:eph:{key}:{user}")).arg(data.get()).arg("PX").arg(ttl_ms);
+        pipe.cmd("SET").arg(keys::ephemeral(channel, key, user)).arg(data.get()).arg("PX").arg(ttl_ms);
         pipe.cmd("SPUBLISH").arg(shard_channel(channel)).arg(ChannelStore::event_payload(&frame));
         self.store.on_channel(channel, &pipe, true).await.map(|_| ())
     }

@@ -20,11 +20,11 @@ use std::sync::Arc;
 use redis::Value;
 use serde_json::value::RawValue;
 
-use crate::offset::Offset;
-use crate::redis::router::{Router, RouterError};
-use crate::redis::script::Script;
-use crate::redis::slot::key_slot;
-use crate::redis::subscriber::shard_channel;
+use crate::backend::router::{Router, RouterError};
+use crate::backend::script::Script;
+use crate::backend::slot::key_slot;
+use crate::delivery::offset::Offset;
+use crate::store::keys::{self, shard_channel};
 
 /// XADD with our own `<ms>-<seq>` id, trim, expire, SPUBLISH the rendered frame.
 /// A missing meta hash means the stream is new (or was lost): start a new epoch.
@@ -105,7 +105,7 @@ pub struct ChannelStore {
 }
 
 fn keys(channel: &str) -> (String, String, String) {
-    (format!("sf:{{{channel}}}:log"), format!("sf:{{{channel}}}:meta"), shard_channel(channel))
+    (keys::log(channel), keys::meta(channel), shard_channel(channel))
 }
 
 fn text(v: &Value) -> Option<String> {

@@ -21,12 +21,12 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::channels::ChannelStore;
+use crate::backend::subscriber::{MessageSink, Subscriber};
 use crate::clock::unix_ms;
+use crate::delivery::offset::{Gap, Offset, Position};
+use crate::edge::protocol;
 use crate::metrics::Metrics;
-use crate::offset::{Gap, Offset, Position};
-use crate::protocol;
-use crate::redis::subscriber::{MessageSink, Subscriber};
+use crate::store::channels::ChannelStore;
 
 pub type ConnId = u64;
 
