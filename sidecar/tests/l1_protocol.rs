@@ -260,3 +260,66 @@ async fn forged_expired_and_foreign_resume_tokens_are_rejected_with_a_fresh_sess
     assert_eq!(e["code"], "resume_rejected");
     assert!(e["message"].as_str().is_some_and(|m| m.contains("another user")), "{e}");
 }
+
+/// The `message` frame a client receives is rendered by the publish script in Lua (once
+/// per publication, sent as is to every subscriber); it must be byte for byte the frame
+/// `protocol::message_frame` renders in Rust (recovery and backfill send those).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lua_rendered_message_frame_is_the_rust_one() {
+    use futures_util::{SinkExt, StreamExt};
+    let redis = RedisStandalone::start();
+    let env = standalone_env(&redis);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Sidecar::start("frames", &env);
+    let (mut ws, _) = tokio_tungstenite::connect_async(s.url()).await.expect("connect");
+    let channel = "room:frames/1";
+    let data = json!({"text": "hé \"quoted\"", "n": [1, 2.5, null], "nested": {"ok": true}});
+    for frame in
+        [json!({"op": "subscribe", "channel": channel, "id": 1}), json!({"op": "publish", "channel": channel, "data": data, "id": 2})]
+    {
+        ws.send(Message::text(frame.to_string())).await.expect("send");
+    }
+    let raw = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str().contains("\"type\":\"message\"") => return t.as_str().to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("the connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a message frame");
+    let parsed: Value = serde_json::from_str(&raw).expect("JSON");
+    let offset: socketfleet_sidecar::delivery::offset::Offset = parsed["offset"].as_str().and_then(|o| o.parse().ok()).expect("an offset");
+    let rust =
+        socketfleet_sidecar::edge::protocol::message_frame(channel, offset, parsed["epoch"].as_str().expect("epoch"), &data.to_string());
+    assert_eq!(raw, rust, "Lua and Rust render the same frame");
+}
+
+/// Durations that used to panic the sidecar (exit 101) at start, on the first drain, on every
+/// connection or every Redis command are refused at start with exit 64 and their range.
+#[test]
+fn huge_durations_exit_64_with_their_range_not_101() {
+    for var in [
+        "SF_DRAIN_SPREAD",
+        "SF_SESSION_CHECKPOINT",
+        "SF_DRAIN_TIMEOUT",
+        "SF_HANDSHAKE_TIMEOUT",
+        "SF_REDIS_RETRY_BUDGET",
+        "SF_TOPOLOGY_POLL",
+        "SF_HISTORY_TTL",
+    ] {
+        for huge in ["18446744073709551615s", "9223372036854775s"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_socketfleet-sidecar"))
+                .env_clear()
+                .env("SF_AUTH", "none")
+                .env(var, huge)
+                .output()
+                .expect("runs");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(64), "{var}={huge}: {err}");
+            assert!(err.contains(var) && (err.contains("allowed range") || err.contains("is not a duration")), "{var}={huge}: {err}");
+        }
+    }
+}
