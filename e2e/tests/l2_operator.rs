@@ -7,6 +7,7 @@
 //! invalid manifests, a minute of steady state without writes, scale through the scale
 //! subresource, leader handover, garbage collection, and the plain-manifest install.
 
+use socketfleet_api::settings;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -104,7 +105,14 @@ fn the_operator_on_a_real_control_plane() {
     let sidecar = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(sidecar["name"], "sidecar");
     let env = env_of(sidecar);
-    for var in ["SF_REDIS_MODE", "SF_REDIS_ADDRS", "SF_REDIS_PASSWORD", "SF_RESUME_KEY", "SF_JWT_SECRET", "SF_DRAIN_TIMEOUT"] {
+    for var in [
+        settings::ENV_REDIS_MODE,
+        settings::ENV_REDIS_ADDRS,
+        settings::ENV_REDIS_PASSWORD,
+        settings::ENV_RESUME_KEY,
+        settings::ENV_JWT_SECRET,
+        settings::ENV_DRAIN_TIMEOUT,
+    ] {
         assert!(env.contains(&var.to_string()), "sidecar env {var}: {env:?}");
     }
     assert_eq!(sidecar["lifecycle"]["preStop"]["httpGet"]["path"], "/drain/prestop");
@@ -191,7 +199,7 @@ fn the_operator_on_a_real_control_plane() {
     repaired("an env value of the sidecar reverted", &|| {
         gateway()["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
-            .is_some_and(|e| e.iter().any(|v| v["name"] == "SF_HISTORY_SIZE" && v["value"] == "1000"))
+            .is_some_and(|e| e.iter().any(|v| v["name"] == settings::ENV_HISTORY_SIZE && v["value"] == "1000"))
     });
     plane.kubectl_ok(&[
         "patch",
@@ -265,7 +273,7 @@ fn the_operator_on_a_real_control_plane() {
         .collect();
     let parsed = socketfleet_api::settings::SidecarSettings::from_lookup(&|k| env.get(k).cloned());
     assert!(parsed.is_ok(), "the sidecar would exit 64: {parsed:?}");
-    assert_eq!(env["SF_DRAIN_TIMEOUT"], "1m30s");
+    assert_eq!(env[settings::ENV_DRAIN_TIMEOUT], "1m30s");
     plane.kubectl_ok(&["delete", "sfleet", "compound", "-n", APP_NS, "--wait=true"]);
     // An unset shards is 3: changing it to 6 is a change.
     let out = plane.kubectl(&["patch", "sfleet", "minimal", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"shards":6}}}"#]);

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use socketfleet_operator::children::redis::{ENTRYPOINT, ENTRYPOINT_FILE, redis_conf};
+use socketfleet_operator::children::redis::{
+    ENTRYPOINT, ENTRYPOINT_ENV_ANNOUNCE_HOST, ENTRYPOINT_ENV_CONF_DIR, ENTRYPOINT_ENV_PRIMARY_HOST, ENTRYPOINT_ENV_PRIMARY_PORT,
+    ENTRYPOINT_ENV_RUN_DIR, ENTRYPOINT_ENV_SENTINEL_MASTER, ENTRYPOINT_FILE, redis_conf,
+};
 use socketfleet_operator::children::{Ctx, build};
 
 const PASSWORD: &str = "entrypoint-test-password-0123456789";
@@ -55,9 +58,9 @@ fn entrypoint(conf: &Path, run: &Path, role: &str, env: &[(&str, String)], args:
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("REDIS_PASSWORD", PASSWORD)
-        .env("SF_CONF_DIR", conf)
-        .env("SF_RUN_DIR", run)
-        .env("SF_ANNOUNCE_HOST", "127.0.0.1")
+        .env(ENTRYPOINT_ENV_CONF_DIR, conf)
+        .env(ENTRYPOINT_ENV_RUN_DIR, run)
+        .env(ENTRYPOINT_ENV_ANNOUNCE_HOST, "127.0.0.1")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -114,8 +117,8 @@ fn redis_and_sentinel_start_with_the_password_off_the_command_line() {
     let pod = |host: &str| {
         vec![
             ("HOSTNAME", host.to_string()),
-            ("SF_REDIS_PRIMARY_HOST", "127.0.0.1".to_string()),
-            ("SF_REDIS_PRIMARY_PORT", primary.to_string()),
+            (ENTRYPOINT_ENV_PRIMARY_HOST, "127.0.0.1".to_string()),
+            (ENTRYPOINT_ENV_PRIMARY_PORT, primary.to_string()),
         ]
     };
     let (run0, run1, run_s) = (dir("run0"), dir("run1"), dir("runs"));
@@ -127,7 +130,9 @@ fn redis_and_sentinel_start_with_the_password_off_the_command_line() {
     wait_until("the replica's link", Duration::from_secs(15), || {
         cli(replica, Some(PASSWORD), &["INFO", "replication"]).contains("master_link_status:up")
     });
-    procs.0.push(entrypoint(&conf, &run_s, "sentinel", &[("SF_SENTINEL_MASTER", "socketfleet".into())], &[]).spawn().expect("sh"));
+    procs
+        .0
+        .push(entrypoint(&conf, &run_s, "sentinel", &[(ENTRYPOINT_ENV_SENTINEL_MASTER, "socketfleet".into())], &[]).spawn().expect("sh"));
     // The Sentinel authenticates to the primary (auth-pass): it sees it up and finds the replica.
     wait_until("the Sentinel to see the primary and its replica", Duration::from_secs(20), || {
         let info = cli(sentinel, None, &["INFO", "sentinel"]);

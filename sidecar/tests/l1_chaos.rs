@@ -7,11 +7,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use socketfleet_api::settings;
 use support::*;
 
 fn durable_env(cluster: &RedisCluster) -> Vec<(&'static str, String)> {
     let mut env = cluster_env(cluster);
-    env.push(("SF_DURABLE_PUBLISH", "true".into()));
+    env.push((settings::ENV_DURABLE_PUBLISH, "true".into()));
     env
 }
 

@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
+use socketfleet_api::settings;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +93,7 @@ async fn a_client_reconnecting_elsewhere_recovers_exactly_what_it_missed() {
 async fn trimmed_history_is_reported_as_an_exact_gap() {
     let cluster = RedisCluster::start();
     let mut env = cluster_env(&cluster);
-    env.push(("SF_HISTORY_SIZE", "10".into()));
+    env.push((settings::ENV_HISTORY_SIZE, "10".into()));
     let sidecars = start_sidecars(1, &env);
     let mut c = Client::connect(&sidecars[0].url()).await;
     let first = c.publish("ticker", json!("first")).await;

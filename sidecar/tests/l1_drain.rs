@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use socketfleet_api::settings;
 use support::*;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -180,12 +181,12 @@ async fn clients_of_a_sigkilled_sidecar_resume_elsewhere_without_losing_a_messag
 async fn scenario(departure: Departure) {
     let cluster = RedisCluster::start();
     let mut env = cluster_env(&cluster);
-    env.push(("SF_DRAIN_SPREAD", "3s".into()));
-    env.push(("SF_DRAIN_ACCEPT_GRACE", "200ms".into()));
-    env.push(("SF_DRAIN_TIMEOUT", "20s".into()));
-    env.push(("SF_RESUME_KEY", "l1-resume-key-l1-resume-key-l1-resume-key".into()));
-    env.push(("SF_SESSION_CHECKPOINT", CHECKPOINT_MS.to_string() + "ms"));
-    env.push(("SF_SESSION_POSITION_CHECKPOINT", CHECKPOINT_MS.to_string() + "ms"));
+    env.push((settings::ENV_DRAIN_SPREAD, "3s".into()));
+    env.push((settings::ENV_DRAIN_ACCEPT_GRACE, "200ms".into()));
+    env.push((settings::ENV_DRAIN_TIMEOUT, "20s".into()));
+    env.push((settings::ENV_RESUME_KEY, "l1-resume-key-l1-resume-key-l1-resume-key".into()));
+    env.push((settings::ENV_SESSION_CHECKPOINT, CHECKPOINT_MS.to_string() + "ms"));
+    env.push((settings::ENV_SESSION_POSITION_CHECKPOINT, CHECKPOINT_MS.to_string() + "ms"));
     let mut sidecars = start_sidecars(3, &env);
     let channels: Vec<String> = vec!["d:a".into(), "d:b".into()];
     let (stop_tx, stop) = watch::channel(false);
@@ -329,11 +330,11 @@ async fn scenario(departure: Departure) {
 async fn the_prestop_hook_answers_once_every_client_was_told() {
     let redis = RedisStandalone::start();
     let env = vec![
-        ("SF_AUTH", "none".to_string()),
-        ("SF_REDIS_ADDRS", redis.addr()),
-        ("SF_DRAIN_SPREAD", "1s".into()),
-        ("SF_DRAIN_ACCEPT_GRACE", "100ms".into()),
-        ("SF_DRAIN_TIMEOUT", "10s".into()),
+        (settings::ENV_AUTH, "none".to_string()),
+        (settings::ENV_REDIS_ADDRS, redis.addr()),
+        (settings::ENV_DRAIN_SPREAD, "1s".into()),
+        (settings::ENV_DRAIN_ACCEPT_GRACE, "100ms".into()),
+        (settings::ENV_DRAIN_TIMEOUT, "10s".into()),
     ];
     let mut sidecars = start_sidecars(1, &env);
     let mut clients = Vec::new();

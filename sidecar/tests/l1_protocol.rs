@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
+use socketfleet_api::settings;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -15,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 const SECRET: &str = "l1-jwt-secret-l1-jwt-secret-l1-jwt-secret";
 
 fn standalone_env(redis: &RedisStandalone) -> Vec<(&'static str, String)> {
-    vec![("SF_AUTH", "none".into()), ("SF_REDIS_ADDRS", redis.addr()), ("SF_MAX_FRAME_BYTES", "4096".into())]
+    vec![(settings::ENV_AUTH, "none".into()), (settings::ENV_REDIS_ADDRS, redis.addr()), (settings::ENV_MAX_FRAME_BYTES, "4096".into())]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +105,11 @@ fn token(claims: Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_auth_refuses_bad_tokens_and_unauthorised_channels() {
     let redis = RedisStandalone::start();
-    let env = vec![("SF_AUTH", "hs256".to_string()), ("SF_JWT_SECRET", SECRET.to_string()), ("SF_REDIS_ADDRS", redis.addr())];
+    let env = vec![
+        (settings::ENV_AUTH, "hs256".to_string()),
+        (settings::ENV_JWT_SECRET, SECRET.to_string()),
+        (settings::ENV_REDIS_ADDRS, redis.addr()),
+    ];
     let sidecars = start_sidecars(1, &env);
     let url = sidecars[0].url();
     let exp = 4_000_000_000u64;
@@ -148,10 +153,10 @@ async fn jwt_auth_refuses_bad_tokens_and_unauthorised_channels() {
 async fn a_slow_consumer_is_disconnected_with_a_reconnect_hint_and_others_keep_receiving() {
     let redis = RedisStandalone::start();
     let env = vec![
-        ("SF_AUTH", "none".to_string()),
-        ("SF_REDIS_ADDRS", redis.addr()),
-        ("SF_SEND_QUEUE", "16".to_string()),
-        ("SF_MAX_FRAME_BYTES", "65536".to_string()),
+        (settings::ENV_AUTH, "none".to_string()),
+        (settings::ENV_REDIS_ADDRS, redis.addr()),
+        (settings::ENV_SEND_QUEUE, "16".to_string()),
+        (settings::ENV_MAX_FRAME_BYTES, "65536".to_string()),
     ];
     let sidecars = start_sidecars(1, &env);
     let s = &sidecars[0];
@@ -193,14 +198,14 @@ async fn a_slow_consumer_is_disconnected_with_a_reconnect_hint_and_others_keep_r
 fn bad_configuration_lists_every_problem_and_exits_64() {
     let out = Command::new(env!("CARGO_BIN_EXE_socketfleet-sidecar"))
         .env_clear()
-        .env("SF_WS_ADDR", "nowhere")
-        .env("SF_REDIS_MODE", "clusterr")
-        .env("SF_HISTORY_TTL", "forever")
+        .env(settings::ENV_WS_ADDR, "nowhere")
+        .env(settings::ENV_REDIS_MODE, "clusterr")
+        .env(settings::ENV_HISTORY_TTL, "forever")
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    for var in ["SF_WS_ADDR", "SF_REDIS_MODE", "SF_HISTORY_TTL", "SF_AUTH"] {
+    for var in [settings::ENV_WS_ADDR, settings::ENV_REDIS_MODE, settings::ENV_HISTORY_TTL, settings::ENV_AUTH] {
         assert!(err.contains(var), "{var} not reported:\n{err}");
     }
 }
@@ -221,10 +226,10 @@ async fn forged_expired_and_foreign_resume_tokens_are_rejected_with_a_fresh_sess
     const KEY: &str = "l1-resume-key-l1-resume-key-l1-resume-key";
     let redis = RedisStandalone::start();
     let env = vec![
-        ("SF_AUTH", "hs256".to_string()),
-        ("SF_JWT_SECRET", SECRET.to_string()),
-        ("SF_REDIS_ADDRS", redis.addr()),
-        ("SF_RESUME_KEY", KEY.to_string()),
+        (settings::ENV_AUTH, "hs256".to_string()),
+        (settings::ENV_JWT_SECRET, SECRET.to_string()),
+        (settings::ENV_REDIS_ADDRS, redis.addr()),
+        (settings::ENV_RESUME_KEY, KEY.to_string()),
     ];
     let sidecars = start_sidecars(2, &env);
     let exp = 4_000_000_000u64;
@@ -302,18 +307,18 @@ async fn the_lua_rendered_message_frame_is_the_rust_one() {
 #[test]
 fn huge_durations_exit_64_with_their_range_not_101() {
     for var in [
-        "SF_DRAIN_SPREAD",
-        "SF_SESSION_CHECKPOINT",
-        "SF_DRAIN_TIMEOUT",
-        "SF_HANDSHAKE_TIMEOUT",
-        "SF_REDIS_RETRY_BUDGET",
-        "SF_TOPOLOGY_POLL",
-        "SF_HISTORY_TTL",
+        settings::ENV_DRAIN_SPREAD,
+        settings::ENV_SESSION_CHECKPOINT,
+        settings::ENV_DRAIN_TIMEOUT,
+        settings::ENV_HANDSHAKE_TIMEOUT,
+        settings::ENV_REDIS_RETRY_BUDGET,
+        settings::ENV_TOPOLOGY_POLL,
+        settings::ENV_HISTORY_TTL,
     ] {
         for huge in ["18446744073709551615s", "9223372036854775s"] {
             let out = Command::new(env!("CARGO_BIN_EXE_socketfleet-sidecar"))
                 .env_clear()
-                .env("SF_AUTH", "none")
+                .env(settings::ENV_AUTH, "none")
                 .env(var, huge)
                 .output()
                 .expect("runs");

@@ -5,17 +5,18 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use socketfleet_api::settings;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_follow_a_sentinel_failover_without_losing_acknowledged_messages() {
     let mut set = SentinelSet::start();
     let env = vec![
-        ("SF_AUTH", "none".to_string()),
-        ("SF_REDIS_MODE", "sentinel".to_string()),
-        ("SF_REDIS_ADDRS", set.sentinel_addrs()),
-        ("SF_REDIS_SENTINEL_MASTER", "mymaster".to_string()),
-        ("SF_DURABLE_PUBLISH", "true".to_string()),
+        (settings::ENV_AUTH, "none".to_string()),
+        (settings::ENV_REDIS_MODE, "sentinel".to_string()),
+        (settings::ENV_REDIS_ADDRS, set.sentinel_addrs()),
+        (settings::ENV_REDIS_SENTINEL_MASTER, "mymaster".to_string()),
+        (settings::ENV_DURABLE_PUBLISH, "true".to_string()),
     ];
     let sidecars = start_sidecars(2, &env);
     let channels: Vec<String> = (0..4).map(|i| format!("s:{i}")).collect();

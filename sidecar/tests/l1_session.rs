@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use socketfleet_api::settings;
 use support::*;
 
 const HISTORY: u64 = 10;
@@ -31,10 +32,10 @@ fn since_param(channel: &str, offset: &Value, epoch: &Value) -> String {
 async fn a_sigkilled_session_comes_back_with_its_state_and_an_exact_gap() {
     let cluster = RedisCluster::start();
     let mut env = cluster_env(&cluster);
-    env.push(("SF_HISTORY_SIZE", HISTORY.to_string()));
-    env.push(("SF_SESSION_CHECKPOINT", format!("{}ms", CHECKPOINT.as_millis())));
-    env.push(("SF_SESSION_POSITION_CHECKPOINT", format!("{}ms", CHECKPOINT.as_millis())));
-    env.push(("SF_RESUME_KEY", "l1-resume-key-l1-resume-key-l1-resume-key".into()));
+    env.push((settings::ENV_HISTORY_SIZE, HISTORY.to_string()));
+    env.push((settings::ENV_SESSION_CHECKPOINT, format!("{}ms", CHECKPOINT.as_millis())));
+    env.push((settings::ENV_SESSION_POSITION_CHECKPOINT, format!("{}ms", CHECKPOINT.as_millis())));
+    env.push((settings::ENV_RESUME_KEY, "l1-resume-key-l1-resume-key-l1-resume-key".into()));
     let mut sidecars = start_sidecars(2, &env);
     let ch = "sess:gap";
 

@@ -341,15 +341,15 @@ mod tests {
         assert_eq!(pod.termination_grace_period_seconds, Some(105), "drain timeout + margin");
         let sidecar = &pod.containers[0];
         let env = env_of(sidecar);
-        assert_eq!(env["SF_REDIS_MODE"], "cluster");
-        assert_eq!(env["SF_REDIS_ADDRS"], "chat-redis.demo.svc.cluster.local:6379");
-        assert_eq!(env["SF_REDIS_PASSWORD"], "secret:chat-redis/password");
-        assert_eq!(env["SF_RESUME_KEY"], "secret:chat-resume/key");
-        assert_eq!((env["SF_AUTH"].as_str(), env["SF_JWT_SECRET"].as_str()), ("hs256", "secret:chat-jwt/secret"));
-        assert_eq!((env["SF_DRAIN_TIMEOUT"].as_str(), env["SF_DRAIN_SPREAD"].as_str()), ("1m30s", "30s"));
-        assert_eq!(env["SF_DURABLE_PUBLISH"], "true");
-        assert_eq!(env["SF_NODE_NAME"], "field:metadata.name");
-        assert_eq!(env["SF_APP_API_ADDR"], "127.0.0.1:8081", "the app API stays inside the pod");
+        assert_eq!(env[settings::ENV_REDIS_MODE], "cluster");
+        assert_eq!(env[settings::ENV_REDIS_ADDRS], "chat-redis.demo.svc.cluster.local:6379");
+        assert_eq!(env[settings::ENV_REDIS_PASSWORD], "secret:chat-redis/password");
+        assert_eq!(env[settings::ENV_RESUME_KEY], "secret:chat-resume/key");
+        assert_eq!((env[settings::ENV_AUTH].as_str(), env[settings::ENV_JWT_SECRET].as_str()), ("hs256", "secret:chat-jwt/secret"));
+        assert_eq!((env[settings::ENV_DRAIN_TIMEOUT].as_str(), env[settings::ENV_DRAIN_SPREAD].as_str()), ("1m30s", "30s"));
+        assert_eq!(env[settings::ENV_DURABLE_PUBLISH], "true");
+        assert_eq!(env[settings::ENV_NODE_NAME], "field:metadata.name");
+        assert_eq!(env[settings::ENV_APP_API_ADDR], "127.0.0.1:8081", "the app API stays inside the pod");
         let ready = sidecar.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("readiness");
         assert_eq!((ready.path.as_deref(), &ready.port), (Some("/ready"), &IntOrString::Int(9090)));
         let pre_stop = sidecar.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).and_then(|h| h.http_get.as_ref()).expect("preStop");
@@ -383,16 +383,16 @@ mod tests {
     fn redis_wiring_follows_the_mode() {
         let sentinel = deployment_of(json!({"redis": {"mode": "sentinel"}}));
         let env = env_of(&sentinel.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod").containers[0]);
-        assert_eq!(env["SF_REDIS_SENTINEL_MASTER"], "socketfleet");
-        assert!(env["SF_REDIS_ADDRS"].starts_with("chat-sentinel-0.chat-sentinel-headless.demo.svc.cluster.local:26379,"));
+        assert_eq!(env[settings::ENV_REDIS_SENTINEL_MASTER], "socketfleet");
+        assert!(env[settings::ENV_REDIS_ADDRS].starts_with("chat-sentinel-0.chat-sentinel-headless.demo.svc.cluster.local:26379,"));
         let external = deployment_of(json!({"auth": {"mode": "rs256", "publicKeySecretRef": {"name": "jwt", "key": "pub.pem"}},
             "redis": {"mode": "external", "external": {"addresses": ["a:7000", "b:7000"], "mode": "cluster",
                       "passwordSecretRef": {"name": "ext", "key": "pw"}}}}));
         let pod = external.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod");
         let env = env_of(&pod.containers[0]);
-        assert_eq!((env["SF_REDIS_MODE"].as_str(), env["SF_REDIS_ADDRS"].as_str()), ("cluster", "a:7000,b:7000"));
-        assert_eq!(env["SF_REDIS_PASSWORD"], "secret:ext/pw");
-        assert_eq!(env["SF_JWT_PUBLIC_KEY_FILE"], "/etc/socketfleet/jwt/pub.pem");
+        assert_eq!((env[settings::ENV_REDIS_MODE].as_str(), env[settings::ENV_REDIS_ADDRS].as_str()), ("cluster", "a:7000,b:7000"));
+        assert_eq!(env[settings::ENV_REDIS_PASSWORD], "secret:ext/pw");
+        assert_eq!(env[settings::ENV_JWT_PUBLIC_KEY_FILE], "/etc/socketfleet/jwt/pub.pem");
         assert!(pod.volumes.iter().flatten().any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("jwt")));
     }
 

@@ -24,6 +24,13 @@ use socketfleet_api::crd::RedisMode;
 /// password off the command line.
 pub const ENTRYPOINT: &str = include_str!("redis-entrypoint.sh");
 pub const ENTRYPOINT_FILE: &str = "entrypoint.sh";
+/// The entrypoint's environment (its header comment says what each means).
+pub const ENTRYPOINT_ENV_PRIMARY_HOST: &str = "SF_REDIS_PRIMARY_HOST";
+pub const ENTRYPOINT_ENV_PRIMARY_PORT: &str = "SF_REDIS_PRIMARY_PORT";
+pub const ENTRYPOINT_ENV_SENTINEL_MASTER: &str = "SF_SENTINEL_MASTER";
+pub const ENTRYPOINT_ENV_ANNOUNCE_HOST: &str = "SF_ANNOUNCE_HOST";
+pub const ENTRYPOINT_ENV_CONF_DIR: &str = "SF_CONF_DIR";
+pub const ENTRYPOINT_ENV_RUN_DIR: &str = "SF_RUN_DIR";
 /// Where the entrypoint writes the runtime config (a memory-backed emptyDir).
 const RUN_DIR: &str = "/run/socketfleet";
 
@@ -277,7 +284,7 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
     let mut env = vec![secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY), field_env("POD_IP", "status.podIP")];
     if r.mode == RedisMode::Sentinel {
         env.push(EnvVar {
-            name: "SF_REDIS_PRIMARY_HOST".into(),
+            name: ENTRYPOINT_ENV_PRIMARY_HOST.into(),
             value: Some(pod_host(ctx, "redis", &headless_name(ctx), 0)),
             ..EnvVar::default()
         });
@@ -339,7 +346,7 @@ fn sentinel_set(ctx: &Ctx) -> StatefulSet {
         command: Some(entrypoint("sentinel")),
         env: Some(vec![
             secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY),
-            EnvVar { name: "SF_SENTINEL_MASTER".into(), value: Some(SENTINEL_MASTER.into()), ..EnvVar::default() },
+            EnvVar { name: ENTRYPOINT_ENV_SENTINEL_MASTER.into(), value: Some(SENTINEL_MASTER.into()), ..EnvVar::default() },
         ]),
         ports: Some(vec![ContainerPort { name: Some("sentinel".into()), container_port: SENTINEL_PORT, ..ContainerPort::default() }]),
         readiness_probe: Some(tcp_probe(SENTINEL_PORT, 2)),

@@ -141,7 +141,8 @@ impl Topology {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
+/// A reply value as text (bulk, simple or integer), for the commands whose answers we read.
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),

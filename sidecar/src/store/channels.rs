@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 use crate::backend::router::{Router, RouterError};
 use crate::backend::script::Script;
 use crate::backend::slot::key_slot;
+use crate::backend::topology::text;
 use crate::delivery::offset::Offset;
 use crate::store::keys::{self, shard_channel};
 
@@ -106,15 +107,6 @@ pub struct ChannelStore {
 
 fn keys(channel: &str) -> (String, String, String) {
     (keys::log(channel), keys::meta(channel), shard_channel(channel))
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
 }
 
 impl ChannelStore {

@@ -3,6 +3,7 @@
 //! WebSocket client. Every process is killed when its handle drops, also when a test fails.
 #![allow(dead_code)]
 
+use socketfleet_api::settings;
 use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -353,14 +354,14 @@ impl Sidecar {
         let (ws_port, admin_port, api_port) = (free_port(), free_port(), free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_socketfleet-sidecar"));
         cmd.env_clear()
-            .env("SF_WS_ADDR", format!("127.0.0.1:{ws_port}"))
-            .env("SF_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-            .env("SF_APP_API_ADDR", format!("127.0.0.1:{api_port}"))
-            .env("SF_NODE_NAME", name)
-            .env("SF_REDIS_PASSWORD", PASSWORD)
-            .env("SF_TOPOLOGY_POLL", "1s")
-            .env("SF_REDIS_RETRY_BUDGET", "5s")
-            .env("SF_LOG", std::env::var("SF_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(settings::ENV_WS_ADDR, format!("127.0.0.1:{ws_port}"))
+            .env(settings::ENV_ADMIN_ADDR, format!("127.0.0.1:{admin_port}"))
+            .env(settings::ENV_APP_API_ADDR, format!("127.0.0.1:{api_port}"))
+            .env(settings::ENV_NODE_NAME, name)
+            .env(settings::ENV_REDIS_PASSWORD, PASSWORD)
+            .env(settings::ENV_TOPOLOGY_POLL, "1s")
+            .env(settings::ENV_REDIS_RETRY_BUDGET, "5s")
+            .env(settings::ENV_LOG, std::env::var("SF_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null());
         if std::env::var("SF_TEST_LOG").is_err() {
             cmd.stderr(Stdio::null());
@@ -503,7 +504,7 @@ pub fn seq_of(offset: &Value) -> u64 {
 }
 
 pub fn cluster_env(cluster: &RedisCluster) -> Vec<(&'static str, String)> {
-    vec![("SF_AUTH", "none".into()), ("SF_REDIS_MODE", "cluster".into()), ("SF_REDIS_ADDRS", cluster.addrs())]
+    vec![(settings::ENV_AUTH, "none".into()), (settings::ENV_REDIS_MODE, "cluster".into()), (settings::ENV_REDIS_ADDRS, cluster.addrs())]
 }
 
 pub fn start_sidecars(n: usize, env: &[(&'static str, String)]) -> Vec<Sidecar> {
