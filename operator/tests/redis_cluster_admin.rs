@@ -7,59 +7,62 @@
 //! address is `ip:port`, so the healing path is the same.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use socketfleet_operator::redis_cluster::{Access, Action, Layout, Member, Report, heal};
 
 const PASSWORD: &str = "admin-test-password";
 
-/// A free port whose cluster bus port (+10000) is free and valid too.
-fn free_port() -> u16 {
-    for _ in 0..1000 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        if port < 55000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port pair");
-}
+use socketfleet_harness::ports::free_cluster_port as free_port;
+use socketfleet_harness::process::Proc;
+
+const NODE_ARGS: &[&str] = &[
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "1500",
+    "--cluster-replica-validity-factor",
+    "0",
+    "--appendonly",
+    "no",
+    "--save",
+    "",
+];
 
 struct Pod {
     ordinal: usize,
     dir: PathBuf,
     port: u16,
-    child: Option<Child>,
+    proc: Option<Proc>,
 }
 
 impl Pod {
+    /// Starts the pod's redis-server on its port; when that port was taken meanwhile, on
+    /// another free one (to Redis that is a pod back with a new address, which every test
+    /// here heals anyway).
     fn start(&mut self) {
-        std::fs::create_dir_all(&self.dir).expect("dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
-            .args(["--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1500"])
-            .args(["--cluster-replica-validity-factor", "0", "--appendonly", "no", "--save", ""])
-            .args(["--requirepass", PASSWORD, "--masterauth", PASSWORD])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (make deps installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while cli(self.port, &["PING"]) != "PONG" {
-            assert!(Instant::now() < deadline, "redis on {} did not start", self.port);
-            std::thread::sleep(Duration::from_millis(50));
+        let mut last = String::new();
+        for _ in 0..5 {
+            match socketfleet_harness::redis::spawn(&self.dir, self.port, Some(PASSWORD), NODE_ARGS) {
+                Ok(p) => {
+                    self.proc = Some(p);
+                    return;
+                }
+                Err(e) => last = e,
+            }
+            self.port = free_port();
         }
+        panic!("pod {} did not start: {last}", self.ordinal);
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc = None;
+    }
+
+    fn running(&self) -> bool {
+        self.proc.is_some()
     }
 
     fn member(&self) -> Member {
@@ -68,12 +71,7 @@ impl Pod {
 }
 
 fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "-a", PASSWORD, "--no-auth-warning"])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    socketfleet_harness::redis::redis_cli(port, Some(PASSWORD), args)
 }
 
 struct Cluster {
@@ -87,7 +85,7 @@ impl Cluster {
         let root = std::env::temp_dir().join(format!("sf-admin-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let pods =
-            (0..layout.pods()).map(|i| Pod { ordinal: i, dir: root.join(format!("pod-{i}")), port: free_port(), child: None }).collect();
+            (0..layout.pods()).map(|i| Pod { ordinal: i, dir: root.join(format!("pod-{i}")), port: free_port(), proc: None }).collect();
         let mut c = Cluster { layout, pods, root };
         for p in &mut c.pods {
             p.start();
@@ -96,7 +94,7 @@ impl Cluster {
     }
 
     fn members(&self) -> Vec<Member> {
-        self.pods.iter().filter(|p| p.child.is_some()).map(Pod::member).collect()
+        self.pods.iter().filter(|p| p.running()).map(Pod::member).collect()
     }
 
     /// Runs passes until the cluster converges; returns every action taken and the last report.
@@ -108,8 +106,7 @@ impl Cluster {
             let report = heal(self.layout, &self.members(), &access).await.expect("a pass runs");
             all.extend(report.actions.iter().cloned());
             // Every pod must agree, not just the anchor: gossip reaches them one by one.
-            let all_ok =
-                self.pods.iter().filter(|p| p.child.is_some()).all(|p| cli(p.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            let all_ok = self.pods.iter().filter(|p| p.running()).all(|p| cli(p.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
             if report.converged && report.cluster_state == "ok" && all_ok {
                 return (all, report);
             }
@@ -141,16 +138,13 @@ impl Cluster {
 
     fn set(&self, key: &str, value: &str) {
         let port = self.pods[0].port;
-        let out = Command::new("redis-cli")
-            .args(["-c", "-p", &port.to_string(), "-a", PASSWORD, "--no-auth-warning", "SET", key, value])
-            .output();
-        assert_eq!(String::from_utf8_lossy(&out.expect("cli").stdout).trim(), "OK", "SET {key}");
+        // `-c` follows MOVED to the key's node.
+        assert_eq!(cli(port, &["-c", "SET", key, value]), "OK", "SET {key}");
     }
 
     fn get(&self, key: &str) -> String {
         let port = self.pods[0].port;
-        let out = Command::new("redis-cli").args(["-c", "-p", &port.to_string(), "-a", PASSWORD, "--no-auth-warning", "GET", key]).output();
-        String::from_utf8_lossy(&out.expect("cli").stdout).trim().to_string()
+        cli(port, &["-c", "GET", key])
     }
 }
 

@@ -5,9 +5,8 @@
 
 use socketfleet_api::settings;
 use std::collections::VecDeque;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -19,20 +18,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const PASSWORD: &str = "l1-test-password";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// A free port whose cluster bus port (port + 10000) is valid and free too.
-pub fn free_cluster_port() -> u16 {
-    for _ in 0..1000 {
-        let p = free_port();
-        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair for a cluster node");
-}
+pub use socketfleet_harness::ports::{free_cluster_port, free_port};
+pub use socketfleet_harness::process::Proc;
+pub use socketfleet_harness::wait::wait_until;
 
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sf-l1-{name}-{}-{}", std::process::id(), free_port()));
@@ -40,116 +28,26 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A child process killed on drop.
-pub struct Proc {
-    pub child: Child,
-    pub name: String,
-}
-
-impl Proc {
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM without blocking the async runtime; waits up to `timeout` for the exit code.
-    pub async fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-a", PASSWORD, "--no-auth-warning"])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    socketfleet_harness::redis::redis_cli(port, Some(PASSWORD), args)
 }
 
 fn sentinel_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output().expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    socketfleet_harness::redis::redis_cli(port, None, args)
 }
 
-/// Polls `ok` every 50 ms for up to `timeout`; whether it turned true.
-fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
-    if !poll_until(timeout, ok) {
-        panic!("timed out after {timeout:?} waiting for {what}");
-    }
-}
-
-/// Starts redis-server on `port` and waits for PONG; `Err` when it exits first (the port
-/// was taken) or is not answering after 10 s.
-fn spawn_redis(dir: &Path, port: u16, extra: &[&str]) -> Result<Proc, String> {
-    let node_dir = dir.join(port.to_string());
-    std::fs::create_dir_all(&node_dir).expect("node dir");
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(["--requirepass", PASSWORD, "--masterauth", PASSWORD])
-        .arg("--dir")
-        .arg(&node_dir)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts (make deps installs it)");
-    let mut p = Proc { child, name: format!("redis:{port}") };
-    let mut exited = None;
-    let answered = poll_until(Duration::from_secs(10), || {
-        exited = p.child.try_wait().ok().flatten();
-        exited.is_some() || redis_cli(port, &["PING"]) == "PONG"
-    });
-    match exited {
-        Some(status) => Err(format!("redis-server on {port} exited ({status})")),
-        None if answered => Ok(p),
-        None => Err(format!("redis-server on {port} not answering after 10s")),
-    }
-}
+/// No persistence: every node of these tests is in memory only.
+const NODE_ARGS: &[&str] = &["--save", "", "--appendonly", "no"];
 
 /// Starts redis-server on a given port (a restarted node keeps its own).
 fn start_redis(dir: &Path, port: u16, extra: &[&str]) -> Proc {
-    spawn_redis(dir, port, extra).unwrap_or_else(|e| panic!("{e}"))
+    socketfleet_harness::redis::spawn(&dir.join(port.to_string()), port, Some(PASSWORD), &[NODE_ARGS, extra].concat())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Starts redis-server on a port `pick` chooses, choosing again when it could not start
-/// there: a free port can be taken (by another test process, or as some connection's
-/// source port) between the pick and redis-server's bind, which once failed CI.
+/// Starts redis-server on a port `pick` chooses, choosing again when it was taken.
 fn start_redis_anywhere(dir: &Path, extra: &[&str], pick: fn() -> u16) -> (u16, Proc) {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let port = pick();
-        match spawn_redis(dir, port, extra) {
-            Ok(p) => return (port, p),
-            Err(e) => last = e,
-        }
-    }
-    panic!("redis-server did not start on 5 ports; the last: {last}");
+    socketfleet_harness::redis::start_anywhere(|port| dir.join(port.to_string()), Some(PASSWORD), &[NODE_ARGS, extra].concat(), pick)
 }
 
 /// Cluster settings for tests: fast failure detection, and a replica always allowed to take

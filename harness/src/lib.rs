@@ -1,0 +1,14 @@
+//! One harness for the tests that start real processes (the sidecar's L1 tests, the
+//! operator's Redis admin and entrypoint tests), so that none of them carries its own copy.
+//!
+//! - [`ports`]: free loopback ports, and cluster ports whose bus port is free too;
+//! - [`process`]: a child process killed on drop, SIGTERM with an async wait;
+//! - [`redis`]: redis-server nodes that are started again on another port when the chosen
+//!   one was taken between the pick and the bind, and `redis-cli`;
+//! - [`wait`]: bounded polling, blocking for synchronous tests and async for async ones
+//!   (an async test never sleeps a worker thread).
+
+pub mod ports;
+pub mod process;
+pub mod redis;
+pub mod wait;

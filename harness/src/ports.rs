@@ -1,0 +1,19 @@
+//! Free loopback ports. A port is only free when it is picked: whoever binds it must be
+//! ready to pick again ([`crate::redis::start_anywhere`] does).
+
+use std::net::TcpListener;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A free port whose cluster bus port (port + 10000) is valid and free too.
+pub fn free_cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let p = free_port();
+        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
