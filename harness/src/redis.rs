@@ -8,9 +8,11 @@ use crate::process::Proc;
 use crate::wait::poll_until;
 
 /// `redis-cli` against a loopback port, with a password when given; its trimmed output.
+/// Bounded by coreutils' `timeout` (30 s): a listener that is not Redis accepts and never
+/// answers.
 pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
-    let mut cmd = Command::new("redis-cli");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--no-auth-warning"]);
+    let mut cmd = Command::new("timeout");
+    cmd.args(["30", "redis-cli", "-h", "127.0.0.1", "-p", &port.to_string(), "--no-auth-warning"]);
     if let Some(p) = password {
         cmd.args(["-a", p]);
     }
@@ -18,9 +20,7 @@ pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Starts `redis-server --port <port> <args>` in `dir` and waits for PONG; `Err` when it
-/// exits first (the port was taken) or is not answering after 10 s.
-pub fn spawn(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Result<Proc, String> {
+fn launch(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Result<Proc, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut cmd = Command::new("redis-server");
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).arg("--dir").arg(dir);
@@ -32,8 +32,28 @@ pub fn spawn(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Re
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("redis-server does not start ({e}); make deps installs it"))?;
-    let mut p = Proc::new(child, format!("redis:{port}"));
+        .map_err(|e| format!("redis-server does not start ({e}); install Redis 7 (make deps does it on Debian)"))?;
+    Ok(Proc::new(child, format!("redis:{port}")))
+}
+
+/// [`redis_cli`] without blocking the runtime.
+pub async fn redis_cli_async(port: u16, password: Option<&str>, args: &[&str]) -> String {
+    let mut cmd = tokio::process::Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--no-auth-warning"]);
+    if let Some(p) = password {
+        cmd.args(["-a", p]);
+    }
+    // Bounded: a listener that is not Redis accepts and never answers.
+    match tokio::time::timeout(Duration::from_secs(2), cmd.args(args).kill_on_drop(true).output()).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Starts `redis-server --port <port> <args>` in `dir` and waits for PONG; `Err` when it
+/// exits first (the port was taken) or is not answering after 10 s.
+pub fn spawn(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Result<Proc, String> {
+    let mut p = launch(dir, port, password, args)?;
     let mut exited = None;
     let answered = poll_until(Duration::from_secs(10), || {
         exited = p.exited();
@@ -65,4 +85,71 @@ pub fn start_anywhere(
         }
     }
     panic!("redis-server did not start on 5 ports; the last: {last}");
+}
+
+/// [`spawn`] for async callers: waits on the runtime's timer, never on a worker thread.
+pub async fn spawn_async(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Result<Proc, String> {
+    let mut p = launch(dir, port, password, args)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = p.exited() {
+            return Err(format!("redis-server on {port} exited ({status})"));
+        }
+        // A PONG, not just a connect: a connect can reach whoever else holds the port.
+        if redis_cli_async(port, password, &["PING"]).await == "PONG" {
+            return Ok(p);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("redis-server on {port} not answering after 10s"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`start_anywhere`] for async callers; `Err` with the last reason after 5 ports.
+pub async fn start_anywhere_async(
+    dir_for: impl Fn(u16) -> std::path::PathBuf,
+    password: Option<&str>,
+    args: &[&str],
+    pick: fn() -> std::io::Result<u16>,
+) -> Result<(u16, Proc), String> {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = pick().map_err(|e| e.to_string())?;
+        match spawn_async(&dir_for(port), port, password, args).await {
+            Ok(p) => return Ok((port, p)),
+            Err(e) => last = e,
+        }
+    }
+    Err(format!("redis-server did not start on 5 ports; the last: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_whose_port_is_taken_starts_elsewhere() {
+        // Hold one port so that the first pick fails the way a race would.
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = held.local_addr().expect("addr").port();
+        static TAKEN: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        TAKEN.store(taken, std::sync::atomic::Ordering::SeqCst);
+        static PICKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        fn pick() -> std::io::Result<u16> {
+            if PICKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Ok(TAKEN.load(std::sync::atomic::Ordering::SeqCst))
+            } else {
+                crate::ports::try_free_port()
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("sf-harness-{}", std::process::id()));
+        let (port, mut node) =
+            start_anywhere_async(|p| dir.join(p.to_string()), Some("pw"), &["--save", ""], pick).await.expect("started elsewhere");
+        assert_ne!(port, taken);
+        assert_eq!(PICKS.load(std::sync::atomic::Ordering::SeqCst), 2, "one retry");
+        assert_eq!(redis_cli(port, Some("pw"), &["PING"]), "PONG");
+        node.kill();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

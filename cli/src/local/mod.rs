@@ -10,7 +10,6 @@
 //! stops everything; a second Ctrl-C stops at once. No process outlives this one.
 
 pub mod balancer;
-pub mod ports;
 pub mod redis;
 pub mod sidecars;
 

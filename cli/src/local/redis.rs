@@ -3,20 +3,20 @@
 //! primary with replicas and three Sentinels, or nothing (external).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use socketfleet_api::crd::{RedisMode, RedisSpec};
 use socketfleet_api::settings;
+use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
+use socketfleet_harness::process::Proc;
+use socketfleet_harness::redis::start_anywhere_async;
 use socketfleet_operator::redis_cluster::{self, Access, Layout, Member};
-use tokio::process::{Child, Command};
-
-use super::ports::{free_port, free_port_pair};
 
 /// Redis as the sidecars see it.
 pub struct LocalRedis {
     /// Every process started (killed on drop).
-    procs: Vec<Child>,
+    procs: Vec<Proc>,
     /// How the sidecars find it (the sentinel master name included).
     pub mode: settings::RedisMode,
     pub addrs: Vec<String>,
@@ -28,42 +28,29 @@ pub struct LocalRedis {
 impl LocalRedis {
     /// Stops every Redis process now.
     pub async fn stop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill().await;
-        }
         self.procs.clear();
     }
 }
 
 const SENTINEL_MASTER: &str = "socketfleet";
 
-fn spawn(program: &str, args: &[String], dir: &Path) -> anyhow::Result<Child> {
-    Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {program}: {e}; install Redis 7 (`make deps` does it on Debian)"))
+/// In-memory nodes: the local fleet keeps nothing after it stops.
+const NODE_ARGS: [&str; 4] = ["--save", "", "--appendonly", "no"];
+
+/// Starts one redis-server (again on another port when its port was taken meanwhile).
+async fn node(dir: &Path, name: &str, password: &str, extra: &[&str], pick: fn() -> std::io::Result<u16>) -> anyhow::Result<(u16, Proc)> {
+    let args: Vec<&str> = NODE_ARGS.iter().copied().chain(extra.iter().copied()).collect();
+    // A directory per attempt: a node that failed to bind leaves nothing the next one reads.
+    start_anywhere_async(|port| dir.join(format!("{name}-{port}")), Some(password), &args, pick).await.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 async fn wait_listening(port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "redis on port {port} did not start");
+        anyhow::ensure!(Instant::now() < deadline, "redis-sentinel on port {port} did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-fn base_args(port: u16, dir: &Path, password: &str) -> Vec<String> {
-    let mut a: Vec<String> =
-        ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].map(String::from).into();
-    a.extend(["--requirepass", password, "--masterauth", password].map(String::from));
-    a.push("--dir".into());
-    a.push(dir.display().to_string());
-    a
 }
 
 /// Starts Redis for `spec` under `dir`.
@@ -79,17 +66,21 @@ async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result
     let layout = Layout { shards: spec.shard_count() as usize, replicas_per_shard: spec.replicas_per_shard as usize };
     let mut procs = Vec::new();
     let mut members = Vec::new();
+    let cluster_args = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        "3000",
+        "--cluster-replica-validity-factor",
+        "0",
+        "--cluster-require-full-coverage",
+        "no",
+    ];
     for ordinal in 0..layout.pods() {
-        let port = free_port_pair()?;
-        let node_dir = dir.join(format!("redis-{ordinal}"));
-        std::fs::create_dir_all(&node_dir)?;
-        let mut args = base_args(port, &node_dir, password);
-        args.extend(
-            ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000"].map(String::from),
-        );
-        args.extend(["--cluster-replica-validity-factor", "0", "--cluster-require-full-coverage", "no"].map(String::from));
-        procs.push(spawn("redis-server", &args, &node_dir)?);
-        wait_listening(port).await?;
+        let (port, proc) = node(dir, &format!("redis-{ordinal}"), password, &cluster_args, try_free_cluster_port).await?;
+        procs.push(proc);
         members.push(Member { name: format!("redis-{ordinal}"), addr: format!("127.0.0.1:{port}"), ordinal });
     }
     // The operator's admin code, pass after pass, exactly as in Kubernetes.
@@ -115,23 +106,16 @@ async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result
 
 async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result<LocalRedis> {
     let mut procs = Vec::new();
-    let primary = free_port()?;
-    let mut ports = Vec::new();
-    for i in 0..=spec.replicas_per_shard {
-        let port = if i == 0 { primary } else { free_port()? };
-        let node_dir = dir.join(format!("redis-{i}"));
-        std::fs::create_dir_all(&node_dir)?;
-        let mut args = base_args(port, &node_dir, password);
-        if i > 0 {
-            args.extend(["--replicaof".to_string(), "127.0.0.1".into(), primary.to_string()]);
-        }
-        procs.push(spawn("redis-server", &args, &node_dir)?);
-        wait_listening(port).await?;
-        ports.push(port);
+    let (primary, proc) = node(dir, "redis-0", password, &[], try_free_port).await?;
+    procs.push(proc);
+    let primary_text = primary.to_string();
+    for i in 1..=spec.replicas_per_shard {
+        let (_, proc) = node(dir, &format!("redis-{i}"), password, &["--replicaof", "127.0.0.1", &primary_text], try_free_port).await?;
+        procs.push(proc);
     }
     let mut sentinels = Vec::new();
     for i in 0..3 {
-        let port = free_port()?;
+        let port = try_free_port()?;
         let conf = dir.join(format!("sentinel-{i}.conf"));
         std::fs::write(
             &conf,
@@ -141,7 +125,14 @@ async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Resul
                  sentinel auth-pass {SENTINEL_MASTER} {password}\n"
             ),
         )?;
-        procs.push(spawn("redis-sentinel", &[conf.display().to_string()], dir)?);
+        let child = Command::new("redis-sentinel")
+            .arg(&conf)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start redis-sentinel: {e}; install Redis 7 (`make deps` does it on Debian)"))?;
+        procs.push(Proc::new(child, format!("sentinel-{i}")));
         wait_listening(port).await?;
         sentinels.push(format!("127.0.0.1:{port}"));
     }

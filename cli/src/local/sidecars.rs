@@ -16,7 +16,7 @@ use socketfleet_plumbing::http_client;
 
 /// How long one admin request may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
-use super::ports::free_port;
+use socketfleet_harness::ports::try_free_port as free_port;
 
 pub struct Sidecar {
     pub name: String,
