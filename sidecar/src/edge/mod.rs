@@ -1,12 +1,15 @@
 //! The edge: what faces clients and the pod. The listeners ([`server`] for WebSockets,
 //! [`admin`] for probes, status and drains, [`app_api`] for the app container), one
-//! connection's transport ([`connection`]), the wire protocol ([`protocol`]), and who a
+//! connection's transport ([`connection`]), its requests (`dispatch.rs`) and writer
+//! (`writer.rs`), the wire protocol ([`protocol`]), and who a
 //! client is ([`auth`], [`resume_token`]).
 
 pub mod admin;
 pub mod app_api;
 pub mod auth;
 pub mod connection;
+mod dispatch;
 pub mod protocol;
 pub mod resume_token;
 pub mod server;
+mod writer;

@@ -1,0 +1,125 @@
+//! A connection's writer: drains its bounded send queue (the outbox the hub offers frames
+//! to) with write coalescing, pings, and takes the connection's farewell when the client is
+//! slow or the pod drains (queued frames flushed, a checkpoint, the reconnect hint, close).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use crate::app::AppState;
+use crate::delivery::hub::ConnSignals;
+use crate::delivery::session::Session;
+use crate::edge::protocol::{self};
+
+use crate::edge::connection::{Ws, resume_token};
+
+/// Frames written before one flush: bounds the latency a burst adds to its first frame.
+const COALESCE: usize = 64;
+
+pub(super) fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
+    CloseFrame { code, reason: Utf8Bytes::from(reason) }
+}
+
+/// How long a client gets to take its farewell (queued frames for a drain, the reconnect
+/// hint, the close frame) before the socket is dropped: one that stopped reading must not
+/// hold its writer, or a drain, forever.
+pub(super) const FAREWELL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Jitter of the `delayMs` a drained client is asked to wait before reconnecting.
+const MAX_RECONNECT_DELAY_MS: u64 = 500;
+
+type Sink = futures_util::stream::SplitSink<Ws, Message>;
+
+/// Writes one frame and whatever else is queued (up to [`COALESCE`]), then flushes once
+/// and counts the frames as written (what session checkpoints trust).
+async fn write_burst(sink: &mut Sink, rx: &mut mpsc::Receiver<Utf8Bytes>, first: Utf8Bytes, signals: &ConnSignals) -> Result<(), WsError> {
+    sink.feed(Message::Text(first)).await?;
+    let mut n = 1;
+    for _ in 0..COALESCE {
+        match rx.try_recv() {
+            Ok(frame) => {
+                sink.feed(Message::Text(frame)).await?;
+                n += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    sink.flush().await?;
+    signals.written.fetch_add(n, Ordering::AcqRel);
+    Ok(())
+}
+
+/// Why the writer is ending the connection itself.
+enum Farewell {
+    Slow,
+    Drain,
+}
+
+/// Writes queued frames, coalescing bursts into one flush; pings; ends the connection when
+/// the client is slow (abandoning a write blocked on it) or the pod drains (after flushing).
+pub(super) async fn write_loop(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<Utf8Bytes>,
+    signals: Arc<ConnSignals>,
+    mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
+    session: Arc<Session>,
+    app: Arc<AppState>,
+) {
+    let mut ping = tokio::time::interval(app.config.ping_interval);
+    ping.tick().await;
+    let farewell = loop {
+        tokio::select! {
+            biased;
+            _ = signals.slow_wake.notified() => break Some(Farewell::Slow),
+            _ = signals.drain_wake.notified() => break Some(Farewell::Drain),
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break None };
+                tokio::select! {
+                    r = write_burst(&mut sink, &mut rx, frame, &signals) => if r.is_err() { return },
+                    _ = signals.slow_wake.notified() => break Some(Farewell::Slow),
+                }
+            }
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() { return; }
+            }
+        }
+    };
+    let (hint, close) = match farewell {
+        // Queued messages are dropped: the client recovers them with `since`.
+        Some(Farewell::Slow) => {
+            app.metrics.slow_consumer_disconnects.inc();
+            (
+                Some(protocol::reconnect_frame(&resume_token(&app, &session), 0, "slow_consumer")),
+                Some(close_frame(CloseCode::Again, "send queue full")),
+            )
+        }
+        Some(Farewell::Drain) => (None, Some(close_frame(CloseCode::Restart, "draining: reconnect elsewhere"))),
+        None => (None, close_rx.try_recv().ok()),
+    };
+    let drained = matches!(farewell, Some(Farewell::Drain));
+    let _ = tokio::time::timeout(FAREWELL_GRACE, async {
+        while drained && let Ok(frame) = rx.try_recv() {
+            write_burst(&mut sink, &mut rx, frame, &signals).await?;
+        }
+        // Checkpoint before the client is told to go, so the pod it reconnects to reads
+        // where it is (a client without offsets resumes exactly, not from the last round).
+        let hint = if drained {
+            Box::pin(app.sessions.checkpoint(&session)).await;
+            let delay = rand::random::<u64>() % MAX_RECONNECT_DELAY_MS;
+            Some(protocol::reconnect_frame(&resume_token(&app, &session), delay, "drain"))
+        } else {
+            hint
+        };
+        if let Some(hint) = hint {
+            sink.send(Message::Text(hint.into())).await?;
+        }
+        sink.send(Message::Close(close)).await?;
+        sink.close().await
+    })
+    .await;
+}
