@@ -7,6 +7,22 @@ use std::time::Duration;
 use crate::process::Proc;
 use crate::wait::poll_until;
 
+/// A node that keeps nothing on disk.
+pub const IN_MEMORY_ARGS: &[&str] = &["--save", "", "--appendonly", "no"];
+
+/// A Redis Cluster node for tests: fast failure detection, and a replica always allowed to
+/// take over (the validity check misjudges a freshly created cluster's replicas as stale).
+pub const TEST_CLUSTER_ARGS: &[&str] = &[
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "1500",
+    "--cluster-replica-validity-factor",
+    "0",
+];
+
 /// `redis-cli` against a loopback port, with a password when given; its trimmed output.
 /// Bounded by coreutils' `timeout` (30 s): a listener that is not Redis accepts and never
 /// answers.

@@ -15,21 +15,7 @@ const PASSWORD: &str = "admin-test-password";
 
 use socketfleet_harness::ports::free_cluster_port as free_port;
 use socketfleet_harness::process::Proc;
-
-const NODE_ARGS: &[&str] = &[
-    "--cluster-enabled",
-    "yes",
-    "--cluster-config-file",
-    "nodes.conf",
-    "--cluster-node-timeout",
-    "1500",
-    "--cluster-replica-validity-factor",
-    "0",
-    "--appendonly",
-    "no",
-    "--save",
-    "",
-];
+use socketfleet_harness::redis::{IN_MEMORY_ARGS, TEST_CLUSTER_ARGS};
 
 struct Pod {
     ordinal: usize,
@@ -45,7 +31,7 @@ impl Pod {
     fn start(&mut self) {
         let mut last = String::new();
         for _ in 0..5 {
-            match socketfleet_harness::redis::spawn(&self.dir, self.port, Some(PASSWORD), NODE_ARGS) {
+            match socketfleet_harness::redis::spawn(&self.dir, self.port, Some(PASSWORD), &[TEST_CLUSTER_ARGS, IN_MEMORY_ARGS].concat()) {
                 Ok(p) => {
                     self.proc = Some(p);
                     return;

@@ -10,7 +10,7 @@ use socketfleet_api::crd::{RedisMode, RedisSpec};
 use socketfleet_api::settings;
 use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
 use socketfleet_harness::process::Proc;
-use socketfleet_harness::redis::start_anywhere_async;
+use socketfleet_harness::redis::{IN_MEMORY_ARGS, start_anywhere_async};
 use socketfleet_operator::redis_cluster::{self, Access, Layout, Member};
 
 /// Redis as the sidecars see it.
@@ -34,12 +34,10 @@ impl LocalRedis {
 
 const SENTINEL_MASTER: &str = "socketfleet";
 
-/// In-memory nodes: the local fleet keeps nothing after it stops.
-const NODE_ARGS: [&str; 4] = ["--save", "", "--appendonly", "no"];
-
 /// Starts one redis-server (again on another port when its port was taken meanwhile).
 async fn node(dir: &Path, name: &str, password: &str, extra: &[&str], pick: fn() -> std::io::Result<u16>) -> anyhow::Result<(u16, Proc)> {
-    let args: Vec<&str> = NODE_ARGS.iter().copied().chain(extra.iter().copied()).collect();
+    // In-memory nodes: the local fleet keeps nothing after it stops.
+    let args: Vec<&str> = IN_MEMORY_ARGS.iter().copied().chain(extra.iter().copied()).collect();
     // A directory per attempt: a node that failed to bind leaves nothing the next one reads.
     start_anywhere_async(|port| dir.join(format!("{name}-{port}")), Some(password), &args, pick).await.map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -37,7 +37,7 @@ fn sentinel_cli(port: u16, args: &[&str]) -> String {
 }
 
 /// No persistence: every node of these tests is in memory only.
-const NODE_ARGS: &[&str] = &["--save", "", "--appendonly", "no"];
+use socketfleet_harness::redis::IN_MEMORY_ARGS as NODE_ARGS;
 
 /// Starts redis-server on a given port (a restarted node keeps its own).
 fn start_redis(dir: &Path, port: u16, extra: &[&str]) -> Proc {
@@ -50,18 +50,7 @@ fn start_redis_anywhere(dir: &Path, extra: &[&str], pick: fn() -> u16) -> (u16, 
     socketfleet_harness::redis::start_anywhere(|port| dir.join(port.to_string()), Some(PASSWORD), &[NODE_ARGS, extra].concat(), pick)
 }
 
-/// Cluster settings for tests: fast failure detection, and a replica always allowed to take
-/// over (the validity check misjudges a freshly created cluster's replicas as stale).
-const CLUSTER_NODE_ARGS: &[&str] = &[
-    "--cluster-enabled",
-    "yes",
-    "--cluster-config-file",
-    "nodes.conf",
-    "--cluster-node-timeout",
-    "1500",
-    "--cluster-replica-validity-factor",
-    "0",
-];
+use socketfleet_harness::redis::TEST_CLUSTER_ARGS as CLUSTER_NODE_ARGS;
 
 /// Three primaries and three replicas, bootstrapped with `redis-cli --cluster create`.
 pub struct RedisCluster {
