@@ -461,8 +461,11 @@ pub async fn collect(
             record(&f);
         }
         while !*stop.borrow() {
-            if let Some(f) = client.next_frame(Duration::from_millis(100)).await {
-                record(&f);
+            match client.next_frame(Duration::from_millis(100)).await {
+                Some(f) => record(&f),
+                // A closed socket answers at once: sleep, so that this loop always yields
+                // (a test that fails must not hang its runtime's shutdown on it).
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     });
