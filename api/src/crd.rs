@@ -18,7 +18,7 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::{DrainSpread, DrainTimeout, HistoryTtl, ResumeWindow, ScaleDownStabilization};
+use crate::duration::{DrainSpread, DrainTimeout, HistoryTtl, ResumeWindow, ScaleDownStabilization, format_millis};
 use crate::settings;
 
 /// Longest fleet name: the longest child name, `<name>-sentinel-headless` (a Service, at most
@@ -132,7 +132,7 @@ fn name_message() -> String {
 }
 
 fn default_resume_window() -> ResumeWindow {
-    ResumeWindow::from_millis(settings::DEFAULT_RESUME_WINDOW.as_millis() as u64)
+    ResumeWindow::from_duration(settings::DEFAULT_RESUME_WINDOW)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ fn default_target_connections() -> i32 {
 }
 
 fn default_scale_down_stabilization() -> ScaleDownStabilization {
-    ScaleDownStabilization::from_secs(300)
+    ScaleDownStabilization::from_duration(std::time::Duration::from_secs(300))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -611,7 +611,7 @@ fn default_history_size() -> i32 {
 }
 
 fn default_history_ttl() -> HistoryTtl {
-    HistoryTtl::from_millis(settings::DEFAULT_HISTORY_TTL.as_millis() as u64)
+    HistoryTtl::from_duration(settings::DEFAULT_HISTORY_TTL)
 }
 
 /// Client authentication.
@@ -657,10 +657,7 @@ impl AuthMode {
 /// The paced drain of a gateway pod that is going away.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("duration(self.reconnectSpread) + duration('2s') < duration(self.timeout)")
-        .message("drain.reconnectSpread must be more than 2s shorter than drain.timeout (2s is the sidecar's accept grace)")
-)]
+#[x_kube(validation = Rule::new(drain_rule()).message(drain_message().as_str()))]
 pub struct DrainSpec {
     /// Longest a pod may take to move its clients away before it stops (a duration from 5s
     /// to 1h). The pod's termination grace period is derived from it.
@@ -678,12 +675,24 @@ impl Default for DrainSpec {
     }
 }
 
+/// The sidecar's own rule (`SF_DRAIN_ACCEPT_GRACE + SF_DRAIN_SPREAD < SF_DRAIN_TIMEOUT`),
+/// with the accept grace a pod gets.
+fn drain_rule() -> String {
+    let grace = format_millis(settings::DEFAULT_DRAIN_ACCEPT_GRACE.as_millis() as u64);
+    format!("duration(self.reconnectSpread) + duration('{grace}') < duration(self.timeout)")
+}
+
+fn drain_message() -> String {
+    let grace = format_millis(settings::DEFAULT_DRAIN_ACCEPT_GRACE.as_millis() as u64);
+    format!("drain.reconnectSpread must be more than {grace} shorter than drain.timeout ({grace} is the sidecar's accept grace)")
+}
+
 fn default_drain_timeout() -> DrainTimeout {
-    DrainTimeout::from_millis(settings::DEFAULT_DRAIN_TIMEOUT.as_millis() as u64)
+    DrainTimeout::from_duration(settings::DEFAULT_DRAIN_TIMEOUT)
 }
 
 fn default_reconnect_spread() -> DrainSpread {
-    DrainSpread::from_millis(settings::DEFAULT_DRAIN_SPREAD.as_millis() as u64)
+    DrainSpread::from_duration(settings::DEFAULT_DRAIN_SPREAD)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -76,9 +76,6 @@ pub struct Bounded<const MIN_MS: u64, const MAX_MS: u64> {
 }
 
 impl<const MIN_MS: u64, const MAX_MS: u64> Bounded<MIN_MS, MAX_MS> {
-    pub const MIN: Duration = Duration::from_millis(MIN_MS);
-    pub const MAX: Duration = Duration::from_millis(MAX_MS);
-
     /// A value known to be in range (defaults); out-of-range values are clamped.
     pub const fn from_millis(ms: u64) -> Self {
         let ms = if ms < MIN_MS {
@@ -91,8 +88,9 @@ impl<const MIN_MS: u64, const MAX_MS: u64> Bounded<MIN_MS, MAX_MS> {
         Bounded { millis: ms }
     }
 
-    pub const fn from_secs(s: u64) -> Self {
-        Self::from_millis(s.saturating_mul(1_000))
+    /// A default given as a `std` duration (clamped like [`Bounded::from_millis`]).
+    pub fn from_duration(d: Duration) -> Self {
+        Self::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Grammar and range.

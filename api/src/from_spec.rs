@@ -2,8 +2,14 @@
 //! `socketfleet local`. Where Redis is, the secrets and the listen addresses differ between
 //! the two, so the caller passes them in.
 
-use crate::crd::{ExternalRedisMode, ExternalRedisSpec, SocketFleetSpec};
-use crate::settings::{Auth, DEFAULT_REDIS_SENTINEL_MASTER, RedisMode, RedisSettings, SidecarSettings};
+use crate::crd::{ExternalRedisMode, ExternalRedisSpec, SecretKeyRef, SocketFleetSpec};
+use crate::settings::{Auth, DEFAULT_REDIS_SENTINEL_MASTER, RedisMode, RedisSettings, Secret, SidecarSettings};
+
+impl From<&SecretKeyRef> for Secret {
+    fn from(r: &SecretKeyRef) -> Secret {
+        Secret::Ref { name: r.name.clone(), key: r.key.clone() }
+    }
+}
 
 impl ExternalRedisSpec {
     /// How the sidecar follows this Redis.

@@ -5,8 +5,8 @@
 //! - [`process`]: a child process killed on drop, SIGTERM with an async wait;
 //! - [`redis`]: redis-server nodes that are started again on another port when the chosen
 //!   one was taken between the pick and the bind, and `redis-cli`;
-//! - [`wait`]: bounded polling, blocking for synchronous tests and async for async ones
-//!   (an async test never sleeps a worker thread).
+//! - [`wait`]: bounded polling for synchronous callers (async callers, such as
+//!   [`redis::spawn_async`], wait on the runtime's timer themselves).
 
 pub mod ports;
 pub mod process;

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::process::Proc;
-use crate::wait::poll_until;
+use crate::wait::{poll_until, poll_until_async};
 
 /// A node that keeps nothing on disk.
 pub const IN_MEMORY_ARGS: &[&str] = &["--save", "", "--appendonly", "no"];
@@ -106,19 +106,19 @@ pub fn start_anywhere(
 /// [`spawn`] for async callers: waits on the runtime's timer, never on a worker thread.
 pub async fn spawn_async(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Result<Proc, String> {
     let mut p = launch(dir, port, password, args)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = p.exited() {
-            return Err(format!("redis-server on {port} exited ({status})"));
-        }
+    let mut exited = None;
+    let password = password.map(str::to_string);
+    let answered = poll_until_async(Duration::from_secs(10), || {
+        exited = p.exited();
+        let (gone, password) = (exited.is_some(), password.clone());
         // A PONG, not just a connect: a connect can reach whoever else holds the port.
-        if redis_cli_async(port, password, &["PING"]).await == "PONG" {
-            return Ok(p);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(format!("redis-server on {port} not answering after 10s"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        async move { gone || redis_cli_async(port, password.as_deref(), &["PING"]).await == "PONG" }
+    })
+    .await;
+    match exited {
+        Some(status) => Err(format!("redis-server on {port} exited ({status})")),
+        None if answered => Ok(p),
+        None => Err(format!("redis-server on {port} not answering after 10s")),
     }
 }
 

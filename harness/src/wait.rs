@@ -1,6 +1,7 @@
 //! Bounded polling: every wait has a limit and says what it waited for.
 
 use std::future::Future;
+
 use std::time::{Duration, Instant};
 
 const EVERY: Duration = Duration::from_millis(50);
@@ -27,14 +28,17 @@ pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
     }
 }
 
-/// The async form: sleeps on the runtime's timer between polls, never on a worker thread.
-pub async fn wait_until_async<F: Future<Output = bool>>(what: &str, timeout: Duration, mut ok: impl FnMut() -> F) {
+/// The async form of [`poll_until`]: sleeps on the runtime's timer between polls, never on a
+/// worker thread; whether `ok` turned true within `timeout`.
+pub async fn poll_until_async<F: Future<Output = bool>>(timeout: Duration, mut ok: impl FnMut() -> F) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if ok().await {
-            return;
+            return true;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(EVERY).await;
     }
 }
@@ -61,10 +65,11 @@ mod tests {
         let setter = flag.clone();
         // On a current-thread runtime this only finishes if the wait yields.
         tokio::spawn(async move { setter.store(true, std::sync::atomic::Ordering::SeqCst) });
-        wait_until_async("the flag", Duration::from_secs(5), || {
+        let set = poll_until_async(Duration::from_secs(5), || {
             let f = flag.clone();
             async move { f.load(std::sync::atomic::Ordering::SeqCst) }
         })
         .await;
+        assert!(set, "the flag was set while the wait yielded");
     }
 }

@@ -73,14 +73,14 @@ where
     obj.annotations_mut().insert(HASH_ANNOTATION.into(), applied_hash);
     let name = obj.name_any();
     let kind = K::kind(&()).to_string();
+    let wanted = serde_json::to_value(&obj).unwrap_or_default();
+    let holds = |live: &K| owns_all(&wanted, Some(&serde_json::to_value(live).unwrap_or_default()));
     let live = api.get_opt(&name).await?;
-    let existed = live.is_some();
-    if let Some(live) = live {
+    if let Some(live) = &live {
         if let Some(other) = live.owner_references().iter().find(|o| o.controller == Some(true) && o.uid != owner_uid) {
             return Err(Error::NameConflict { kind, name, owner: format!("{} {}", other.kind, other.name) });
         }
-        let (wanted, live) = (serde_json::to_value(&obj).unwrap_or_default(), serde_json::to_value(&live).unwrap_or_default());
-        if owns_all(&wanted, Some(&live)) {
+        if holds(live) {
             return Ok(false);
         }
     }
@@ -90,18 +90,17 @@ where
     // manager changed (a Service port edited from 80 to 81) is that manager's item and
     // stays, next to ours (or the result is invalid: two ports named `ws`). A merge patch
     // of the built object replaces our lists whole, which puts such an edit back.
-    let wanted = serde_json::to_value(&obj).unwrap_or_default();
-    let settled = match &applied {
-        Ok(live) => owns_all(&wanted, Some(&serde_json::to_value(live).unwrap_or_default())),
-        Err(kube::Error::Api(status)) if status.code == 422 && existed => false,
-        Err(_) => true,
+    let merge = match &applied {
+        Ok(after) => !holds(after),
+        Err(kube::Error::Api(status)) => status.code == 422 && live.is_some(),
+        Err(_) => false,
     };
-    if !settled {
+    if merge {
         metrics.write(&kind, "merge-patch");
         api.patch(&name, &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }, &Patch::Merge(&obj)).await?;
-        return Ok(true);
+    } else {
+        applied?;
     }
-    applied?;
     Ok(true)
 }
 

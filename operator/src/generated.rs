@@ -49,89 +49,101 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One generated value: whence it came.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// Its Secret exists.
-    Read,
-    /// Its Secret was deleted; the value the pods use was remembered.
-    Restored,
-    /// Nothing uses it yet: a new value.
-    New,
+/// The child whose pods read a generated Secret.
+#[derive(Clone)]
+enum User {
+    StatefulSet(String),
+    Deployment(String),
+}
+
+impl User {
+    /// Whether it exists (read only when its Secret is missing).
+    async fn exists(&self, client: &Client, namespace: &str) -> Result<bool> {
+        Ok(match self {
+            User::StatefulSet(n) => Api::<StatefulSet>::namespaced(client.clone(), namespace).get_opt(n).await?.is_some(),
+            User::Deployment(n) => Api::<Deployment>::namespaced(client.clone(), namespace).get_opt(n).await?.is_some(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            User::StatefulSet(n) => format!("StatefulSet {n}"),
+            User::Deployment(n) => format!("Deployment {n}"),
+        }
+    }
+}
+
+/// One generated Secret of a fleet: its name and key, the child whose pods read it, and
+/// the value remembered for it.
+struct Wanted<'a> {
+    name: String,
+    key: &'static str,
+    user: User,
+    remembered: Option<&'a String>,
 }
 
 /// The values for `ctx`'s fleet and, for each Secret recreated from memory, its name (for an
-/// Event).
+/// Event). A value the spec does not use (the Redis password in external mode, the JWT
+/// secret with a `jwtSecretRef`) is left empty and not read.
 pub async fn generated(client: &Client, ctx: &Ctx<'_>, memory: &SecretMemory) -> Result<(Generated, Vec<String>)> {
     let uid = ctx.fleet.metadata.uid.clone().unwrap_or_default();
     let remembered = memory.recall(&uid);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ctx.namespace);
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ctx.namespace);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ctx.namespace);
-    let redis_users = if ctx.fleet.spec.redis.mode == RedisMode::External {
-        None
-    } else {
-        sets.get_opt(&ctx.child("redis")).await?.map(|_| format!("StatefulSet {}", ctx.child("redis")))
-    };
-    let gateway_users = deployments.get_opt(&deployment_name(ctx)).await?.map(|_| format!("Deployment {}", deployment_name(ctx)));
+    let gateway = User::Deployment(deployment_name(ctx));
     let mut restored = Vec::new();
-    let mut one = async |name: String, key: &str, users: Option<String>, recalled: Option<String>, needed: bool| -> Result<String> {
+    let mut value = async |w: Wanted<'_>| -> Result<String> {
         let existing = secrets
-            .get_opt(&name)
+            .get_opt(&w.name)
             .await?
             .and_then(|s| s.data)
-            .and_then(|d| d.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
+            .and_then(|d| d.get(w.key).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
             .filter(|v| !v.is_empty());
-        let (value, source) = match (existing, recalled, users) {
-            (Some(v), _, _) => (v, Source::Read),
-            (None, _, _) if !needed => (String::new(), Source::New),
-            (None, Some(v), _) => (v, Source::Restored),
-            (None, None, Some(used_by)) => return Err(Error::SecretLost { name, key: key.into(), used_by }),
-            (None, None, None) => (random_secret(), Source::New),
-        };
-        if source == Source::Restored {
-            restored.push(name);
+        if let Some(v) = existing {
+            return Ok(v);
         }
-        Ok(value)
+        if let Some(v) = w.remembered {
+            restored.push(w.name);
+            return Ok(v.clone());
+        }
+        // Never a new value under pods that read the old one.
+        if w.user.exists(client, &ctx.namespace).await? {
+            return Err(Error::SecretLost { name: w.name, key: w.key.into(), used_by: w.user.describe() });
+        }
+        Ok(random_secret())
     };
     let g = Generated {
-        redis_password: one(
-            redis_secret_name(ctx),
-            REDIS_PASSWORD_KEY,
-            redis_users,
-            remembered.as_ref().map(|g| g.redis_password.clone()),
-            ctx.fleet.spec.redis.mode != RedisMode::External,
-        )
+        redis_password: if ctx.fleet.spec.redis.mode == RedisMode::External {
+            String::new()
+        } else {
+            value(Wanted {
+                name: redis_secret_name(ctx),
+                key: REDIS_PASSWORD_KEY,
+                user: User::StatefulSet(ctx.child("redis")),
+                remembered: remembered.as_ref().map(|r| &r.redis_password),
+            })
+            .await?
+        },
+        resume_key: value(Wanted {
+            name: resume_secret_name(ctx),
+            key: RESUME_KEY_KEY,
+            user: gateway.clone(),
+            remembered: remembered.as_ref().map(|r| &r.resume_key),
+        })
         .await?,
-        resume_key: one(
-            resume_secret_name(ctx),
-            RESUME_KEY_KEY,
-            gateway_users.clone(),
-            remembered.as_ref().map(|g| g.resume_key.clone()),
-            true,
-        )
-        .await?,
-        jwt_secret: one(
-            jwt_secret_name(ctx),
-            JWT_SECRET_KEY,
-            gateway_users,
-            remembered.as_ref().map(|g| g.jwt_secret.clone()),
-            generates_jwt_secret(ctx),
-        )
-        .await?,
+        jwt_secret: if generates_jwt_secret(ctx) {
+            value(Wanted {
+                name: jwt_secret_name(ctx),
+                key: JWT_SECRET_KEY,
+                user: gateway,
+                remembered: remembered.as_ref().map(|r| &r.jwt_secret),
+            })
+            .await?
+        } else {
+            String::new()
+        },
     };
-    // A value that is not needed (an unused kind) keeps whatever was remembered for it.
-    let merged = Generated {
-        redis_password: or_remembered(&g.redis_password, remembered.as_ref().map(|r| &r.redis_password)),
-        resume_key: g.resume_key.clone(),
-        jwt_secret: or_remembered(&g.jwt_secret, remembered.as_ref().map(|r| &r.jwt_secret)),
-    };
-    memory.remember(&uid, &merged);
-    Ok((merged, restored))
-}
-
-fn or_remembered(value: &str, remembered: Option<&String>) -> String {
-    if value.is_empty() { remembered.cloned().unwrap_or_else(random_secret) } else { value.to_string() }
+    memory.remember(&uid, &g);
+    Ok((g, restored))
 }
 
 #[cfg(test)]

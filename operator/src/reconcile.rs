@@ -206,7 +206,7 @@ async fn report_error(fleet: &SocketFleet, ctx: &Context, e: &Error) {
         generation: fleet.metadata.generation,
         gateway: GatewayObserved {
             desired: desired_replicas(&c),
-            existing: prev.gateway.pods.split_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(0),
+            existing: 0,
             ready: prev.gateway.ready_replicas,
             updated: prev.gateway.ready_replicas,
             selector: c.selector_string(COMPONENT_GATEWAY),
@@ -219,7 +219,9 @@ async fn report_error(fleet: &SocketFleet, ctx: &Context, e: &Error) {
         },
         error: Some((e.reason(), e.to_string())),
     };
-    let status = derive(fleet.status.as_ref(), &observed, Timestamp::now());
+    let mut status = derive(fleet.status.as_ref(), &observed, Timestamp::now());
+    // Nothing was observed: the pod counts stay what they were last seen as.
+    status.gateway.pods = prev.gateway.pods;
     let already = fleet.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Degraded" && c.message == e.to_string()));
     if !already {
         events::publish(fleet, ctx, EventType::Warning, e.reason(), e.to_string(), "Reconcile").await;

@@ -29,8 +29,9 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     respond(status, "text/plain; charset=utf-8", body.into())
 }
 
-pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
-    respond(status, "application/json", body.to_string())
+/// A JSON response of any serializable body (a `serde_json::Value` or a typed shape).
+pub fn json(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
+    respond(status, "application/json", serde_json::to_string(body).unwrap_or_default())
 }
 
 /// Accepts until `shutdown` turns true; each connection is served by `handler`, with

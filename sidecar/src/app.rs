@@ -63,10 +63,10 @@ impl Listeners {
 const PRESTOP_ANSWER_GRACE: Duration = Duration::from_millis(200);
 
 /// Runs the sidecar until `stop` resolves or `POST /drain` is called, then drains (see
-/// `drain.rs`) and returns.
-pub async fn run(config: Config, listeners: Listeners, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// `drain.rs`) and returns. `auth` is built from `config.auth` by the caller, which reports
+/// an unreadable key as the configuration error it is.
+pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let auth = Authenticator::from_settings(&config.auth)?;
     let reconnects = metrics.clone();
     let router = Arc::new(Router::new(
         Topology::new(&config.redis),

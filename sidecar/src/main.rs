@@ -21,10 +21,13 @@ fn main() -> ExitCode {
         }
     };
     // A key file that cannot be read or parsed is a configuration error like any other.
-    if let Err(e) = socketfleet_sidecar::edge::auth::Authenticator::from_settings(&config.auth) {
-        eprintln!("socketfleet-sidecar: invalid configuration:\n  {e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let auth = match socketfleet_sidecar::edge::auth::Authenticator::from_settings(&config.auth) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("socketfleet-sidecar: invalid configuration:\n  {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let listeners = Listeners::bind(&config).await?;
-        app::run(config, listeners, shutdown_signal()).await
+        app::run(config, auth, listeners, shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

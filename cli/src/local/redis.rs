@@ -11,6 +11,7 @@ use socketfleet_api::settings;
 use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
 use socketfleet_harness::process::Proc;
 use socketfleet_harness::redis::{IN_MEMORY_ARGS, start_anywhere_async};
+use socketfleet_harness::wait::poll_until_async;
 use socketfleet_operator::redis_cluster::{self, Access, Layout, Member};
 
 /// Redis as the sidecars see it.
@@ -43,11 +44,9 @@ async fn node(dir: &Path, name: &str, password: &str, extra: &[&str], pick: fn()
 }
 
 async fn wait_listening(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "redis-sentinel on port {port} did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let up = poll_until_async(Duration::from_secs(10), || async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() })
+        .await;
+    anyhow::ensure!(up, "redis-sentinel on port {port} did not start");
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use socketfleet_api::settings::{ENV_LOG, NodeName, SidecarSettings};
 
 use socketfleet_api::admin::{DrainStatus, PATH_DRAIN, PATH_READY, PATH_STATUS, SidecarStatus};
+use socketfleet_harness::wait::poll_until_async;
 use socketfleet_plumbing::http_client;
 
 /// How long one admin request may take.
@@ -65,21 +66,20 @@ impl Sidecar {
             .kill_on_drop(true)
             .spawn()?;
         let mut s = Sidecar { name: name.into(), child, ws_port, admin_port, api_port, draining: false };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if matches!(http_client::request(&s.admin_addr(), http::Method::GET, PATH_READY, ADMIN_TIMEOUT).await, Ok(r) if r.status == 200)
-            {
-                return Ok(s);
+        let (addr, mut exited) = (s.admin_addr(), None);
+        let ready = poll_until_async(Duration::from_secs(20), || {
+            exited = s.child.try_wait().ok().flatten();
+            let (gone, addr) = (exited.is_some(), addr.clone());
+            async move {
+                gone || matches!(http_client::request(&addr, http::Method::GET, PATH_READY, ADMIN_TIMEOUT).await, Ok(r) if r.status == 200)
             }
-            if let Ok(Some(status)) = s.child.try_wait() {
-                anyhow::bail!("sidecar {name} exited ({status}); its log is {}", log_dir.join(format!("{name}.log")).display());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "sidecar {name} was not ready in 20 s; see {}",
-                log_dir.join(format!("{name}.log")).display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+        .await;
+        let log = log_dir.join(format!("{name}.log"));
+        match exited {
+            Some(status) => anyhow::bail!("sidecar {name} exited ({status}); its log is {}", log.display()),
+            None if ready => Ok(s),
+            None => anyhow::bail!("sidecar {name} was not ready in 20 s; see {}", log.display()),
         }
     }
 

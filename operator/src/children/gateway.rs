@@ -7,19 +7,18 @@
 //! hook starts the paced drain, and the termination grace outlasts `drain.timeout`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
-    ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount, WeightedPodAffinityTerm,
+    Affinity, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Lifecycle, LifecycleHandler, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::redis::{
-    REDIS_PORT, SENTINEL_MASTER, SENTINEL_PORT, locked_down, pdb, pod_host, quantities, secret_env, sentinel_headless_name,
+    REDIS_PORT, SENTINEL_MASTER, SENTINEL_PORT, env, field_env, locked_down, pdb, pod_host, quantities, secret_env, sentinel_headless_name,
 };
 use super::secrets::{
     JWT_SECRET_KEY, REDIS_PASSWORD_KEY, RESUME_KEY_KEY, generates_jwt_secret, jwt_secret_name, redis_secret_name, resume_secret_name,
@@ -51,10 +50,6 @@ pub fn build(ctx: &Ctx, c: &mut Children) {
     c.pdbs.push(pdb(ctx, ctx.child("gateway"), COMPONENT_GATEWAY));
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
-}
-
 /// Where the sidecar finds Redis, per mode.
 fn redis_settings(ctx: &Ctx) -> RedisSettings {
     let r = &ctx.fleet.spec.redis;
@@ -77,7 +72,7 @@ fn redis_settings(ctx: &Ctx) -> RedisSettings {
             RedisSettings {
                 mode: ext.sidecar_mode(),
                 addrs: ext.addresses.clone(),
-                password: ext.password_secret_ref.as_ref().map(|p| Secret::Ref { name: p.name.clone(), key: p.key.clone() }),
+                password: ext.password_secret_ref.as_ref().map(Secret::from),
                 ..RedisSettings::default()
             }
         }
@@ -89,7 +84,7 @@ fn auth_settings(ctx: &Ctx) -> Auth {
     match auth.mode {
         AuthMode::Hs256 if generates_jwt_secret(ctx) => Auth::Hs256(Secret::Ref { name: jwt_secret_name(ctx), key: JWT_SECRET_KEY.into() }),
         AuthMode::Hs256 => match &auth.jwt_secret_ref {
-            Some(r) => Auth::Hs256(Secret::Ref { name: r.name.clone(), key: r.key.clone() }),
+            Some(r) => Auth::Hs256(r.into()),
             None => Auth::None,
         },
         AuthMode::Rs256 => Auth::Rs256 {
@@ -100,13 +95,11 @@ fn auth_settings(ctx: &Ctx) -> Auth {
     }
 }
 
-/// Every setting of a gateway pod's sidecar: the spec's, the pod's ports and secrets.
+/// Every setting of a gateway pod's sidecar: the spec's and the pod's secrets; the listen
+/// addresses are the defaults (the pod's ports, the app API on loopback).
 pub fn sidecar_settings(ctx: &Ctx) -> SidecarSettings {
     let mut s = SidecarSettings::from_spec(&ctx.fleet.spec, auth_settings(ctx), redis_settings(ctx));
     s.node_name = NodeName::PodName;
-    s.ws_addr = SocketAddr::from(([0, 0, 0, 0], settings::WS_PORT));
-    s.admin_addr = SocketAddr::from(([0, 0, 0, 0], settings::ADMIN_PORT));
-    s.app_api_addr = SocketAddr::from(([127, 0, 0, 1], settings::APP_API_PORT));
     s.resume_key = Some(Secret::Ref { name: resume_secret_name(ctx), key: RESUME_KEY_KEY.into() });
     s
 }
@@ -119,14 +112,7 @@ fn sidecar_env(ctx: &Ctx) -> Vec<EnvVar> {
         .map(|(name, value)| match value {
             EnvValue::Text(v) => env(name, v),
             EnvValue::SecretKey { name: secret, key } => secret_env(name, secret, &key),
-            EnvValue::PodName => EnvVar {
-                name: name.into(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), ..ObjectFieldSelector::default() }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            },
+            EnvValue::PodName => field_env(name, "metadata.name"),
         })
         .collect()
 }
@@ -309,6 +295,7 @@ mod tests {
     use super::super::build as build_all;
     use super::super::tests::{fleet, generated};
     use super::*;
+    use k8s_openapi::api::core::v1::EnvVarSource;
     use kube::ResourceExt;
     use serde_json::json;
 

@@ -190,7 +190,11 @@ pub fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
     }
 }
 
-fn field_env(name: &str, path: &str) -> EnvVar {
+pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+pub fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -283,11 +287,7 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
     let r = &ctx.fleet.spec.redis;
     let mut env = vec![secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY), field_env("POD_IP", "status.podIP")];
     if r.mode == RedisMode::Sentinel {
-        env.push(EnvVar {
-            name: ENTRYPOINT_ENV_PRIMARY_HOST.into(),
-            value: Some(pod_host(ctx, "redis", &headless_name(ctx), 0)),
-            ..EnvVar::default()
-        });
+        env.push(self::env(ENTRYPOINT_ENV_PRIMARY_HOST, pod_host(ctx, "redis", &headless_name(ctx), 0)));
     }
     let mut ports = vec![ContainerPort { name: Some("redis".into()), container_port: REDIS_PORT, ..ContainerPort::default() }];
     if r.mode == RedisMode::Cluster {
@@ -346,7 +346,7 @@ fn sentinel_set(ctx: &Ctx) -> StatefulSet {
         command: Some(entrypoint("sentinel")),
         env: Some(vec![
             secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY),
-            EnvVar { name: ENTRYPOINT_ENV_SENTINEL_MASTER.into(), value: Some(SENTINEL_MASTER.into()), ..EnvVar::default() },
+            env(ENTRYPOINT_ENV_SENTINEL_MASTER, SENTINEL_MASTER),
         ]),
         ports: Some(vec![ContainerPort { name: Some("sentinel".into()), container_port: SENTINEL_PORT, ..ContainerPort::default() }]),
         readiness_probe: Some(tcp_probe(SENTINEL_PORT, 2)),

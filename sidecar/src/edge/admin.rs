@@ -53,10 +53,6 @@ fn status(app: &AppState) -> SidecarStatus {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
-}
-
 pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
     match req.uri().path() {
         PATH_LIVE => text(StatusCode::OK, "ok\n"),
@@ -64,17 +60,17 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpRe
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
         },
-        PATH_STATUS => json(StatusCode::OK, &to_json(&status(&app))),
+        PATH_STATUS => json(StatusCode::OK, &status(&app)),
         PATH_DRAIN if req.method() == http::Method::POST => {
             app.drain.request();
-            json(StatusCode::ACCEPTED, &to_json(&app.drain.status()))
+            json(StatusCode::ACCEPTED, &app.drain.status())
         }
-        PATH_DRAIN => json(StatusCode::OK, &to_json(&app.drain.status())),
+        PATH_DRAIN => json(StatusCode::OK, &app.drain.status()),
         PATH_DRAIN_PRESTOP => {
             app.drain.request();
             let limit = app.config.drain_timeout + std::time::Duration::from_secs(1);
             let status = if app.drain.all_told(limit).await { StatusCode::OK } else { StatusCode::GATEWAY_TIMEOUT };
-            json(status, &to_json(&app.drain.status()))
+            json(status, &app.drain.status())
         }
         PATH_METRICS => respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
         _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics, /status, /drain, /drain/prestop\n"),
