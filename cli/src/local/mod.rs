@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socketfleet_api::crd::{AuthMode, SocketFleet};
-use socketfleet_api::settings::{Auth, RedisSettings, Secret, SidecarSettings};
+use socketfleet_api::settings::{Auth, Secret, SidecarSettings};
 use tokio::io::AsyncBufReadExt;
 
 use balancer::{Backend, Backends, Site};
@@ -56,13 +56,7 @@ fn sidecar_settings(
         }
         AuthMode::None => Auth::None,
     };
-    let redis = RedisSettings {
-        mode: redis.mode.clone(),
-        addrs: redis.addrs.clone(),
-        password: redis.password.clone().map(Secret::Value),
-        ..RedisSettings::default()
-    };
-    let mut s = SidecarSettings::from_spec(spec, auth, redis);
+    let mut s = SidecarSettings::from_spec(spec, auth, redis.sidecar.clone());
     s.resume_key = Some(Secret::Value(resume_key.into()));
     Ok(s)
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use socketfleet_api::crd::{RedisMode, RedisSpec};
-use socketfleet_api::settings;
+use socketfleet_api::settings::{self, RedisSettings, Secret};
 use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
 use socketfleet_harness::process::Proc;
 use socketfleet_harness::redis::{IN_MEMORY_ARGS, start_anywhere_async};
@@ -19,9 +19,7 @@ pub struct LocalRedis {
     /// Every process started (killed on drop).
     procs: Vec<Proc>,
     /// How the sidecars find it (the sentinel master name included).
-    pub mode: settings::RedisMode,
-    pub addrs: Vec<String>,
-    pub password: Option<String>,
+    pub sidecar: RedisSettings,
     /// One line for people: what runs where.
     pub summary: String,
 }
@@ -48,6 +46,11 @@ async fn wait_listening(port: u16) -> anyhow::Result<()> {
         .await;
     anyhow::ensure!(up, "redis-sentinel on port {port} did not start");
     Ok(())
+}
+
+/// How the sidecars reach it.
+fn sidecar_redis(mode: settings::RedisMode, addrs: Vec<String>, password: Option<&str>) -> RedisSettings {
+    RedisSettings { mode, addrs, password: password.map(|p| Secret::Value(p.into())), ..RedisSettings::default() }
 }
 
 /// Starts Redis for `spec` under `dir`.
@@ -94,10 +97,8 @@ async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result
     let addrs: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
     Ok(LocalRedis {
         procs,
-        mode: settings::RedisMode::Cluster,
         summary: format!("Redis Cluster: {} primaries × {} replicas on {}", layout.shards, layout.replicas_per_shard, addrs.join(" ")),
-        addrs,
-        password: Some(password.to_string()),
+        sidecar: sidecar_redis(settings::RedisMode::Cluster, addrs, Some(password)),
     })
 }
 
@@ -135,10 +136,9 @@ async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Resul
     }
     Ok(LocalRedis {
         procs,
-        mode: settings::RedisMode::Sentinel { master: SENTINEL_MASTER.into() },
+
         summary: format!("Redis primary :{primary} with {} replicas, Sentinels {}", spec.replicas_per_shard, sentinels.join(" ")),
-        addrs: sentinels,
-        password: Some(password.to_string()),
+        sidecar: sidecar_redis(settings::RedisMode::Sentinel { master: SENTINEL_MASTER.into() }, sentinels, Some(password)),
     })
 }
 
@@ -156,10 +156,9 @@ fn external(spec: &RedisSpec) -> anyhow::Result<LocalRedis> {
     };
     Ok(LocalRedis {
         procs: Vec::new(),
-        mode: ext.sidecar_mode(),
+
         summary: format!("external Redis ({}) at {}", ext.mode.as_str(), ext.addresses.join(" ")),
-        addrs: ext.addresses.clone(),
-        password,
+        sidecar: sidecar_redis(ext.sidecar_mode(), ext.addresses.clone(), password.as_deref()),
     })
 }
 
