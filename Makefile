@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help deps build test lint fmt crds manifests e2e-up e2e-down demo bench clean
+.PHONY: help deps build test lint fmt crds manifests images e2e-up e2e-down demo bench clean
 
 help:
 	@echo "make test   install missing dependencies, build, run every test"
@@ -47,6 +47,13 @@ e2e-up: deps
 
 e2e-down:
 	e2e/control-plane.sh down
+
+# Image archives of the operator and the sidecar (target/images/*.tar) from the release
+# binaries, without a registry or an engine: `docker load -i`, `kind load image-archive`,
+# `ctr -n k8s.io images import`. `images/build.sh --help` for the test images.
+images: deps
+	$(CARGO) build --release -p socketfleet-operator -p socketfleet-sidecar
+	images/build.sh operator sidecar
 
 # Plain manifests for `kubectl apply`, rendered from the chart (helm built from its Go module).
 manifests:

@@ -2,16 +2,25 @@
 # A real Kubernetes control plane on loopback (level L2): etcd, kube-apiserver (RBAC and
 # Node authorization, the default admission plugins, service-account token signing, a
 # CA made here), kube-controller-manager and kube-scheduler, all built from their pinned Go
-# modules (e2e/tools). No node: pods stay Pending, everything else really runs.
+# modules (e2e/tools). Without a node pods stay Pending, everything else really runs; with
+# `--node` (level L3, e2e/node.sh) a real node in a network namespace runs them, and the
+# API server listens on the host's end of that namespace's link instead of loopback.
 #
-#   e2e/control-plane.sh up [DIR]    start, wait for /readyz, print `export KUBECONFIG=...`
-#   e2e/control-plane.sh down [DIR]  stop everything started in DIR and remove it
+#   e2e/control-plane.sh up [DIR] [--node]  start, wait for /readyz (and the node's Ready),
+#                                           print `export KUBECONFIG=...`
+#   e2e/control-plane.sh down [DIR]         stop everything started in DIR and remove it
 #
-# DIR defaults to /tmp/socketfleet-e2e. Ports are free loopback ports chosen at start.
+# DIR defaults to /tmp/socketfleet-e2e. Ports are free ports chosen at start. With --node,
+# SF_E2E_IMAGES names a folder of image archives (images/build.sh) to import into the node.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}
 dir=${2:-/tmp/socketfleet-e2e}
+with_node=""
+[ "${3:-}" = --node ] && with_node=1
+api_host=127.0.0.1
+# shellcheck source=e2e/node.sh
+. "$here/node.sh"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -19,6 +28,7 @@ free_port() {
 
 down() {
   if [[ -d $dir ]]; then
+    node_down
     for pidfile in "$dir"/*.pid; do
       [[ -e $pidfile ]] || continue
       kill "$(cat "$pidfile")" 2>/dev/null || true
@@ -61,7 +71,7 @@ clusters:
 - name: e2e
   cluster:
     certificate-authority: $dir/pki/ca.crt
-    server: https://127.0.0.1:$api_port
+    server: https://$api_host:$api_port
 users:
 - name: $name
   user:
@@ -86,6 +96,10 @@ up() {
   done
   down
   mkdir -p "$dir/pki" "$dir/etcd"
+  if [[ -n $with_node ]]; then
+    node_net
+    api_host=$node_host_ip
+  fi
   api_port=$(free_port); etcd_port=$(free_port); etcd_peer=$(free_port)
   echo "$api_port" > "$dir/api.port"
 
@@ -93,7 +107,7 @@ up() {
   openssl req -x509 -new -key "$dir/pki/ca.key" -subj "/CN=socketfleet-e2e-ca" -days 2 -out "$dir/pki/ca.crt" 2>/dev/null
   openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$dir/pki/sa.key" -pubout -out "$dir/pki/sa.pub" 2>/dev/null
-  cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
+  cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:$api_host,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   cert admin admin system:masters
   cert controller-manager system:kube-controller-manager ""
   cert scheduler system:kube-scheduler ""
@@ -114,7 +128,8 @@ EOF
     --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" --initial-cluster "default=http://127.0.0.1:$etcd_peer" \
     --unsafe-no-fsync --quota-backend-bytes 1073741824
   start kube-apiserver "$bin_kube_apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address "$api_host" --advertise-address "$api_host" --secure-port "$api_port" \
+    --kubelet-client-certificate "$dir/pki/admin.crt" --kubelet-client-key "$dir/pki/admin.key" \
     --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
     --client-ca-file "$dir/pki/ca.crt" --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \
@@ -125,7 +140,7 @@ EOF
   local readyz=""
   for _ in $(seq 1 300); do
     if curl -sf --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key" \
-      "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then readyz=ok; break; fi
+      "https://$api_host:$api_port/readyz" >/dev/null 2>&1; then readyz=ok; break; fi
     sleep 0.2
   done
   if [[ -z $readyz ]]; then
@@ -145,12 +160,13 @@ EOF
     KUBECONFIG="$dir/admin.kubeconfig" kubectl get serviceaccount default -n default >/dev/null 2>&1 && break
     sleep 0.2
   done
-  echo "control plane up in $dir (API https://127.0.0.1:$api_port)" >&2
+  [[ -n $with_node ]] && node_up
+  echo "control plane up in $dir (API https://$api_host:$api_port)" >&2
   echo "export KUBECONFIG=$dir/admin.kubeconfig"
 }
 
 case "$cmd" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down [DIR]" >&2; exit 64 ;;
+  *) echo "usage: $0 up [DIR] [--node] | down [DIR]" >&2; exit 64 ;;
 esac

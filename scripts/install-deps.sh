@@ -10,6 +10,14 @@ command -v redis-cli      >/dev/null 2>&1 || need+=(redis-tools)
 command -v curl           >/dev/null 2>&1 || need+=(curl)
 command -v openssl        >/dev/null 2>&1 || need+=(openssl)   # the e2e control plane's CA
 command -v chromium       >/dev/null 2>&1 || need+=(chromium)  # the browser tests (never a downloaded browser)
+# The L3 node (e2e/node.sh) and the images it runs (images/build.sh).
+command -v containerd     >/dev/null 2>&1 || need+=(containerd)
+command -v runc           >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/lib/cni/bridge ]               || need+=(containernetworking-plugins)
+command -v iptables       >/dev/null 2>&1 || need+=(iptables)
+command -v conntrack      >/dev/null 2>&1 || need+=(conntrack)
+command -v umoci          >/dev/null 2>&1 || need+=(umoci)
+command -v skopeo         >/dev/null 2>&1 || need+=(skopeo)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
@@ -33,10 +41,10 @@ fi
 # Upstream tools (helm, etcd, the Kubernetes control plane) are built from their pinned Go
 # modules into a cache outside the repository (a no-op when warm); Debian's Go is too old.
 if ! command -v go >/dev/null 2>&1; then
-  echo "install-deps: Go 1.24 or newer is needed to build the pinned tools (helm, kube-apiserver); install it and retry" >&2
+  echo "install-deps: Go 1.24 or newer is needed to build the pinned tools (helm, the Kubernetes binaries, CoreDNS); install it and retry" >&2
   exit 1
 fi
-for tool in helm etcd kube-apiserver kube-controller-manager kube-scheduler; do
+for tool in helm etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns pause; do
   "$(dirname "$0")/../e2e/tools/build.sh" "$tool" >/dev/null
 done
 

@@ -10,12 +10,20 @@ tool=${1:?usage: build.sh <tool>}
 case "$tool" in
   helm) module=helm.sh/helm/v3; package=helm.sh/helm/v3/cmd/helm ;;
   etcd) module=go.etcd.io/etcd/server/v3; package=go.etcd.io/etcd/server/v3 ;;
-  kube-apiserver | kube-controller-manager | kube-scheduler)
+  kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy)
     module=k8s.io/kubernetes; package=k8s.io/kubernetes/cmd/$tool ;;
-  *) echo "build.sh: unknown tool $tool (known: helm etcd kube-apiserver kube-controller-manager kube-scheduler)" >&2; exit 64 ;;
+  # In its own module (coredns/go.mod): its dependencies stay apart from Kubernetes'.
+  coredns) module=github.com/coredns/coredns; package=github.com/coredns/coredns; here=$here/coredns ;;
+  # Our own pod sandbox (pause/main.go), keyed by its source.
+  pause) module=socketfleet.io/e2e/tools; package=./pause ;;
+  *) echo "build.sh: unknown tool $tool (known: helm etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns pause)" >&2; exit 64 ;;
 esac
 
-version=$(cd "$here" && go list -m -f '{{.Version}}' "$module")
+if [ "$tool" = pause ]; then
+  version=src-$(sha256sum "$here/pause/main.go" | cut -c1-12)
+else
+  version=$(cd "$here" && go list -m -f '{{.Version}}' "$module")
+fi
 case "$module" in
   helm.sh/*) stamp="-X helm.sh/helm/v3/internal/version.version=$version" ;;
   k8s.io/kubernetes)

@@ -20,6 +20,7 @@ pub struct Backend {
     pub name: String,
     pub ws_port: u16,
     pub admin_port: u16,
+    pub api_port: u16,
     pub draining: bool,
 }
 
@@ -112,7 +113,8 @@ async fn connection(mut client: TcpStream, backends: &Backends, site: &Site) -> 
                 .iter()
                 .map(|b| {
                     serde_json::json!({"name": b.name, "ws": format!("ws://127.0.0.1:{}/ws", b.ws_port),
-                                       "admin": format!("http://127.0.0.1:{}", b.admin_port), "draining": b.draining})
+                                       "admin": format!("http://127.0.0.1:{}", b.admin_port),
+                                       "api": format!("http://127.0.0.1:{}", b.api_port), "draining": b.draining})
                 })
                 .collect();
             let body = serde_json::json!({"sidecars": sidecars, "auth": site.auth_mode, "tokens": site.jwt_secret.is_some()});
@@ -190,9 +192,9 @@ mod tests {
     fn picks_round_robin_skipping_draining_and_honours_via() {
         let b = Backends::default();
         b.set(vec![
-            Backend { name: "a".into(), ws_port: 1, admin_port: 11, draining: false },
-            Backend { name: "b".into(), ws_port: 2, admin_port: 12, draining: true },
-            Backend { name: "c".into(), ws_port: 3, admin_port: 13, draining: false },
+            Backend { name: "a".into(), ws_port: 1, admin_port: 11, api_port: 211, draining: false },
+            Backend { name: "b".into(), ws_port: 2, admin_port: 12, api_port: 212, draining: true },
+            Backend { name: "c".into(), ws_port: 3, admin_port: 13, api_port: 213, draining: false },
         ]);
         let picked: Vec<String> = (0..4).filter_map(|_| b.pick(None)).map(|x| x.name).collect();
         assert_eq!(picked, ["a", "c", "a", "c"]);

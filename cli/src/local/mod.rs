@@ -91,7 +91,13 @@ impl Gateway {
         self.backends.set(
             self.sidecars
                 .iter()
-                .map(|s| Backend { name: s.name.clone(), ws_port: s.ws_port, admin_port: s.admin_port, draining: s.draining })
+                .map(|s| Backend {
+                    name: s.name.clone(),
+                    ws_port: s.ws_port,
+                    admin_port: s.admin_port,
+                    api_port: s.api_port,
+                    draining: s.draining,
+                })
                 .collect(),
         );
     }
@@ -180,11 +186,26 @@ pub fn wanted_for(connections: u64, target: i32, min: i32, max: i32) -> usize {
     need.clamp(min as i64, max.max(min) as i64) as usize
 }
 
-/// Runs the fleet until Ctrl-C.
+/// Ctrl-C and SIGTERM (a supervisor's, `kill`'s, a test harness's) both stop the fleet the
+/// same way: the first drains, the second stops at once.
+fn stop_signals() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        let mut sig = signal(kind)?;
+        let tx = tx.clone();
+        tokio::spawn(async move { while sig.recv().await.is_some() && tx.send(()).is_ok() {} });
+    }
+    Ok(rx)
+}
+
+/// Runs the fleet until Ctrl-C or SIGTERM.
 pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await.map_err(|e| {
         anyhow::anyhow!("port {} is busy ({e}); pass --port <another> (make demo: DEMO_PORT=<another> make demo)", opts.port)
     })?;
+    // `--port 0` picks a free port: say the one really bound.
+    let port = listener.local_addr()?.port();
     sidecars::binary()?;
     let dir = redis::work_dir()?;
     let spec = fleet.spec.clone();
@@ -203,10 +224,10 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
         Arc::new(Site { www: opts.www.clone(), jwt_secret: secret.clone().filter(|_| generated), auth_mode: spec.auth.mode.as_str() });
     tokio::spawn(balancer::serve(listener, backends, site));
 
-    println!("\nSocketFleet is running locally:  http://127.0.0.1:{}/", opts.port);
-    println!("  clients connect to ws://127.0.0.1:{}/ws (the balancer picks a sidecar)", opts.port);
+    println!("\nSocketFleet is running locally:  http://127.0.0.1:{}/", port);
+    println!("  clients connect to ws://127.0.0.1:{}/ws (the balancer picks a sidecar)", port);
     if generated {
-        println!("  demo tokens: http://127.0.0.1:{}/token?user=<name> (HS256 secret generated for this run)", opts.port);
+        println!("  demo tokens: http://127.0.0.1:{}/token?user=<name> (HS256 secret generated for this run)", port);
     }
     if spec.autoscaling.enabled {
         println!("  autoscaling: {} connections per sidecar, {min}..{max} sidecars", spec.autoscaling.target_connections_per_pod);
@@ -219,9 +240,10 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let stabilization = spec.autoscaling.scale_down_stabilization.as_duration();
     let mut low_since: Option<Instant> = None;
+    let mut stop = stop_signals()?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = stop.recv() => break,
             line = lines.next_line(), if stdin_open => match line {
                 Ok(Some(l)) if l.trim() == "+" => { wanted = (wanted + 1).min(max as usize); gateway.scale_to(wanted).await?; }
                 Ok(Some(l)) if l.trim() == "-" => { wanted = wanted.saturating_sub(1).max(min as usize); gateway.scale_to(wanted).await?; }
@@ -256,7 +278,7 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     println!("\ndraining {} sidecars (Ctrl-C again to stop at once)...", gateway.sidecars.len());
     tokio::select! {
         _ = gateway.drain_all() => println!("drained"),
-        _ = tokio::signal::ctrl_c() => { gateway.kill_all().await; println!("stopped at once"); }
+        _ = stop.recv() => { gateway.kill_all().await; println!("stopped at once"); }
     }
     redis.stop().await;
     let _ = std::fs::remove_dir_all(&dir);

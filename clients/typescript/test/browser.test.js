@@ -4,27 +4,17 @@
 // a lost or duplicated message. Screenshots go to target/browser-artifacts/.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { freePort, http, sleep } from "./harness.js";
+import { http, sleep, startLocal as startFleetFile } from "./harness.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "../../..");
-const CLI = process.env.SF_CLI_BIN ?? join(root, "target/debug/socketfleet");
 const CHROMIUM = process.env.SF_CHROMIUM ?? "/usr/bin/chromium";
 const ARTIFACTS = join(root, "target/browser-artifacts");
-
-async function until(what, ms, ok) {
-  const deadline = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** `socketfleet local` with the demo pages and this build of the client. */
 async function startLocal() {
@@ -33,33 +23,7 @@ async function startLocal() {
     if (f.endsWith(".html") || (f.endsWith(".js") && f !== "socketfleet-client.js")) cpSync(join(root, "demo", f), join(www, f));
   }
   cpSync(join(here, "../dist/index.js"), join(www, "socketfleet-client.js"));
-  const port = await freePort();
-  const proc = spawn(CLI, ["local", join(here, "fixtures/browser-fleet.yaml"), "--port", String(port), "--www", www], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let output = "";
-  proc.stdout.on("data", (d) => (output += d));
-  proc.stderr.on("data", (d) => (output += d));
-  await until("socketfleet local", 90_000, async () => {
-    if (proc.exitCode !== null) throw new Error(`socketfleet local exited:\n${output}`);
-    return output.includes("SocketFleet is running locally");
-  });
-  return {
-    base: `http://127.0.0.1:${port}`,
-    async fleet() {
-      return JSON.parse((await http(port, "GET", "/fleet.json")).body);
-    },
-    async stop() {
-      proc.kill("SIGINT");
-      try {
-        await until("socketfleet local to stop", 45_000, async () => proc.exitCode !== null || proc.signalCode !== null);
-      } catch (e) {
-        throw new Error(`${e.message}; its output:\n${output}`);
-      }
-      rmSync(www, { recursive: true, force: true });
-      return output;
-    },
-  };
+  return startFleetFile(join(here, "fixtures/browser-fleet.yaml"), ["--www", www], () => rmSync(www, { recursive: true, force: true }));
 }
 
 async function chatLines(page) {

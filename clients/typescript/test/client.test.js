@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SocketFleetClient, backoffDelay, isNewer } from "../dist/index.js";
-import { startFleet, token, http, sleep } from "./harness.js";
+import { startFleet, http, sleep } from "./harness.js";
 
 const seq = (offset) => Number(offset.split("-")[1]);
 
@@ -34,7 +34,7 @@ test("a drained sidecar's client resumes on another one without losing or repeat
   const fleet = await startFleet(2);
   try {
     const [a, b] = fleet.sidecars;
-    const client = new SocketFleetClient([a.url, b.url], { token: () => token("ada"), initialDelayMs: 50 });
+    const client = new SocketFleetClient([a.url, b.url], { token: () => fleet.token("ada"), initialDelayMs: 50 });
     const got = [];
     client.on("message", (m) => got.push(seq(m.offset)));
     const nodes = [];
@@ -69,7 +69,7 @@ test("messages the client already has are dropped when the server resends them",
   const fleet = await startFleet(1);
   try {
     const [a] = fleet.sidecars;
-    const first = new SocketFleetClient(a.url, { token: () => token("bob") });
+    const first = new SocketFleetClient(a.url, { token: () => fleet.token("bob") });
     const seen = [];
     first.on("message", (m) => seen.push({ offset: m.offset, epoch: m.epoch }));
     await first.connect();
@@ -80,7 +80,7 @@ test("messages the client already has are dropped when the server resends them",
     const kept = first.position("room:dup");
     first.close();
     // A client that kept its positions asks for history from 5: 6..10 come again, only 11.. are new.
-    const again = new SocketFleetClient(a.url, { token: () => token("bob"), positions: { "room:dup": kept } });
+    const again = new SocketFleetClient(a.url, { token: () => fleet.token("bob"), positions: { "room:dup": kept } });
     const got = [];
     const dups = [];
     again.on("message", (m) => got.push(seq(m.offset)));
@@ -97,17 +97,17 @@ test("messages the client already has are dropped when the server resends them",
 });
 
 test("a client back after the history window hears of the exact gap", async () => {
-  const fleet = await startFleet(1, { SF_HISTORY_SIZE: "10" });
+  const fleet = await startFleet(1, "  channels:\n    historySize: 10\n");
   try {
     const [a] = fleet.sidecars;
-    const c = new SocketFleetClient(a.url, { token: () => token("cy") });
+    const c = new SocketFleetClient(a.url, { token: () => fleet.token("cy") });
     await c.subscribe("room:gap");
     await publishN(a, "room:gap", 1, 3);
     await waitFor("3 messages", 5000, () => seq(c.position("room:gap")?.offset ?? "0-0") === 3);
     const kept = c.position("room:gap");
     c.close();
     await publishN(a, "room:gap", 4, 28);
-    const back = new SocketFleetClient(a.url, { token: () => token("cy"), positions: { "room:gap": kept } });
+    const back = new SocketFleetClient(a.url, { token: () => fleet.token("cy"), positions: { "room:gap": kept } });
     const gaps = [];
     const got = [];
     back.on("gap", (g) => gaps.push(g));

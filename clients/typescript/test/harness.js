@@ -1,27 +1,16 @@
-// Real components for the client tests: a redis-server and sidecar processes on free
-// loopback ports (the sidecar binary from `cargo build`), stopped when the test ends.
+// Real components for the client and browser tests: `socketfleet local` (the binary from
+// `cargo build`) runs the fleet a test describes — its Redis, its sidecars, the balancer —
+// on loopback ports it binds itself, and is stopped (SIGTERM: drain, then stop) when the
+// test ends. Nothing here starts a Redis or a sidecar of its own.
 import { spawn } from "node:child_process";
-import { createServer, connect } from "node:net";
 import { request } from "node:http";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../../..");
-export const SIDECAR = process.env.SF_SIDECAR_BIN ?? join(root, "target/debug/socketfleet-sidecar");
-export const SECRET = "client-test-secret-client-test-secret";
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
+export const CLI = process.env.SF_CLI_BIN ?? join(root, "target/debug/socketfleet");
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -38,14 +27,7 @@ export function http(port, method, path, body) {
   });
 }
 
-function tcpOpen(port) {
-  return new Promise((resolve) => {
-    const s = connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
-    s.on("error", () => resolve(false));
-  });
-}
-
-async function until(what, ms, ok) {
+export async function until(what, ms, ok) {
   const deadline = Date.now() + ms;
   while (!(await ok())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -53,42 +35,88 @@ async function until(what, ms, ok) {
   }
 }
 
-/** A redis-server and `n` sidecars with `env`; `stop()` ends all of them. */
-export async function startFleet(n, env = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "sf-client-"));
-  const procs = [];
-  const redisPort = await freePort();
-  procs.push(spawn("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--dir", dir], { stdio: "ignore" }));
-  await until("redis", 10_000, () => tcpOpen(redisPort));
-  const sidecars = [];
-  for (let i = 0; i < n; i++) {
-    const [ws, admin, api] = [await freePort(), await freePort(), await freePort()];
-    const child = spawn(SIDECAR, [], {
-      stdio: "ignore",
-      env: {
-        SF_AUTH: "hs256", SF_JWT_SECRET: SECRET, SF_REDIS_ADDRS: `127.0.0.1:${redisPort}`,
-        SF_WS_ADDR: `127.0.0.1:${ws}`, SF_ADMIN_ADDR: `127.0.0.1:${admin}`, SF_APP_API_ADDR: `127.0.0.1:${api}`,
-        SF_NODE_NAME: `sidecar-${i}`, SF_RESUME_KEY: "client-test-resume-key-client-test-resume-key",
-        SF_DRAIN_SPREAD: "500ms", SF_DRAIN_ACCEPT_GRACE: "100ms", SF_DRAIN_TIMEOUT: "10s", SF_LOG: "warn", ...env,
-      },
-    });
-    procs.push(child);
-    sidecars.push({ name: `sidecar-${i}`, url: `ws://127.0.0.1:${ws}/ws`, admin, api, child });
+const portOf = (url) => Number(new URL(url).port);
+
+/** A fleet file for `socketfleet local`: a Redis primary and replica under three Sentinels
+ * (the quickest layout to start), `sidecars` sidecars, HS256 with
+ * a generated secret, a quick drain; `spec` (YAML lines under `spec:`) adds or overrides. */
+export function fleetYaml(sidecars, spec = "") {
+  return `apiVersion: socketfleet.io/v1alpha1
+kind: SocketFleet
+metadata:
+  name: client-test
+spec:
+  gateway:
+    replicas: { min: ${sidecars}, max: ${sidecars} }
+  redis:
+    mode: sentinel
+    replicasPerShard: 1
+  auth:
+    mode: hs256
+  drain:
+    timeout: 10s
+    reconnectSpread: 500ms
+${spec}`;
+}
+
+/** Runs `socketfleet local` on `file` (`args` added) until it says the fleet is running;
+ * `cleanup` runs once it has stopped (or failed to start). */
+export async function startLocal(file, args = [], cleanup = () => {}) {
+  try {
+    return await runLocal(file, args, cleanup);
+  } catch (e) {
+    cleanup();
+    throw e;
   }
-  for (const s of sidecars) await until(`${s.name} ready`, 20_000, async () => (await http(s.admin, "GET", "/ready")).status === 200);
+}
+
+async function runLocal(file, args, cleanup) {
+  const proc = spawn(CLI, ["local", file, "--port", "0", ...args], { stdio: ["pipe", "pipe", "pipe"] });
+  let output = "";
+  proc.stdout.on("data", (d) => (output += d));
+  proc.stderr.on("data", (d) => (output += d));
+  let port;
+  await until("socketfleet local", 90_000, async () => {
+    if (proc.exitCode !== null) throw new Error(`socketfleet local exited ${proc.exitCode}:\n${output}`);
+    port = Number(output.match(/SocketFleet is running locally: +http:\/\/127\.0\.0\.1:(\d+)\//)?.[1] ?? 0);
+    return port > 0;
+  });
+  const fleet = JSON.parse((await http(port, "GET", "/fleet.json")).body);
   return {
-    sidecars,
+    port,
+    base: `http://127.0.0.1:${port}`,
+    proc,
+    /** Each sidecar: name, url (WebSocket), admin and api (ports). */
+    sidecars: fleet.sidecars.map((s) => ({ name: s.name, url: s.ws, admin: portOf(s.admin), api: portOf(s.api) })),
+    async fleet() {
+      return JSON.parse((await http(port, "GET", "/fleet.json")).body);
+    },
+    /** An HS256 token for `user` from the fleet's generated secret. */
+    async token(user) {
+      const r = await http(port, "GET", `/token?user=${encodeURIComponent(user)}`);
+      if (r.status !== 200) throw new Error(`/token: ${r.status} ${r.body}`);
+      return r.body;
+    },
+    /** SIGTERM (drain, then stop) and wait; returns everything it printed. */
     async stop() {
-      for (const p of procs) p.kill("SIGKILL");
-      rmSync(dir, { recursive: true, force: true });
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+      try {
+        await until("socketfleet local to stop", 45_000, async () => proc.exitCode !== null || proc.signalCode !== null);
+      } catch (e) {
+        proc.kill("SIGKILL");
+        throw new Error(`${e.message}; its output:\n${output}`);
+      } finally {
+        cleanup();
+      }
+      return output;
     },
   };
 }
 
-/** An HS256 JWT for `user`, any channel. */
-export async function token(user) {
-  const { createHmac } = await import("node:crypto");
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: user, exp: Math.floor(Date.now() / 1000) + 3600, channels: { subscribe: ["*"], publish: ["*"] } })}`;
-  return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
+/** `socketfleet local` with `n` sidecars on a fleet from {@link fleetYaml}. */
+export async function startFleet(n, spec = "") {
+  const dir = mkdtempSync(join(tmpdir(), "sf-client-"));
+  const file = join(dir, "fleet.yaml");
+  writeFileSync(file, fleetYaml(n, spec));
+  return startLocal(file, [], () => rmSync(dir, { recursive: true, force: true }));
 }
