@@ -129,7 +129,7 @@ EOF
     --unsafe-no-fsync --quota-backend-bytes 1073741824
   start kube-apiserver "$bin_kube_apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address "$api_host" --advertise-address "$api_host" --secure-port "$api_port" \
-    --kubelet-client-certificate "$dir/pki/admin.crt" --kubelet-client-key "$dir/pki/admin.key" \
+    --kubelet-client-certificate "$dir/pki/admin.crt" --kubelet-client-key "$dir/pki/admin.key" --kubelet-preferred-address-types InternalIP \
     --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
     --client-ca-file "$dir/pki/ca.crt" --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \

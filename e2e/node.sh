@@ -141,7 +141,9 @@ $bin_kubelet --config $n/kubelet.yaml --kubeconfig $dir/kubelet.kubeconfig --roo
   --hostname-override $node_name --node-ip $node_ip --v=1 > $dir/kubelet.log 2>&1 &
 $bin_kube_proxy --config $n/kube-proxy.yaml > $dir/kube-proxy.log 2>&1 &
 $bin_coredns -conf $n/Corefile > $dir/coredns.log 2>&1 &
-wait
+# One daemon gone is the node gone: exiting ends the rest.
+wait -n
+echo "a node daemon exited; stopping the node" >&2
 EOF
 }
 
@@ -152,7 +154,9 @@ node_up() {
   done
   version=$(awk -F'"' '/^version *=/ {print $2; exit}' "$here/../Cargo.toml")
   node_files
-  ip netns exec "$node_ns" unshare --mount --propagation private --pid --fork --kill-child \
+  # nsenter, not `ip netns exec`: that remounts /sys for the namespace, which hides the
+  # cgroup hierarchies the kubelet needs.
+  nsenter --net="/run/netns/$node_ns" unshare --mount --propagation private --pid --fork --kill-child --mount-proc \
     bash "$dir/node/init.sh" > "$dir/node-init.log" 2>&1 &
   echo $! > "$dir/node.pid"
   local ok=""
@@ -174,7 +178,7 @@ node_import() {
   local images=$1 archive
   [ -n "$images" ] || return 0
   for archive in "$images"/*.tar; do
-    ip netns exec "$node_ns" ctr --address "$dir/node/containerd.sock" -n k8s.io images import --no-unpack=false "$archive" >/dev/null
+    ctr --address "$dir/node/containerd.sock" -n k8s.io images import --no-unpack=false "$archive" >/dev/null
   done
 }
 

@@ -11,7 +11,7 @@
 # IMAGE is any of:
 #   operator  socketfleet/operator:<version>  (the chart's default)
 #   sidecar   socketfleet/sidecar:<version>   (the CRD's default)
-#   redis     socketfleet/redis-debian:<redis version>: Debian's redis-server and
+#   redis     socketfleet/redis-debian:<redis version>: Debian's redis-server, redis-cli and
 #             redis-sentinel with the few tools the operator's entrypoint script uses (sh,
 #             hostname, mkdir, grep, cp), uid 999 like the official image. For tests on a
 #             node that cannot pull; production keeps the official Redis image.
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#images[@]} -gt 0 ] || images=(operator sidecar)
-for tool in umoci skopeo ldd; do
+for tool in umoci skopeo ldd strip; do
   command -v "$tool" >/dev/null || { echo "images/build.sh: $tool is missing (scripts/install-deps.sh images installs it)" >&2; exit 69; }
 done
 mkdir -p "$out"
@@ -96,13 +96,15 @@ for image in "${images[@]}"; do
       [ -x "$program" ] || { echo "images/build.sh: $program is missing: cargo build --release -p socketfleet-$image (make images does)" >&2; exit 66; }
       base "$rootfs" 65532 nonroot
       copy_with_libs "$rootfs" "$program" "/usr/local/bin/socketfleet-$image"
+      # Debug info stays with the build (a debug build's is ten times the program).
+      strip --strip-debug "$rootfs/usr/local/bin/socketfleet-$image"
       IMAGE_REF=socketfleet/$image:$version
       pack "$image" "$rootfs" 65532 "/usr/local/bin/socketfleet-$image"
       ;;
     redis)
       command -v redis-server >/dev/null || { echo "images/build.sh: redis-server is missing (apt-get install redis-server redis-sentinel)" >&2; exit 69; }
       base "$rootfs" 999 redis
-      for f in /usr/bin/redis-server /usr/bin/redis-check-rdb /bin/sh /bin/hostname /bin/mkdir /bin/grep /bin/cp /bin/cat; do
+      for f in /usr/bin/redis-server /usr/bin/redis-check-rdb /usr/bin/redis-cli /bin/sh /bin/hostname /bin/mkdir /bin/grep /bin/cp /bin/cat; do
         copy_with_libs "$rootfs" "$(readlink -f "$f")" "$f"
       done
       # Debian's redis-sentinel is redis-check-rdb under another name, as upstream's is.
