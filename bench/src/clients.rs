@@ -27,13 +27,21 @@ pub struct Fleet {
     /// Total publishes per second asked of all publishers together.
     pub rate: AtomicU64,
     pub publishers: usize,
+    /// Sent as `token=<jwt>` on every SocketFleet connection, resumes included.
+    pub token: Option<String>,
 }
 
 /// Opens a connection to `addrs[at]` and runs the protocol until the client is ready;
 /// actions that arrive before (backfill) are handed to `on_action`.
 async fn connect(fleet: &Fleet, at: usize, client: usize, conn: &mut Conn, mut on_action: impl FnMut(&Action)) -> anyhow::Result<Ws> {
     conn.ready = false;
-    let mut ws = net::open(&fleet.system.url(&fleet.addrs[at % fleet.addrs.len()], conn), client).await?;
+    let mut url = fleet.system.url(&fleet.addrs[at % fleet.addrs.len()], conn);
+    if let (System::SocketFleet, Some(token)) = (fleet.system, &fleet.token) {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("token=");
+        url.push_str(token);
+    }
+    let mut ws = net::open(&url, client).await?;
     let mut out = Vec::new();
     fleet.system.on_open(conn, &mut out);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

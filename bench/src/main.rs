@@ -5,7 +5,7 @@
 //!
 //! - `run --system S --addrs a,b,c --clients N --channels C [--payload 100] [--publishers P]
 //!   [--ramp start:factor:seconds:steps] [--fixed rate|auto:fraction:seconds]
-//!   [--event-at S --event CMD] [--procs servers=pid,..;redis=pid,..]`: fan-out, latency,
+//!   [--event-at S --event CMD] [--procs servers=pid,..;redis=pid,..] [--token JWT]`: fan-out, latency,
 //!   rolling replacement and failover (see `run`); prints one JSON report.
 //! - `idle --system S --addrs a --clients N --pid PID [--hold S]`: memory per idle
 //!   connection of process PID (RSS growth / N); prints JSON.
@@ -100,6 +100,7 @@ fn main() -> anyhow::Result<()> {
                     None => None,
                 },
                 procs: procs::Procs::parse(flags.0.get("procs").map_or("", String::as_str)),
+                token: flags.0.get("token").cloned(),
             };
             // The generator's own CPU: a step where it is at one core measured the generator.
             plan.procs.groups.push(("generator".into(), vec![std::process::id()]));
@@ -125,6 +126,7 @@ async fn idle(flags: &Flags) -> anyhow::Result<serde_json::Value> {
         acked: Vec::new(),
         rate: Default::default(),
         publishers: 1,
+        token: flags.0.get("token").cloned(),
     });
     let before = procs::rss_bytes(pid);
     let started = Instant::now();

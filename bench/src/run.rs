@@ -37,6 +37,8 @@ pub struct Plan {
     pub fixed: Option<(String, u64)>,
     pub event: Option<(u64, String)>,
     pub procs: Procs,
+    /// A JWT for systems that require one (SocketFleet with `auth.mode` hs256/rs256).
+    pub token: Option<String>,
 }
 
 pub async fn run(plan: Plan) -> anyhow::Result<Value> {
@@ -49,6 +51,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Value> {
         acked: (0..plan.channels).map(|_| Mutex::new(Seqs::default())).collect(),
         rate: Default::default(),
         publishers: plan.publishers,
+        token: plan.token.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();

@@ -33,12 +33,27 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub fn up(name: &str) -> ControlPlane {
+        Self::start(name, None)
+    }
+
+    /// The control plane and a real node (`e2e/node.sh`) that has the image archives in
+    /// `images` imported, so pods run without a registry. Needs root (network namespaces).
+    pub fn up_with_node(name: &str, images: &Path) -> ControlPlane {
+        Self::start(name, Some(images))
+    }
+
+    fn start(name: &str, node_images: Option<&Path>) -> ControlPlane {
         let dir = std::env::temp_dir().join(format!("sf-e2e-{name}-{}", std::process::id()));
         if let Ok(kubeconfig) = std::env::var("SF_E2E_KUBECONFIG") {
             std::fs::create_dir_all(&dir).expect("run directory");
             return ControlPlane { dir, kubeconfig: kubeconfig.into(), external: true };
         }
-        let out = Command::new(repo_root().join("e2e/control-plane.sh")).arg("up").arg(&dir).output().expect("control-plane.sh runs");
+        let mut cmd = Command::new(repo_root().join("e2e/control-plane.sh"));
+        cmd.arg("up").arg(&dir);
+        if let Some(images) = node_images {
+            cmd.arg("--node").env("SF_E2E_IMAGES", images);
+        }
+        let out = cmd.output().expect("control-plane.sh runs");
         let plane = ControlPlane { kubeconfig: dir.join("admin.kubeconfig"), dir, external: false };
         assert!(out.status.success(), "the control plane did not come up:\n{}", text(&out));
         plane
@@ -146,6 +161,22 @@ pub fn tool(name: &str) -> String {
     let out = Command::new(repo_root().join("e2e/tools/build.sh")).arg(name).output().expect("build.sh runs");
     assert!(out.status.success(), "building {name}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Image archives of this build (`images/build.sh` from the debug binaries: the operator,
+/// the sidecar, the Debian Redis test image and the pause image) in `target/e2e-images`.
+pub fn build_images() -> PathBuf {
+    let out_dir = repo_root().join("target/e2e-images");
+    let out = Command::new(repo_root().join("images/build.sh"))
+        .arg("--bin")
+        .arg(repo_root().join("target/debug"))
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["operator", "sidecar", "redis", "pause"])
+        .output()
+        .expect("images/build.sh runs");
+    assert!(out.status.success(), "images/build.sh: {}", text(&out));
+    out_dir
 }
 
 /// Polls `ok` every 250 ms until it holds or `timeout` passes (then panics naming `what`).

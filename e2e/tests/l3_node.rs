@@ -1,0 +1,247 @@
+//! L3: the product on a real node. The L2 control plane plus a kubelet, containerd, runc,
+//! kube-proxy and CoreDNS in a network namespace (`e2e/node.sh`), running the images
+//! `images/build.sh` makes from this build. Everything runs in pods: the operator as the
+//! chart's Deployment under its RBAC with leader election, the Redis Cluster, the gateway
+//! pods with their probes, preStop drain and termination grace. WebSocket clients on the
+//! host reach the gateway Service's ClusterIP through the namespace's routes.
+//!
+//! One scenario, in order: helm install, `examples/chat.yaml` to Ready, traffic across
+//! pods, a gateway pod deleted under publishing, a Redis primary's pod deleted under
+//! publishing, `kubectl scale`, and deleting the fleet. Traffic is `socketfleet-bench run`
+//! (the same resuming clients as `make bench`): every acknowledged message must reach every
+//! subscriber exactly once.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use http::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use socketfleet_e2e::{ControlPlane, build_images, repo_root, wait_for};
+use socketfleet_plumbing::http_client::blocking;
+
+const NS: &str = "socketfleet-system";
+const APP_NS: &str = "demo";
+const REDIS_IMAGE: &str = "socketfleet/redis-debian:7.0.15";
+
+/// `examples/chat.yaml` as this node can run it: the Debian Redis test image (the node
+/// cannot pull the official one), small requests (two cores for ten pods), and persistence
+/// off (no storage provisioner on the node; a returning Redis pod comes back empty and the
+/// operator heals it in as a replica, which is what step 5 exercises).
+fn chat_fleet() -> String {
+    let text = std::fs::read_to_string(repo_root().join("examples/chat.yaml")).expect("examples/chat.yaml");
+    let mut fleet: Value = serde_yaml::from_str(&text).expect("chat.yaml parses");
+    let small = json!({"requests": {"cpu": "10m", "memory": "32Mi"}});
+    let spec = &mut fleet["spec"];
+    spec["redis"]["image"] = json!(REDIS_IMAGE);
+    spec["redis"]["persistence"] = json!({"enabled": false});
+    spec["redis"]["resources"] = small.clone();
+    spec["gateway"]["sidecar"] = json!({"resources": small});
+    serde_json::to_string(&fleet).expect("json")
+}
+
+/// An HS256 JWT signed with the fleet's generated secret, for any channel.
+fn token(secret: &[u8], user: &str) -> String {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 3600;
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = json!({"sub": user, "exp": exp, "channels": {"subscribe": ["*"], "publish": ["*"]}});
+    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac key");
+    mac.update(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+fn secret_value(plane: &ControlPlane, name: &str, key: &str) -> Vec<u8> {
+    let encoded = plane.kubectl_ok(&["get", "secret", name, "-n", APP_NS, "-o", &format!("jsonpath={{.data.{key}}}")]);
+    STANDARD.decode(encoded.trim()).expect("base64 secret")
+}
+
+fn condition(fleet: &Value, type_: &str) -> String {
+    fleet["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn pods(plane: &ControlPlane, ns: &str, selector: &str) -> Vec<Value> {
+    plane.get(&["pods", "-n", ns, "-l", selector])["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn restarts(pods: &[Value]) -> u64 {
+    pods.iter()
+        .flat_map(|p| p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default())
+        .map(|c| c["restartCount"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Connections a gateway pod's sidecar holds, from its admin `/status` (the host routes to
+/// the pod network).
+fn pod_connections(pod: &Value) -> Option<u64> {
+    let ip = pod["status"]["podIP"].as_str()?;
+    let reply = blocking(&format!("{ip}:9090"), Method::GET, "/status", None, Duration::from_secs(2)).ok()?;
+    serde_json::from_slice::<Value>(&reply.body).ok()?["connections"].as_u64()
+}
+
+/// `socketfleet-bench run` against the gateway Service: 60 subscribers over 6 channels, 2
+/// publishers at 50 publishes/s for `seconds`, the shell command `event` at `event_at` s.
+fn traffic(plane: &ControlPlane, addr: &str, token: &str, seconds: u64, event: Option<(u64, String)>) -> Child {
+    let mut cmd = Command::new(repo_root().join("target/debug/socketfleet-bench"));
+    cmd.args(["run", "--system", "socketfleet", "--addrs", addr, "--clients", "60", "--channels", "6", "--publishers", "2"])
+        .args(["--fixed", &format!("50:{seconds}"), "--token", token])
+        .env("KUBECONFIG", &plane.kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((at, command)) = event {
+        cmd.args(["--event-at", &at.to_string(), "--event", &format!("{command} >/dev/null 2>&1")]);
+    }
+    cmd.spawn().expect("socketfleet-bench is built (cargo build --workspace)")
+}
+
+/// The bench's report; asserts what the guarantee promises: every acknowledged message
+/// delivered to every subscriber once.
+fn report_of(child: Child, what: &str) -> Value {
+    let out = child.wait_with_output().expect("socketfleet-bench finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what}: socketfleet-bench failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: report: {e}: {stderr}"));
+    eprintln!(
+        "MEASURE {what}: published {} acknowledged {} refused {} unconfirmed {} missing {} duplicates {} reconnects {} all back after {}s",
+        report["published"],
+        report["acknowledged"],
+        report["refused"],
+        report["unconfirmed"],
+        report["missing"],
+        report["duplicates"],
+        report["fixed"]["recovery"]["reconnects"],
+        report["fixed"]["recovery"]["all_connected_again_s"],
+    );
+    assert!(report["acknowledged"].as_u64().unwrap_or(0) > 0, "{what}: nothing acknowledged: {report}");
+    assert_eq!(report["missing"], 0, "{what}: acknowledged messages lost: {report}");
+    assert_eq!(report["duplicates"], 0, "{what}: duplicates: {report}");
+    assert_eq!(report["clients_missing"], 0, "{what}: {report}");
+    report
+}
+
+fn redis_events(plane: &ControlPlane) -> Vec<String> {
+    plane.get(&["events", "-n", APP_NS, "--field-selector", "involvedObject.kind=SocketFleet"])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn the_product_on_a_real_node() {
+    let suite = Instant::now();
+    let images = build_images();
+    let plane = ControlPlane::up_with_node("node", &images);
+    eprintln!("MEASURE images and node up in {:.1}s", suite.elapsed().as_secs_f64());
+
+    // 1. helm install: the operator in-cluster, two replicas, leader election.
+    let chart = repo_root().join("charts/socketfleet").display().to_string();
+    plane.helm_ok(&[
+        "install", "socketfleet", &chart, "--namespace", NS, "--create-namespace", "--set", "replicaCount=2",
+        "--set", "leaderElection.leaseSeconds=6", "--wait", "--timeout", "180s",
+    ]);
+    let operators = pods(&plane, NS, "app.kubernetes.io/name=socketfleet-operator");
+    assert_eq!(operators.iter().filter(|p| is_ready(p)).count(), 2, "two operator pods Ready");
+    for p in &operators {
+        let c = &p["spec"]["containers"][0];
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(p["spec"]["securityContext"]["runAsUser"], 65532);
+    }
+    let mut holder = String::new();
+    wait_for("an operator pod to hold the Lease", Duration::from_secs(60), || {
+        holder = plane.get(&["lease", "socketfleet", "-n", NS])["spec"]["holderIdentity"].as_str().unwrap_or("").to_string();
+        operators.iter().any(|p| p["metadata"]["name"] == holder.as_str())
+    });
+    assert!(!plane.get(&["pdb", "socketfleet", "-n", NS]).is_null(), "the chart's PDB for two replicas");
+
+    // 2. examples/chat.yaml to Ready.
+    plane.kubectl_ok(&["create", "namespace", APP_NS]);
+    let applied = Instant::now();
+    let out = plane.kubectl_stdin(&["apply", "-n", APP_NS, "-f", "-"], &chat_fleet());
+    assert!(out.status.success(), "apply chat: {}", String::from_utf8_lossy(&out.stderr));
+    let fleet = || plane.get(&["socketfleet", "chat", "-n", APP_NS]);
+    wait_for("chat Ready", Duration::from_secs(240), || condition(&fleet(), "Ready") == "True");
+    let to_ready = applied.elapsed();
+    eprintln!("MEASURE apply to Ready {:.1}s", to_ready.as_secs_f64());
+    let redis_pods = pods(&plane, APP_NS, "app.kubernetes.io/component=redis");
+    assert_eq!(redis_pods.iter().filter(|p| is_ready(p)).count(), 6, "6 Redis pods Ready");
+    let gateways = pods(&plane, APP_NS, "app.kubernetes.io/component=gateway");
+    assert_eq!(gateways.iter().filter(|p| is_ready(p)).count(), 3, "3 gateway pods Ready");
+    let status = fleet()["status"].clone();
+    assert_eq!(status["redis"]["slotsCovered"], 16384, "{status}");
+
+    let service = plane.get(&["service", "chat", "-n", APP_NS]);
+    let addr = format!("{}:{}", service["spec"]["clusterIP"].as_str().expect("ClusterIP"), service["spec"]["ports"][0]["port"]);
+    let jwt = token(&secret_value(&plane, "chat-jwt", "secret"), "l3");
+
+    // 3. Clients through the Service land on every pod; messages cross pods.
+    let run = traffic(&plane, &addr, &jwt, 15, None);
+    let mut spread = Vec::new();
+    wait_for("clients on every gateway pod", Duration::from_secs(30), || {
+        spread = gateways.iter().map(pod_connections).collect();
+        spread.iter().all(|c| c.is_some_and(|c| c > 0))
+    });
+    eprintln!("MEASURE connections per gateway pod {spread:?}");
+    report_of(run, "across pods");
+
+    // 4. A gateway pod deleted under publishing: preStop drains it, clients resume elsewhere.
+    let victim = gateways[0]["metadata"]["name"].as_str().expect("pod name").to_string();
+    let run = traffic(&plane, &addr, &jwt, 40, Some((5, format!("kubectl delete pod -n {APP_NS} {victim} --wait=false"))));
+    let report = report_of(run, "gateway pod deleted");
+    assert!(report["fixed"]["recovery"]["reconnects"].as_u64().unwrap_or(0) > 0, "the drained pod's clients moved: {report}");
+    wait_for("3 gateway pods Ready again", Duration::from_secs(120), || {
+        pods(&plane, APP_NS, "app.kubernetes.io/component=gateway").iter().filter(|p| is_ready(p)).count() == 3
+    });
+
+    // 5. A Redis primary's pod deleted under publishing: the replica takes over, the pod
+    // returns (empty: no persistence) and the operator heals it in as a replica.
+    let events_before = redis_events(&plane).len();
+    let run = traffic(&plane, &addr, &jwt, 45, Some((5, format!("kubectl delete pod -n {APP_NS} chat-redis-0 --wait=false"))));
+    report_of(run, "Redis primary pod deleted");
+    let healed = Instant::now();
+    wait_for("the cluster whole again (3 primaries, 3 replicas)", Duration::from_secs(180), || {
+        let s = fleet()["status"].clone();
+        condition(&fleet(), "Ready") == "True" && s["redis"]["primaries"] == 3 && s["redis"]["replicas"] == 3
+    });
+    eprintln!("MEASURE Redis healed {:.1}s after the traffic ended", healed.elapsed().as_secs_f64());
+    let events = redis_events(&plane);
+    assert!(events.len() > events_before, "the heal is told in Events: {events:?}");
+    assert!(events.iter().any(|r| r == "RedisReplicaAttached" || r == "RedisNodeMet"), "{events:?}");
+
+    // 6. kubectl scale, then deleting the fleet collects every child.
+    plane.kubectl_ok(&["scale", "socketfleet", "chat", "-n", APP_NS, "--replicas", "4"]);
+    wait_for("4 gateway pods Ready", Duration::from_secs(120), || {
+        pods(&plane, APP_NS, "app.kubernetes.io/component=gateway").iter().filter(|p| is_ready(p)).count() == 4
+    });
+    let all = pods(&plane, APP_NS, "app.kubernetes.io/instance=chat");
+    eprintln!("MEASURE container restarts over the scenario {}", restarts(&all));
+    assert_eq!(restarts(&pods(&plane, APP_NS, "app.kubernetes.io/component=gateway")), 0, "no gateway container restarted");
+    plane.kubectl_ok(&["delete", "socketfleet", "chat", "-n", APP_NS, "--wait=true", "--timeout", "60s"]);
+    wait_for("every child of chat collected", Duration::from_secs(180), || {
+        pods(&plane, APP_NS, "app.kubernetes.io/instance=chat").is_empty()
+            && plane.get(&["statefulsets,deployments,services,configmaps,secrets,pdb", "-n", APP_NS, "-l", "app.kubernetes.io/instance=chat"])
+                ["items"]
+                .as_array()
+                .is_some_and(|i| i.is_empty())
+    });
+    assert!(
+        plane.get(&["pvc", "-n", APP_NS])["items"].as_array().is_some_and(|i| i.is_empty()),
+        "persistence off: no PersistentVolumeClaims"
+    );
+    eprintln!("MEASURE L3 suite {:.1}s", suite.elapsed().as_secs_f64());
+}
