@@ -36,7 +36,7 @@ fn defaults_name_the_built_image_and_make_no_pdb_for_one_replica() {
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(operator_container(&objects)["image"], format!("socketfleet/operator:{version}"));
     assert!(find(&objects, "PodDisruptionBudget").is_none(), "one replica: a PDB would block every node drain");
-    assert_eq!(find(&objects, "Deployment").unwrap()["metadata"]["name"], "sf-socketfleet");
+    assert_eq!(find(&objects, "Deployment").expect("a Deployment")["metadata"]["name"], "sf-socketfleet");
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn digest_pull_secrets_overrides_env_and_a_pdb_for_several_replicas() {
 #[test]
 fn name_override_changes_the_derived_names() {
     let objects = render(&["nameOverride=ws"]).expect("renders");
-    assert_eq!(find(&objects, "Deployment").unwrap()["metadata"]["name"], "sf-ws");
+    assert_eq!(find(&objects, "Deployment").expect("a Deployment")["metadata"]["name"], "sf-ws");
 }
 
 #[test]

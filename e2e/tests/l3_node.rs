@@ -26,6 +26,8 @@ use socketfleet_plumbing::http_client::blocking;
 const NS: &str = "socketfleet-system";
 const APP_NS: &str = "demo";
 const REDIS_IMAGE: &str = "socketfleet/redis-debian:7.0.15";
+/// Every kind of child a fleet has besides pods.
+const CHILD_KINDS: &str = "statefulsets,deployments,services,configmaps,secrets,pdb";
 
 /// `examples/chat.yaml` as this node can run it: the Debian Redis test image (the node
 /// cannot pull the official one), small requests (two cores for ten pods), and persistence
@@ -151,10 +153,8 @@ fn the_product_on_a_real_node() {
 
     // 1. helm install: the operator in-cluster, two replicas, leader election.
     let chart = repo_root().join("charts/socketfleet").display().to_string();
-    plane.helm_ok(&[
-        "install", "socketfleet", &chart, "--namespace", NS, "--create-namespace", "--set", "replicaCount=2",
-        "--set", "leaderElection.leaseSeconds=6", "--wait", "--timeout", "180s",
-    ]);
+    let values = "replicaCount=2,leaderElection.leaseSeconds=6";
+    plane.helm_ok(&["install", "socketfleet", &chart, "-n", NS, "--create-namespace", "--set", values, "--wait", "--timeout", "180s"]);
     let operators = pods(&plane, NS, "app.kubernetes.io/name=socketfleet-operator");
     assert_eq!(operators.iter().filter(|p| is_ready(p)).count(), 2, "two operator pods Ready");
     for p in &operators {
@@ -234,8 +234,7 @@ fn the_product_on_a_real_node() {
     plane.kubectl_ok(&["delete", "socketfleet", "chat", "-n", APP_NS, "--wait=true", "--timeout", "60s"]);
     wait_for("every child of chat collected", Duration::from_secs(180), || {
         pods(&plane, APP_NS, "app.kubernetes.io/instance=chat").is_empty()
-            && plane.get(&["statefulsets,deployments,services,configmaps,secrets,pdb", "-n", APP_NS, "-l", "app.kubernetes.io/instance=chat"])
-                ["items"]
+            && plane.get(&[CHILD_KINDS, "-n", APP_NS, "-l", "app.kubernetes.io/instance=chat"])["items"]
                 .as_array()
                 .is_some_and(|i| i.is_empty())
     });
