@@ -13,7 +13,7 @@
 #   sidecar   socketfleet/sidecar:<version>   (the CRD's default)
 #   redis     socketfleet/redis-debian:<redis version>: Debian's redis-server, redis-cli and
 #             redis-sentinel with the few tools the operator's entrypoint script uses (sh,
-#             hostname, mkdir, grep, cp), uid 999 like the official image. For tests on a
+#             hostname, mkdir, grep, cp, sleep), uid 999 like the official image. For tests on a
 #             node that cannot pull; production keeps the official Redis image.
 #   pause     socketfleet/pause:<version>: the pod sandbox of a node that cannot pull one
 #             (e2e/tools/pause, a static Go program).
@@ -104,7 +104,7 @@ for image in "${images[@]}"; do
     redis)
       command -v redis-server >/dev/null || { echo "images/build.sh: redis-server is missing (apt-get install redis-server redis-sentinel)" >&2; exit 69; }
       base "$rootfs" 999 redis
-      for f in /usr/bin/redis-server /usr/bin/redis-check-rdb /usr/bin/redis-cli /bin/sh /bin/hostname /bin/mkdir /bin/grep /bin/cp /bin/cat; do
+      for f in /usr/bin/redis-server /usr/bin/redis-check-rdb /usr/bin/redis-cli /bin/sh /bin/hostname /bin/mkdir /bin/grep /bin/cp /bin/cat /bin/sleep; do
         copy_with_libs "$rootfs" "$(readlink -f "$f")" "$f"
       done
       # Debian's redis-sentinel is redis-check-rdb under another name, as upstream's is.

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 use serde_json::Value;
@@ -179,14 +179,9 @@ pub fn build_images() -> PathBuf {
     out_dir
 }
 
-/// Polls `ok` every 250 ms until it holds or `timeout` passes (then panics naming `what`).
-pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+/// Bounded polling and free ports: the one harness's.
+pub use socketfleet_harness::ports::free_port;
+pub use socketfleet_harness::wait::{poll_until, wait_until as wait_for};
 
 /// The operator binary running locally with a ServiceAccount's token, so the API server
 /// enforces exactly the RBAC the chart grants.
@@ -257,10 +252,6 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 fn scrape(port: u16) -> Option<String> {

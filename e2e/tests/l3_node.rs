@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac};
 use http::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use socketfleet_e2e::{ControlPlane, build_images, repo_root, wait_for};
+use socketfleet_e2e::{ControlPlane, build_images, poll_until, repo_root, wait_for};
 use socketfleet_plumbing::http_client::blocking;
 
 const NS: &str = "socketfleet-system";
@@ -189,13 +189,23 @@ fn the_product_on_a_real_node() {
     let addr = format!("{}:{}", service["spec"]["clusterIP"].as_str().expect("ClusterIP"), service["spec"]["ports"][0]["port"]);
     let jwt = token(&secret_value(&plane, "chat-jwt", "secret"), "l3");
 
-    // 3. Clients through the Service land on every pod; messages cross pods.
-    let run = traffic(&plane, &addr, &jwt, 15, None);
-    let mut spread = Vec::new();
-    wait_for("clients on every gateway pod", Duration::from_secs(30), || {
-        spread = gateways.iter().map(pod_connections).collect();
-        spread.iter().all(|c| c.is_some_and(|c| c > 0))
+    // kube-proxy programs the new Service a moment after its pods are Ready.
+    wait_for("the gateway Service to answer", Duration::from_secs(60), || {
+        blocking(&addr, Method::GET, "/ws", None, Duration::from_secs(2)).is_ok_and(|r| r.status == 426)
     });
+
+    // 3. Clients through the Service land on every pod; messages cross pods.
+    let mut run = traffic(&plane, &addr, &jwt, 15, None);
+    let mut spread = Vec::new();
+    let on_every_pod = poll_until(Duration::from_secs(30), || {
+        spread = gateways.iter().map(pod_connections).collect();
+        spread.iter().all(|c| c.is_some_and(|c| c > 0)) || matches!(run.try_wait(), Ok(Some(_)))
+    }) && spread.iter().all(|c| c.is_some_and(|c| c > 0));
+    if !on_every_pod {
+        let _ = run.kill();
+        let out = run.wait_with_output().expect("socketfleet-bench");
+        panic!("clients not on every gateway pod ({spread:?}); the bench said: {}", String::from_utf8_lossy(&out.stderr));
+    }
     eprintln!("MEASURE connections per gateway pod {spread:?}");
     report_of(run, "across pods");
 

@@ -30,9 +30,10 @@ pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
     let mut cmd = Command::new("timeout");
     cmd.args(["30", "redis-cli", "-h", "127.0.0.1", "-p", &port.to_string(), "--no-auth-warning"]);
     if let Some(p) = password {
-        cmd.args(["-a", p]);
+        // From the environment, not the command line, where `ps` would show it.
+        cmd.env("REDISCLI_AUTH", p);
     }
-    let out = cmd.args(args).output().expect("redis-cli runs (make deps installs it)");
+    let out = crate::wait::off_worker(|| cmd.args(args).output()).expect("redis-cli runs (make deps installs it)");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -57,7 +58,7 @@ pub async fn redis_cli_async(port: u16, password: Option<&str>, args: &[&str]) -
     let mut cmd = tokio::process::Command::new("redis-cli");
     cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--no-auth-warning"]);
     if let Some(p) = password {
-        cmd.args(["-a", p]);
+        cmd.env("REDISCLI_AUTH", p);
     }
     // Bounded: a listener that is not Redis accepts and never answers.
     match tokio::time::timeout(Duration::from_secs(2), cmd.args(args).kill_on_drop(true).output()).await {
@@ -80,6 +81,18 @@ pub fn spawn(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Re
         None if answered => Ok(p),
         None => Err(format!("redis-server on {port} not answering after 10s")),
     }
+}
+
+/// `redis-cli --cluster create` over `addrs` with `replicas` replicas per primary; the
+/// output when it failed.
+pub fn create_cluster(addrs: &[String], password: Option<&str>, replicas: usize) -> Result<(), String> {
+    let mut cmd = Command::new("redis-cli");
+    if let Some(p) = password {
+        cmd.env("REDISCLI_AUTH", p);
+    }
+    cmd.args(["--no-auth-warning", "--cluster", "create"]).args(addrs).args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
+    let out = crate::wait::off_worker(|| cmd.output()).map_err(|e| format!("redis-cli: {e}"))?;
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stdout).into_owned()) }
 }
 
 /// Starts redis-server on a port `pick` chooses, choosing again when it could not start

@@ -6,9 +6,24 @@ use std::time::{Duration, Instant};
 
 const EVERY: Duration = Duration::from_millis(50);
 
-/// Polls `ok` every 50 ms for up to `timeout`; whether it turned true. Blocks the thread:
-/// for synchronous tests.
-pub fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+/// Runs the blocking `f` (a poll, a `redis-cli`, a synchronous HTTP request). Called from a
+/// multi-thread runtime's worker (an async test), it runs through `block_in_place`, which
+/// hands the worker's other tasks to another thread meanwhile, so a synchronous wait never
+/// stalls the tasks it is waiting for; anywhere else it simply runs.
+pub fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Polls `ok` every 50 ms for up to `timeout`; whether it turned true. Blocks the calling
+/// thread, never an async worker (see [`off_worker`]).
+pub fn poll_until(timeout: Duration, ok: impl FnMut() -> bool) -> bool {
+    off_worker(|| poll_blocking(timeout, ok))
+}
+
+fn poll_blocking(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if ok() {
@@ -57,6 +72,18 @@ mod tests {
             n += 1;
             n == 3
         }));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_synchronous_wait_in_an_async_test_lets_the_runtime_run() {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let setter = flag.clone();
+        // One worker: the spawned task only runs if the wait gives the worker up.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            setter.store(true, std::sync::atomic::Ordering::SeqCst)
+        });
+        assert!(poll_until(Duration::from_secs(5), || flag.load(std::sync::atomic::Ordering::SeqCst)));
     }
 
     #[tokio::test]

@@ -1,11 +1,17 @@
 //! The Redis and Sentinel containers' entrypoint (`operator/src/children/redis-entrypoint.sh`,
 //! shipped in the fleet's ConfigMap) run with `sh` against real `redis-server` and
 //! `redis-sentinel` processes: the password authenticates clients, replicas and Sentinels,
-//! and appears on no command line.
+//! and appears on no command line; the preStop hook hands a cluster primary's slots to its
+//! replica before the pod stops.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use socketfleet_harness::ports::{free_cluster_port, free_port};
+use socketfleet_harness::process::Proc;
+use socketfleet_harness::redis::{IN_MEMORY_ARGS, TEST_CLUSTER_ARGS, create_cluster, redis_cli, start_anywhere};
+use socketfleet_harness::wait::wait_until;
 
 use socketfleet_operator::children::redis::{
     ENTRYPOINT, ENTRYPOINT_ENV_ANNOUNCE_HOST, ENTRYPOINT_ENV_CONF_DIR, ENTRYPOINT_ENV_PRIMARY_HOST, ENTRYPOINT_ENV_PRIMARY_PORT,
@@ -14,40 +20,6 @@ use socketfleet_operator::children::redis::{
 use socketfleet_operator::children::{Ctx, build};
 
 const PASSWORD: &str = "entrypoint-test-password-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
-
-/// Kills what it started, whatever the test's outcome.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
-    let mut cmd = Command::new("redis-cli");
-    cmd.args(["-p", &port.to_string(), "--no-auth-warning"]);
-    if let Some(p) = password {
-        cmd.args(["-a", p]);
-    }
-    let out = cmd.args(args).output().expect("redis-cli runs (make deps installs it)");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// A "pod": the ConfigMap's files in `conf`, a private run directory, the entrypoint.
 fn entrypoint(conf: &Path, run: &Path, role: &str, env: &[(&str, String)], args: &[String]) -> Command {
@@ -112,7 +84,7 @@ fn redis_and_sentinel_start_with_the_password_off_the_command_line() {
         format!("port {sentinel}\nsentinel monitor socketfleet 127.0.0.1 {primary} 1\nsentinel down-after-milliseconds socketfleet 1000\n"),
     )
     .expect("write");
-    let mut procs = Procs(Vec::new());
+    let mut procs: Vec<Proc> = Vec::new();
     let redis_args = |port: u16| vec!["--port".to_string(), port.to_string(), "--bind".into(), "127.0.0.1".into()];
     let pod = |host: &str| {
         vec![
@@ -122,24 +94,23 @@ fn redis_and_sentinel_start_with_the_password_off_the_command_line() {
         ]
     };
     let (run0, run1, run_s) = (dir("run0"), dir("run1"), dir("runs"));
-    procs.0.push(entrypoint(&conf, &run0, "redis", &pod("t-redis-0"), &redis_args(primary)).spawn().expect("sh"));
-    procs.0.push(entrypoint(&conf, &run1, "redis", &pod("t-redis-1"), &redis_args(replica)).spawn().expect("sh"));
-    wait_until("the primary", Duration::from_secs(10), || cli(primary, Some(PASSWORD), &["PING"]) == "PONG");
-    assert!(cli(primary, None, &["PING"]).contains("NOAUTH"), "a client without the password is refused");
+    let mut start = |cmd: &mut Command, name: &str| procs.push(Proc::new(cmd.spawn().expect("sh"), name));
+    start(&mut entrypoint(&conf, &run0, "redis", &pod("t-redis-0"), &redis_args(primary)), "redis-0");
+    start(&mut entrypoint(&conf, &run1, "redis", &pod("t-redis-1"), &redis_args(replica)), "redis-1");
+    wait_until("the primary", Duration::from_secs(10), || redis_cli(primary, Some(PASSWORD), &["PING"]) == "PONG");
+    assert!(redis_cli(primary, None, &["PING"]).contains("NOAUTH"), "a client without the password is refused");
     // Pod 1 started as a replica of pod 0 and authenticated to it (masterauth).
     wait_until("the replica's link", Duration::from_secs(15), || {
-        cli(replica, Some(PASSWORD), &["INFO", "replication"]).contains("master_link_status:up")
+        redis_cli(replica, Some(PASSWORD), &["INFO", "replication"]).contains("master_link_status:up")
     });
-    procs
-        .0
-        .push(entrypoint(&conf, &run_s, "sentinel", &[(ENTRYPOINT_ENV_SENTINEL_MASTER, "socketfleet".into())], &[]).spawn().expect("sh"));
+    start(&mut entrypoint(&conf, &run_s, "sentinel", &[(ENTRYPOINT_ENV_SENTINEL_MASTER, "socketfleet".into())], &[]), "sentinel");
     // The Sentinel authenticates to the primary (auth-pass): it sees it up and finds the replica.
     wait_until("the Sentinel to see the primary and its replica", Duration::from_secs(20), || {
-        let info = cli(sentinel, None, &["INFO", "sentinel"]);
+        let info = redis_cli(sentinel, None, &["INFO", "sentinel"]);
         info.contains("status=ok") && info.contains("slaves=1")
     });
-    for child in &procs.0 {
-        let line = cmdline(child.id());
+    for p in &procs {
+        let line = cmdline(p.child.id());
         assert!(!line.is_empty() && !line.contains(PASSWORD), "the password is on a command line: {line}");
     }
     for run in [&run0, &run_s] {
@@ -155,4 +126,68 @@ fn redis_and_sentinel_start_with_the_password_off_the_command_line() {
         .expect("sh");
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("REDIS_PASSWORD is empty"));
+}
+
+fn cluster_fleet() -> socketfleet_api::crd::SocketFleet {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "socketfleet.io/v1alpha1", "kind": "SocketFleet",
+        "metadata": {"name": "t", "namespace": "demo", "uid": "u"}, "spec": {"redis": {"mode": "cluster", "replicasPerShard": 1}}
+    }))
+    .expect("fleet")
+}
+
+fn role(port: u16) -> String {
+    redis_cli(port, Some(PASSWORD), &["ROLE"]).lines().next().unwrap_or_default().to_string()
+}
+
+/// `entrypoint.sh prestop` for the node on `port`; how long it took.
+fn prestop(conf: &Path, port: u16) -> Duration {
+    let started = Instant::now();
+    let status = entrypoint(conf, &dir("run-prestop"), "prestop", &[("SF_REDIS_PORT", port.to_string())], &[]).status().expect("sh");
+    assert!(status.success(), "prestop exits 0 whatever happens: a failing hook only delays the pod");
+    started.elapsed()
+}
+
+#[test]
+fn a_stopping_cluster_primary_hands_its_slots_to_its_replica_first() {
+    let conf = dir("conf-cluster");
+    std::fs::write(conf.join(ENTRYPOINT_FILE), ENTRYPOINT).expect("write");
+    std::fs::write(conf.join("redis.conf"), redis_conf(&Ctx::new(&cluster_fleet()))).expect("write");
+    let data = dir("cluster-data");
+    let args: Vec<&str> = TEST_CLUSTER_ARGS.iter().chain(IN_MEMORY_ARGS).copied().collect();
+    let nodes: Vec<(u16, Proc)> =
+        (0..4).map(|_| start_anywhere(|port| data.join(port.to_string()), Some(PASSWORD), &args, free_cluster_port)).collect();
+    let ports: Vec<u16> = nodes.iter().map(|(p, _)| *p).collect();
+    for &p in &ports {
+        wait_until("a node", Duration::from_secs(10), || redis_cli(p, Some(PASSWORD), &["PING"]) == "PONG");
+    }
+    let addrs: Vec<String> = ports[..3].iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    create_cluster(&addrs, Some(PASSWORD), 0).expect("cluster create");
+    let (primary, replica) = (ports[0], ports[3]);
+    let primary_id = redis_cli(primary, Some(PASSWORD), &["CLUSTER", "MYID"]);
+    redis_cli(replica, Some(PASSWORD), &["CLUSTER", "MEET", "127.0.0.1", &primary.to_string()]);
+    wait_until("the fourth node joined", Duration::from_secs(15), || {
+        redis_cli(replica, Some(PASSWORD), &["CLUSTER", "REPLICATE", &primary_id]) == "OK"
+    });
+    wait_until("the replica in sync", Duration::from_secs(20), || {
+        redis_cli(primary, Some(PASSWORD), &["INFO", "replication"]).contains("state=online")
+    });
+    redis_cli(primary, Some(PASSWORD), &["SET", "k{a}", "v"]);
+
+    // A replica's hook changes nothing.
+    prestop(&conf, replica);
+    assert_eq!((role(primary).as_str(), role(replica).as_str()), ("master", "slave"));
+
+    // The primary's hook returns once the replica has taken over, well inside the grace.
+    let took = prestop(&conf, primary);
+    assert_eq!((role(primary).as_str(), role(replica).as_str()), ("slave", "master"), "handed over in {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let slots = redis_cli(replica, Some(PASSWORD), &["CLUSTER", "SHARDS"]);
+    assert!(slots.contains(&replica.to_string()), "{slots}");
+    eprintln!("MEASURE preStop handover {took:?}");
+
+    // Now a primary without a connected replica: it stops as it is, at once.
+    let took = prestop(&conf, ports[1]);
+    assert_eq!(role(ports[1]), "master");
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }

@@ -1,4 +1,6 @@
-//! Wires the parts together and runs them until shutdown.
+//! Wires the parts together and runs them until shutdown: each listener gets the narrow
+//! handle it needs (`Edge` for clients, `Admin`, `AppApi`), and nothing in `edge/` imports
+//! this module.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,33 +16,16 @@ use crate::backend::topology::Topology;
 use crate::delivery::drain::{Drain, Pace};
 use crate::delivery::hub::Hub;
 use crate::delivery::session::{SessionSettings, Sessions};
-use crate::edge::admin::{self, Health};
+use crate::edge::admin::{self, Admin, Health};
+use crate::edge::app_api::{self, AppApi};
 use crate::edge::auth::Authenticator;
 use crate::edge::resume_token::ResumeKeys;
-use crate::edge::{app_api, server};
+use crate::edge::server::{self, Edge};
 use crate::metrics::Metrics;
 use crate::store::channels::{ChannelSettings, ChannelStore};
 use crate::store::presence::Presence;
 use socketfleet_api::settings::SidecarSettings as Config;
 use socketfleet_plumbing::http_server as http_util;
-
-/// Everything a request handler may need; one per process.
-pub struct AppState {
-    pub config: Config,
-    pub hub: Arc<Hub>,
-    pub store: Arc<ChannelStore>,
-    pub presence: Arc<Presence>,
-    pub auth: Authenticator,
-    pub metrics: Arc<Metrics>,
-    pub health: Health,
-    pub conn_limit: Arc<Semaphore>,
-    pub next_conn_id: AtomicU64,
-    pub drain: Drain,
-    pub resume_keys: ResumeKeys,
-    pub sessions: Arc<Sessions>,
-    /// Turns true when the client listeners stop accepting (during a drain).
-    pub shutdown: watch::Receiver<bool>,
-}
 
 /// The three listeners, bound by the caller (tests bind `127.0.0.1:0`).
 pub struct Listeners {
@@ -101,50 +86,65 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
         config.node_name.as_str(),
     );
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let app = Arc::new(AppState {
+    let health = Arc::new(Health::default());
+    let drain = Arc::new(Drain::default());
+    let admin = Arc::new(Admin {
+        node: config.node_name.as_str().to_string(),
+        drain_timeout: config.drain_timeout,
+        health: health.clone(),
+        drain: drain.clone(),
+        metrics: metrics.clone(),
+    });
+    let api = Arc::new(AppApi {
+        store: store.clone(),
+        sessions: sessions.clone(),
+        metrics: metrics.clone(),
+        session_state_max: config.session_state_max,
+        max_frame_bytes: config.max_frame_bytes,
+    });
+    let health_poll = config.redis.topology_poll.min(Duration::from_secs(2));
+    let edge = Arc::new(Edge {
         conn_limit: Arc::new(Semaphore::new(config.max_connections)),
         config,
         hub,
         store,
         presence: presence.clone(),
         auth,
-        metrics,
-        health: Health::default(),
+        metrics: metrics.clone(),
         next_conn_id: AtomicU64::new(1),
-        drain: Drain::default(),
+        drain: drain.clone(),
         resume_keys,
         sessions: sessions.clone(),
-        shutdown,
+        shutdown: shutdown.clone(),
     });
 
     let background = [
         tokio::spawn(presence.refresh_forever()),
         tokio::spawn(sessions.checkpoint_forever()),
-        tokio::spawn(check_redis_forever(app.clone(), router)),
+        tokio::spawn(check_redis_forever(health, router, health_poll)),
     ];
-    let header_timeout = app.config.handshake_timeout;
-    let a = app.clone();
-    let ws = tokio::spawn(http_util::serve(listeners.ws, app.shutdown.clone(), header_timeout, move |req| server::handle(req, a.clone())));
-    let a = app.clone();
-    let admin =
-        tokio::spawn(http_util::serve(listeners.admin, watch::channel(false).1, header_timeout, move |req| admin::handle(req, a.clone())));
-    let a = app.clone();
-    let api =
-        tokio::spawn(http_util::serve(listeners.app_api, app.shutdown.clone(), header_timeout, move |req| app_api::handle(req, a.clone())));
-    tracing::info!(ws = %app.config.ws_addr, admin = %app.config.admin_addr, node = %app.config.node_name.as_str(), "sidecar started");
+    let config = &edge.config;
+    let header_timeout = config.handshake_timeout;
+    let e = edge.clone();
+    let ws = tokio::spawn(http_util::serve(listeners.ws, shutdown.clone(), header_timeout, move |req| server::handle(req, e.clone())));
+    let admin = tokio::spawn(http_util::serve(listeners.admin, watch::channel(false).1, header_timeout, move |req| {
+        admin::handle(req, admin.clone())
+    }));
+    let api = tokio::spawn(http_util::serve(listeners.app_api, shutdown, header_timeout, move |req| app_api::handle(req, api.clone())));
+    tracing::info!(ws = %config.ws_addr, admin = %config.admin_addr, node = %config.node_name.as_str(), "sidecar started");
 
     tokio::select! {
         _ = stop => tracing::info!("signal received: draining"),
-        _ = app.drain.requested() => tracing::info!("drain requested: draining"),
+        _ = drain.requested() => tracing::info!("drain requested: draining"),
     }
-    let pace = Pace { accept_grace: app.config.drain_accept_grace, spread: app.config.drain_spread, timeout: app.config.drain_timeout };
-    app.drain.run(pace, &shutdown_tx, &app.metrics).await;
+    let pace = Pace { accept_grace: config.drain_accept_grace, spread: config.drain_spread, timeout: config.drain_timeout };
+    drain.run(pace, &shutdown_tx, &metrics).await;
     // A preStop hook waiting on `/drain/prestop` gets its answer before the listener goes.
     tokio::time::sleep(PRESTOP_ANSWER_GRACE).await;
     for task in background.iter().chain([&ws, &admin, &api]) {
         task.abort();
     }
-    tracing::info!(remaining = app.metrics.connections.get(), "stopped");
+    tracing::info!(remaining = metrics.connections.get(), "stopped");
     Ok(())
 }
 
@@ -158,8 +158,8 @@ fn resume_keys(config: &Config) -> ResumeKeys {
 }
 
 /// Keeps `/ready` truthful: Redis must answer a topology resolution.
-async fn check_redis_forever(app: Arc<AppState>, router: Arc<Router>) {
-    let mut tick = tokio::time::interval(app.config.redis.topology_poll.min(Duration::from_secs(2)));
+async fn check_redis_forever(health: Arc<Health>, router: Arc<Router>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let ok = match router.refresh().await {
@@ -169,6 +169,6 @@ async fn check_redis_forever(app: Arc<AppState>, router: Arc<Router>) {
                 false
             }
         };
-        app.health.set_redis_ok(ok);
+        health.set_redis_ok(ok);
     }
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    Lifecycle, LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -307,6 +307,14 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
         })),
         security_context: Some(locked_down()),
         volume_mounts: Some(vec![mount("data", "/data"), mount("config", "/etc/redis"), mount("run", RUN_DIR)]),
+        // A cluster primary hands over to its replica before it stops (entrypoint.sh).
+        lifecycle: (r.mode == RedisMode::Cluster).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction { command: Some(entrypoint("prestop")) }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         ..Container::default()
     };
     let mut volumes = vec![config_volume(ctx), memory_dir("run")];
@@ -396,6 +404,8 @@ mod tests {
         let command = container.command.as_ref().expect("command").join(" ");
         assert_eq!(command, "sh /etc/redis/entrypoint.sh redis");
         assert!(container.args.is_none(), "no secret on the command line");
+        let pre_stop = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).and_then(|h| h.exec.as_ref());
+        assert_eq!(pre_stop.and_then(|e| e.command.as_ref()).map(|c| c.join(" ")).as_deref(), Some("sh /etc/redis/entrypoint.sh prestop"));
         assert!(c.config_maps[0].data.as_ref().expect("data")["entrypoint.sh"].contains("requirepass"));
         let mounts: Vec<&str> = container.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
         assert!(mounts.contains(&"/run/socketfleet"), "{mounts:?}");

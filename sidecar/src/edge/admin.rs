@@ -10,13 +10,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use http::StatusCode;
 use hyper::body::Incoming;
 
 use socketfleet_api::admin::{PATH_DRAIN, PATH_DRAIN_PRESTOP, PATH_LIVE, PATH_METRICS, PATH_READY, PATH_STATUS, SidecarStatus};
 
-use crate::app::AppState;
+use crate::delivery::drain::Drain;
+use crate::metrics::Metrics;
 use socketfleet_plumbing::http_server::{HttpResponse, json, respond, text};
 
 /// Readiness input from the Redis health check (draining is `Drain`'s own state).
@@ -42,10 +44,21 @@ impl Health {
     }
 }
 
-fn status(app: &AppState) -> SidecarStatus {
+/// What the admin listener reads and starts.
+pub struct Admin {
+    /// This pod's name, as `/status` reports it.
+    pub node: String,
+    /// `/drain/prestop` answers within this (plus a second).
+    pub drain_timeout: Duration,
+    pub health: Arc<Health>,
+    pub drain: Arc<Drain>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn status(app: &Admin) -> SidecarStatus {
     let ready = app.health.ready(app.drain.started());
     SidecarStatus {
-        node: app.config.node_name.as_str().to_string(),
+        node: app.node.clone(),
         ready: ready.is_ok(),
         not_ready_reason: ready.err().map(str::to_string),
         connections: app.metrics.connections.get().max(0) as u64,
@@ -53,7 +66,7 @@ fn status(app: &AppState) -> SidecarStatus {
     }
 }
 
-pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
+pub async fn handle(req: hyper::Request<Incoming>, app: Arc<Admin>) -> HttpResponse {
     match req.uri().path() {
         PATH_LIVE => text(StatusCode::OK, "ok\n"),
         PATH_READY => match app.health.ready(app.drain.started()) {
@@ -68,7 +81,7 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpRe
         PATH_DRAIN => json(StatusCode::OK, &app.drain.status()),
         PATH_DRAIN_PRESTOP => {
             app.drain.request();
-            let limit = app.config.drain_timeout + std::time::Duration::from_secs(1);
+            let limit = app.drain_timeout + Duration::from_secs(1);
             let status = if app.drain.all_told(limit).await { StatusCode::OK } else { StatusCode::GATEWAY_TIMEOUT };
             json(status, &app.drain.status())
         }

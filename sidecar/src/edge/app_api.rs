@@ -17,9 +17,10 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::app::AppState;
-use crate::delivery::session::SessionError;
+use crate::delivery::session::{SessionError, Sessions};
 use crate::edge::protocol::valid_channel;
+use crate::metrics::Metrics;
+use crate::store::channels::ChannelStore;
 use socketfleet_plumbing::http_server::{HttpResponse, json};
 
 #[derive(Deserialize)]
@@ -32,9 +33,20 @@ fn problem(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     json(status, &json!({"code": code, "message": message}))
 }
 
+/// What the app API reads and writes.
+pub struct AppApi {
+    pub store: Arc<ChannelStore>,
+    pub sessions: Arc<Sessions>,
+    pub metrics: Arc<Metrics>,
+    /// The largest custom session state accepted.
+    pub session_state_max: usize,
+    /// The largest publish body accepted (a client frame's limit).
+    pub max_frame_bytes: usize,
+}
+
 const ROUTES: &str = "the app API has POST /publish, PUT /sessions/{sid}/state and GET /sessions/{sid}";
 
-pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
+pub async fn handle(req: hyper::Request<Incoming>, app: Arc<AppApi>) -> HttpResponse {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -61,11 +73,11 @@ fn valid_session_id(sid: &str) -> bool {
     sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-async fn set_state(req: hyper::Request<Incoming>, app: &AppState, sid: &str) -> HttpResponse {
+async fn set_state(req: hyper::Request<Incoming>, app: &AppApi, sid: &str) -> HttpResponse {
     if !valid_session_id(sid) {
         return problem(StatusCode::BAD_REQUEST, "bad_session", "session ids are the 32 hex digits of `welcome.session`");
     }
-    let body = match body(req, app.config.session_state_max).await {
+    let body = match body(req, app.session_state_max).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -82,7 +94,7 @@ async fn set_state(req: hyper::Request<Incoming>, app: &AppState, sid: &str) -> 
     }
 }
 
-async fn get_session(app: &AppState, sid: &str) -> HttpResponse {
+async fn get_session(app: &AppApi, sid: &str) -> HttpResponse {
     if !valid_session_id(sid) {
         return problem(StatusCode::BAD_REQUEST, "bad_session", "session ids are the 32 hex digits of `welcome.session`");
     }
@@ -93,8 +105,8 @@ async fn get_session(app: &AppState, sid: &str) -> HttpResponse {
     }
 }
 
-async fn publish(req: hyper::Request<Incoming>, app: &AppState) -> HttpResponse {
-    let body = match body(req, app.config.max_frame_bytes).await {
+async fn publish(req: hyper::Request<Incoming>, app: &AppApi) -> HttpResponse {
+    let body = match body(req, app.max_frame_bytes).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };

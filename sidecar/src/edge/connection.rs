@@ -19,7 +19,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
-use crate::app::AppState;
 use crate::clock::unix_ms;
 use crate::delivery::hub::{ConnSignals, Outbox};
 use crate::delivery::offset::Position;
@@ -28,6 +27,7 @@ use crate::edge::auth::Identity;
 use crate::edge::dispatch::Conn;
 use crate::edge::protocol::{self, ErrorCode, ProtocolError};
 use crate::edge::resume_token::TokenError;
+use crate::edge::server::Edge;
 use crate::edge::writer::{FAREWELL_GRACE, close_frame, write_loop};
 
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -41,24 +41,24 @@ pub struct Resume {
 }
 
 /// Serves one upgraded connection until it closes. `_permit` holds its connection slot.
-pub async fn serve(ws: Ws, app: Arc<AppState>, identity: Identity, conn_id: u64, resume: Resume, permit: OwnedSemaphorePermit) {
+pub async fn serve(ws: Ws, edge: Arc<Edge>, identity: Identity, conn_id: u64, resume: Resume, permit: OwnedSemaphorePermit) {
     let span = tracing::debug_span!("conn", id = conn_id, user = %identity.user);
-    serve_in_span(ws, app, identity, conn_id, resume, permit).instrument(span).await
+    serve_in_span(ws, edge, identity, conn_id, resume, permit).instrument(span).await
 }
 
 /// A resume token for the session, issued when sent (`welcome`, `reconnect`) so that a
 /// connection older than the resume window never hands out an expired one.
-pub(super) fn resume_token(app: &AppState, session: &Session) -> String {
-    let expires = unix_ms() / 1000 + app.config.resume_window.as_secs();
-    app.resume_keys.issue(&session.id, &session.user, expires)
+pub(super) fn resume_token(edge: &Edge, session: &Session) -> String {
+    let expires = unix_ms() / 1000 + edge.config.resume_window.as_secs();
+    edge.resume_keys.issue(&session.id, &session.user, expires)
 }
 
 /// The session of a new connection: the resumed one when `resume` holds a valid token for
 /// this user, else a fresh one (with the reason the token was refused).
-fn session_for(app: &AppState, identity: &mut Identity, resume: Option<&str>) -> (String, bool, Option<TokenError>) {
+fn session_for(edge: &Edge, identity: &mut Identity, resume: Option<&str>) -> (String, bool, Option<TokenError>) {
     let fresh = || format!("{:032x}", rand::random::<u128>());
     let Some(token) = resume else { return (fresh(), false, None) };
-    match app.resume_keys.verify(token, unix_ms() / 1000) {
+    match edge.resume_keys.verify(token, unix_ms() / 1000) {
         // Without auth, users are named per connection: the resumed one takes its old name
         // back (presence and the stored session know it by that name).
         Ok(r) if identity.grants.is_none() => {
@@ -72,20 +72,20 @@ fn session_for(app: &AppState, identity: &mut Identity, resume: Option<&str>) ->
     }
 }
 
-async fn serve_in_span(ws: Ws, app: Arc<AppState>, mut identity: Identity, conn_id: u64, resume: Resume, _permit: OwnedSemaphorePermit) {
-    app.metrics.connections.inc();
-    app.metrics.connections_total.inc();
+async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id: u64, resume: Resume, _permit: OwnedSemaphorePermit) {
+    edge.metrics.connections.inc();
+    edge.metrics.connections_total.inc();
     let (sink, mut stream) = ws.split();
-    let (tx, rx) = mpsc::channel(app.config.send_queue);
+    let (tx, rx) = mpsc::channel(edge.config.send_queue);
     let signals = Arc::new(ConnSignals::default());
     let outbox = Outbox { id: conn_id, tx, signals: signals.clone() };
-    let (session_id, resumed, refused) = session_for(&app, &mut identity, resume.token.as_deref());
-    app.drain.register(conn_id, signals.clone());
+    let (session_id, resumed, refused) = session_for(&edge, &mut identity, resume.token.as_deref());
+    edge.drain.register(conn_id, signals.clone());
     // Redis futures are boxed here and below: inlined, every idle connection's task would
     // carry their size for its whole life.
-    let opened = Box::pin(app.sessions.open(session_id, &identity.user, conn_id, signals.clone(), resumed)).await;
+    let opened = Box::pin(edge.sessions.open(session_id, &identity.user, conn_id, signals.clone(), resumed)).await;
     if resumed {
-        app.metrics.sessions_resumed.inc();
+        edge.metrics.sessions_resumed.inc();
     }
     // Restored: the session's subscriptions and any the client reports positions for.
     let mut restore: Vec<(String, Option<Position>)> = Vec::new();
@@ -97,23 +97,23 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, mut identity: Identity, conn_
         }
         restore.extend(positions.into_iter().map(|(c, p)| (c, Some(p))));
         restore.sort_by(|a, b| a.0.cmp(&b.0));
-        restore.truncate(app.config.max_subscriptions);
+        restore.truncate(edge.config.max_subscriptions);
     }
     let session = opened.session;
-    let mut conn = Conn { app: app.clone(), identity, session: session.clone(), resumed, outbox };
+    let mut conn = Conn { edge: edge.clone(), identity, session: session.clone(), resumed, outbox };
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
     let names: Vec<String> = restore.iter().map(|(c, _)| c.clone()).collect();
     let state = session.state();
     conn.send(protocol::welcome_frame(
         &session.id,
-        &resume_token(&app, &session),
-        app.config.node_name.as_str(),
+        &resume_token(&edge, &session),
+        edge.config.node_name.as_str(),
         resumed,
         &names,
         state.as_deref(),
     ))
     .await;
-    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, session.clone(), app.clone()));
+    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, session.clone(), edge.clone()));
     if let Some(e) = refused {
         conn.fail(ProtocolError::new(None, ErrorCode::ResumeRejected, format!("{e}; this is a new session"))).await;
     }
@@ -125,7 +125,7 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, mut identity: Identity, conn_
 
     let close = loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(app.config.idle_timeout, stream.next()) => next,
+            next = tokio::time::timeout(edge.config.idle_timeout, stream.next()) => next,
             // The writer ended (socket error, slow consumer, drain): the connection is over.
             _ = &mut writer => break close_frame(CloseCode::Normal, ""),
         };
@@ -147,7 +147,7 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, mut identity: Identity, conn_
             // connection task would carry its size.
             Message::Text(text) => Box::pin(conn.handle(&text)).await,
             Message::Binary(_) => {
-                conn.app.metrics.protocol_errors.inc();
+                conn.edge.metrics.protocol_errors.inc();
                 conn.send(protocol::error_frame(
                     None,
                     ErrorCode::BinaryUnsupported,
@@ -160,14 +160,14 @@ async fn serve_in_span(ws: Ws, app: Arc<AppState>, mut identity: Identity, conn_
         }
     };
     let _ = close_tx.send(close);
-    app.drain.unregister(conn_id);
+    edge.drain.unregister(conn_id);
     // The final checkpoint, before leaving the hub (positions are read from it).
-    let _ = tokio::time::timeout(FAREWELL_GRACE, Box::pin(app.sessions.close(&session))).await;
+    let _ = tokio::time::timeout(FAREWELL_GRACE, Box::pin(edge.sessions.close(&session))).await;
     conn.leave_all().await;
     // Dropping the last outbox sender lets the writer finish its queue and close.
     drop(conn);
     if !writer.is_finished() {
         let _ = writer.await;
     }
-    app.metrics.connections.dec();
+    edge.metrics.connections.dec();
 }

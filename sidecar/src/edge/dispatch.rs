@@ -9,17 +9,17 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::app::AppState;
 use crate::delivery::hub::Outbox;
 use crate::delivery::offset::{Offset, Position};
 use crate::delivery::recovery::Subscribe;
 use crate::delivery::session::Session;
 use crate::edge::auth::{Action, Identity};
 use crate::edge::protocol::{self, ErrorCode, Op, ProtocolError, Request};
+use crate::edge::server::Edge;
 
 /// One connection's request state: who it is, its session, where replies go.
 pub(super) struct Conn {
-    pub(super) app: Arc<AppState>,
+    pub(super) edge: Arc<Edge>,
     pub(super) identity: Identity,
     /// Its subscriptions and positions, checkpointed to Redis (`session.rs`).
     pub(super) session: Arc<Session>,
@@ -35,7 +35,7 @@ impl Conn {
     }
 
     pub(super) async fn fail(&self, e: ProtocolError) {
-        self.app.metrics.protocol_errors.inc();
+        self.edge.metrics.protocol_errors.inc();
         self.send(e.to_frame()).await;
     }
 
@@ -67,21 +67,21 @@ impl Conn {
                 if !self.session.unsubscribed(&channel) {
                     return Err(ProtocolError::new(id, ErrorCode::NotSubscribed, format!("not subscribed to {channel:?}")));
                 }
-                self.app.hub.leave(&channel, self.outbox.id);
-                if let Err(e) = self.app.presence.leave(&channel, &self.session.id, &self.identity.user).await {
+                self.edge.hub.leave(&channel, self.outbox.id);
+                if let Err(e) = self.edge.presence.leave(&channel, &self.session.id, &self.identity.user).await {
                     tracing::warn!(%channel, error = %e, "presence leave failed");
                 }
                 self.send(protocol::reply_frame(id, json!({"channel": channel}))).await;
             }
             Op::Publish { channel, data } => {
                 self.authorise(id, Action::Publish, &channel)?;
-                let (offset, epoch) = self.app.store.publish(&channel, &data).await.map_err(|e| unavailable(&e))?;
-                self.app.metrics.messages_in.inc();
+                let (offset, epoch) = self.edge.store.publish(&channel, &data).await.map_err(|e| unavailable(&e))?;
+                self.edge.metrics.messages_in.inc();
                 self.send(protocol::reply_frame(id, json!({"channel": channel, "offset": offset.to_string(), "epoch": epoch}))).await;
             }
             Op::Presence { channel } => {
                 self.authorise(id, Action::Subscribe, &channel)?;
-                let members = self.app.presence.list(&channel).await.map_err(|e| unavailable(&e))?;
+                let members = self.edge.presence.list(&channel).await.map_err(|e| unavailable(&e))?;
                 let mut frame = json!({"type": "presence", "channel": channel, "members": members});
                 if let Some(id) = id {
                     frame["id"] = json!(id);
@@ -90,13 +90,13 @@ impl Conn {
             }
             Op::Ephemeral { channel, key, data, ttl_ms } => {
                 self.authorise(id, Action::Publish, &channel)?;
-                self.app.presence.ephemeral(&channel, &key, &self.identity.user, &data, ttl_ms).await.map_err(|e| unavailable(&e))?;
+                self.edge.presence.ephemeral(&channel, &key, &self.identity.user, &data, ttl_ms).await.map_err(|e| unavailable(&e))?;
                 self.send(protocol::reply_frame(id, json!({"channel": channel}))).await;
             }
             Op::History { channel, since, limit } => {
                 self.authorise(id, Action::Subscribe, &channel)?;
                 let after = since.as_ref().map_or(Offset::ZERO, |p| p.offset);
-                let page = self.app.store.read(&channel, after, limit as u32).await.map_err(|e| unavailable(&e))?;
+                let page = self.edge.store.read(&channel, after, limit as u32).await.map_err(|e| unavailable(&e))?;
                 let gap = since.as_ref().and_then(|s| crate::delivery::offset::gap_for(s, &page.epoch, page.first, page.last));
                 let same_epoch = since.as_ref().is_none_or(|s| s.epoch == page.epoch);
                 let mut messages = Vec::with_capacity(page.entries.len());
@@ -123,29 +123,29 @@ impl Conn {
         if self.session.is_subscribed(&channel) {
             return Err(ProtocolError::new(id, ErrorCode::AlreadySubscribed, format!("already subscribed to {channel:?}")));
         }
-        if self.session.subscription_count() >= self.app.config.max_subscriptions {
+        if self.session.subscription_count() >= self.edge.config.max_subscriptions {
             return Err(ProtocolError::new(
                 id,
                 ErrorCode::TooManySubscriptions,
-                format!("at most {} subscriptions per connection", self.app.config.max_subscriptions),
+                format!("at most {} subscriptions per connection", self.edge.config.max_subscriptions),
             ));
         }
         let sub = Subscribe {
-            hub: &self.app.hub,
-            store: &self.app.store,
-            metrics: &self.app.metrics,
+            hub: &self.edge.hub,
+            store: &self.edge.store,
+            metrics: &self.edge.metrics,
             outbox: &self.outbox,
-            page_size: self.app.config.recovery_page,
+            page_size: self.edge.config.recovery_page,
         };
         let start = match sub.run(id, &channel, since).await {
             Ok(start) => start,
             Err(e) => {
-                self.app.hub.leave(&channel, self.outbox.id);
+                self.edge.hub.leave(&channel, self.outbox.id);
                 return Err(ProtocolError::new(id, ErrorCode::Unavailable, format!("Redis is unavailable: {e}")));
             }
         };
         self.session.subscribed(&channel, start);
-        if let Err(e) = self.app.presence.join(&channel, &self.session.id, &self.identity.user, !self.resumed).await {
+        if let Err(e) = self.edge.presence.join(&channel, &self.session.id, &self.identity.user, !self.resumed).await {
             tracing::warn!(%channel, error = %e, "presence join failed");
         }
         Ok(())
@@ -155,10 +155,10 @@ impl Conn {
         // A drained client is coming back elsewhere: keep its presence, announce nothing.
         let handing_off = self.outbox.signals.drain.load(Ordering::Relaxed);
         for channel in self.session.channels() {
-            self.app.hub.leave(&channel, self.outbox.id);
+            self.edge.hub.leave(&channel, self.outbox.id);
             if handing_off {
-                self.app.presence.hand_off(&channel, &self.session.id, &self.identity.user);
-            } else if let Err(e) = self.app.presence.leave(&channel, &self.session.id, &self.identity.user).await {
+                self.edge.presence.hand_off(&channel, &self.session.id, &self.identity.user);
+            } else if let Err(e) = self.edge.presence.leave(&channel, &self.session.id, &self.identity.user).await {
                 tracing::debug!(%channel, error = %e, "presence leave failed");
             }
         }

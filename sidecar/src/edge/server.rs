@@ -2,22 +2,50 @@
 //!
 //! Before upgrading it checks the handshake headers, the connection cap and the token,
 //! so refused clients get a plain HTTP status with a reason instead of a dead socket.
+//! [`Edge`] is what this listener and every connection share.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use crate::app::AppState;
+use crate::delivery::drain::Drain;
+use crate::delivery::hub::Hub;
+use crate::delivery::session::Sessions;
+use crate::edge::auth::Authenticator;
+use crate::edge::resume_token::ResumeKeys;
 use crate::edge::{connection, protocol};
+use crate::metrics::Metrics;
+use crate::store::channels::ChannelStore;
+use crate::store::presence::Presence;
+use socketfleet_api::settings::SidecarSettings as Config;
 use socketfleet_plumbing::http_server::{HttpResponse, respond, text};
+
+/// What the client listener and its connections share, one per process (`app.rs` builds
+/// it). The admin and app listeners get narrower handles: `admin::Admin`, `app_api::AppApi`.
+pub struct Edge {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub store: Arc<ChannelStore>,
+    pub presence: Arc<Presence>,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub conn_limit: Arc<Semaphore>,
+    pub next_conn_id: AtomicU64,
+    pub drain: Arc<Drain>,
+    pub resume_keys: ResumeKeys,
+    pub sessions: Arc<Sessions>,
+    /// Turns true when the client listeners stop accepting (during a drain).
+    pub shutdown: watch::Receiver<bool>,
+}
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
@@ -38,7 +66,7 @@ pub fn ws_config(max_frame: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame))
 }
 
-pub async fn handle(mut req: hyper::Request<Incoming>, app: Arc<AppState>) -> HttpResponse {
+pub async fn handle(mut req: hyper::Request<Incoming>, edge: Arc<Edge>) -> HttpResponse {
     if req.uri().path() != "/ws" {
         return text(StatusCode::NOT_FOUND, "not found: connect to /ws\n");
     }
@@ -53,36 +81,36 @@ pub async fn handle(mut req: hyper::Request<Incoming>, app: Arc<AppState>) -> Ht
     };
     // During the accept grace a draining pod still takes clients (its endpoint may still be
     // routed here); they are told to move with the others. Refused only once it stopped.
-    if *app.shutdown.borrow() {
+    if *edge.shutdown.borrow() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining: connect to another instance\n");
     }
-    let Ok(permit) = app.conn_limit.clone().try_acquire_owned() else {
+    let Ok(permit) = edge.conn_limit.clone().try_acquire_owned() else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached\n");
     };
     let query = req.uri().query().unwrap_or("");
     if let Some(v) = query_param(query, "v").filter(|v| *v != "1") {
         return text(StatusCode::BAD_REQUEST, format!("protocol version {v} is not supported; this server speaks v=1\n"));
     }
-    let conn_id = app.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let identity = match app.auth.authenticate(query_param(query, "token"), conn_id) {
+    let conn_id = edge.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let identity = match edge.auth.authenticate(query_param(query, "token"), conn_id) {
         Ok(id) => id,
         Err(e) => return text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
     };
     let resume = query_param(query, "resume").map(str::to_string);
     let positions = match query_param(query, "since").map(|raw| percent_decode_str(raw).decode_utf8_lossy()) {
         None => HashMap::new(),
-        Some(json) => match protocol::parse_positions(&json, app.config.max_subscriptions) {
+        Some(json) => match protocol::parse_positions(&json, edge.config.max_subscriptions) {
             Ok(p) => p,
             Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
         },
     };
     let upgrade = hyper::upgrade::on(&mut req);
-    let config = ws_config(app.config.max_frame_bytes);
+    let config = ws_config(edge.config.max_frame_bytes);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                connection::serve(ws, app, identity, conn_id, connection::Resume { token: resume, positions }, permit).await;
+                connection::serve(ws, edge, identity, conn_id, connection::Resume { token: resume, positions }, permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

@@ -11,10 +11,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use crate::app::AppState;
 use crate::delivery::hub::ConnSignals;
 use crate::delivery::session::Session;
 use crate::edge::protocol::{self};
+use crate::edge::server::Edge;
 
 use crate::edge::connection::{Ws, resume_token};
 
@@ -68,9 +68,9 @@ pub(super) async fn write_loop(
     signals: Arc<ConnSignals>,
     mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
     session: Arc<Session>,
-    app: Arc<AppState>,
+    edge: Arc<Edge>,
 ) {
-    let mut ping = tokio::time::interval(app.config.ping_interval);
+    let mut ping = tokio::time::interval(edge.config.ping_interval);
     ping.tick().await;
     let farewell = loop {
         tokio::select! {
@@ -92,9 +92,9 @@ pub(super) async fn write_loop(
     let (hint, close) = match farewell {
         // Queued messages are dropped: the client recovers them with `since`.
         Some(Farewell::Slow) => {
-            app.metrics.slow_consumer_disconnects.inc();
+            edge.metrics.slow_consumer_disconnects.inc();
             (
-                Some(protocol::reconnect_frame(&resume_token(&app, &session), 0, "slow_consumer")),
+                Some(protocol::reconnect_frame(&resume_token(&edge, &session), 0, "slow_consumer")),
                 Some(close_frame(CloseCode::Again, "send queue full")),
             )
         }
@@ -109,9 +109,9 @@ pub(super) async fn write_loop(
         // Checkpoint before the client is told to go, so the pod it reconnects to reads
         // where it is (a client without offsets resumes exactly, not from the last round).
         let hint = if drained {
-            Box::pin(app.sessions.checkpoint(&session)).await;
+            Box::pin(edge.sessions.checkpoint(&session)).await;
             let delay = rand::random::<u64>() % MAX_RECONNECT_DELAY_MS;
-            Some(protocol::reconnect_frame(&resume_token(&app, &session), delay, "drain"))
+            Some(protocol::reconnect_frame(&resume_token(&edge, &session), delay, "drain"))
         } else {
             hint
         };

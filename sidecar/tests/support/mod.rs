@@ -20,7 +20,7 @@ pub const PASSWORD: &str = "l1-test-password";
 
 pub use socketfleet_harness::ports::{free_cluster_port, free_port};
 pub use socketfleet_harness::process::Proc;
-pub use socketfleet_harness::wait::wait_until;
+pub use socketfleet_harness::wait::{off_worker, wait_until};
 
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sf-l1-{name}-{}-{}", std::process::id(), free_port()));
@@ -63,13 +63,9 @@ impl RedisCluster {
         let dir = temp_dir("cluster");
         let nodes: Vec<(u16, Proc)> = (0..6).map(|_| start_redis_anywhere(&dir, CLUSTER_NODE_ARGS, free_cluster_port)).collect();
         let addrs: Vec<String> = nodes.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
-            .args(["-a", PASSWORD, "--no-auth-warning", "--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        if let Err(out) = socketfleet_harness::redis::create_cluster(&addrs, Some(PASSWORD), 1) {
+            panic!("cluster create failed: {out}");
+        }
         let cluster = RedisCluster { nodes, dir };
         cluster.wait_ok();
         cluster
@@ -237,7 +233,28 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
+    /// Starts a sidecar with `env` on free loopback ports and waits until it is ready; one
+    /// that exits first (a port taken between the pick and its bind) starts again on others.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Sidecar {
+        for _ in 0..3 {
+            let mut s = Sidecar::spawn(name, env);
+            let mut exited = false;
+            // Ready means this sidecar says so: `/status` names it. A port picked free can be
+            // taken before the sidecar binds it, by a listener that would answer `/ready` too.
+            wait_until(&format!("{name} ready"), Duration::from_secs(20), || {
+                exited = s.proc.exited().is_some();
+                exited
+                    || serde_json::from_str::<Value>(&s.http_get(s.admin_port, "/status").1)
+                        .is_ok_and(|st| st["node"] == name && st["ready"] == true)
+            });
+            if !exited {
+                return s;
+            }
+        }
+        panic!("sidecar {name} exited before it was ready, three times (run with SF_TEST_LOG=info to see why)");
+    }
+
+    fn spawn(name: &str, env: &[(&str, &str)]) -> Sidecar {
         let (ws_port, admin_port, api_port) = (free_port(), free_port(), free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_socketfleet-sidecar"));
         cmd.env_clear()
@@ -257,9 +274,7 @@ impl Sidecar {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("sidecar starts");
-        let s = Sidecar { proc: Proc { child, name: name.into() }, ws_port, admin_port, api_port, name: name.into() };
-        wait_until(&format!("{name} ready"), Duration::from_secs(20), || s.http_get(s.admin_port, "/ready").0 == 200);
-        s
+        Sidecar { proc: Proc { child, name: name.into() }, ws_port, admin_port, api_port, name: name.into() }
     }
 
     pub fn url(&self) -> String {
@@ -281,7 +296,7 @@ impl Sidecar {
 /// client in `socketfleet-plumbing`.
 pub fn http_request(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let method = http::Method::from_bytes(method.as_bytes()).expect("a method");
-    match blocking(&format!("127.0.0.1:{port}"), method, path, body, Duration::from_secs(10)) {
+    match off_worker(|| blocking(&format!("127.0.0.1:{port}"), method, path, body, Duration::from_secs(10))) {
         Ok(reply) => (reply.status, reply.text()),
         Err(_) => (0, String::new()),
     }
