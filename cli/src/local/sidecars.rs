@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use socketfleet_api::settings::{ENV_LOG, NodeName, SidecarSettings};
 
-use socketfleet_api::admin::{DrainStatus, PATH_DRAIN, PATH_READY, PATH_STATUS, SidecarStatus};
+use socketfleet_api::admin::{DrainStatus, PATH_DRAIN, PATH_STATUS, SidecarStatus};
 use socketfleet_harness::wait::poll_until_async;
 use socketfleet_plumbing::http_client;
 
@@ -43,8 +43,19 @@ pub fn binary() -> anyhow::Result<PathBuf> {
 
 impl Sidecar {
     /// Starts one sidecar with the fleet's `settings`, its own name and loopback ports, and
-    /// waits until it is ready.
+    /// waits until it is ready. Ports are picked free, and one can be taken before the
+    /// sidecar binds it: then it starts again on others (three attempts).
     pub async fn start(name: &str, settings: &SidecarSettings, log_dir: &std::path::Path) -> anyhow::Result<Sidecar> {
+        for _ in 0..2 {
+            if let Some(s) = Self::try_start(name, settings, log_dir).await? {
+                return Ok(s);
+            }
+        }
+        Self::try_start(name, settings, log_dir).await?.ok_or_else(|| anyhow::anyhow!("sidecar {name}: its ports were taken three times"))
+    }
+
+    /// One attempt; `None` when a port it was given was taken meanwhile.
+    async fn try_start(name: &str, settings: &SidecarSettings, log_dir: &std::path::Path) -> anyhow::Result<Option<Sidecar>> {
         let (ws_port, admin_port, api_port) = (free_port()?, free_port()?, free_port()?);
         let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
         let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
@@ -70,15 +81,19 @@ impl Sidecar {
         let ready = poll_until_async(Duration::from_secs(20), || {
             exited = s.child.try_wait().ok().flatten();
             let (gone, addr) = (exited.is_some(), addr.clone());
+            // Ready when this sidecar says so (its `/status` names it), not whatever else
+            // may answer on a port that was taken.
+            let name = name.to_string();
             async move {
-                gone || matches!(http_client::request(&addr, http::Method::GET, PATH_READY, ADMIN_TIMEOUT).await, Ok(r) if r.status == 200)
+                gone || matches!(http_client::get_json::<SidecarStatus>(&addr, PATH_STATUS, ADMIN_TIMEOUT).await, Ok(st) if st.node == name && st.ready)
             }
         })
         .await;
         let log = log_dir.join(format!("{name}.log"));
         match exited {
+            Some(_) if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Address already in use")) => Ok(None),
             Some(status) => anyhow::bail!("sidecar {name} exited ({status}); its log is {}", log.display()),
-            None if ready => Ok(s),
+            None if ready => Ok(Some(s)),
             None => anyhow::bail!("sidecar {name} was not ready in 20 s; see {}", log.display()),
         }
     }
