@@ -21,7 +21,9 @@ build:
 # Unit tests, then L1: real redis-server processes, real sidecar binaries, real clients.
 test: deps build
 	scripts/manifests.sh --check
-	@set -o pipefail; $(CARGO) test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee target/test.log
+	@rm -f target/e2e-measure.log
+	@set -o pipefail; $(CARGO) test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee target/test.log; \
+	  status=$$?; cat target/e2e-measure.log 2>/dev/null; exit $$status
 	@set -o pipefail; cd clients/typescript && npm test 2>&1 | tee ../../target/test-client.log
 	@set -o pipefail; cd clients/typescript && npm run test:browser 2>&1 | tee ../../target/test-browser.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "cargo: %d passed, %d failed\n", p, f }' target/test.log

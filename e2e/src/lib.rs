@@ -179,6 +179,26 @@ pub fn build_images() -> PathBuf {
     out_dir
 }
 
+/// Where `measure!` lines go besides stderr: `make test` prints the file after the tests,
+/// which hide a passing test's output.
+pub fn measure_log() -> PathBuf {
+    repo_root().join("target/e2e-measure.log")
+}
+
+/// Records one measured figure: `MEASURE <text>` on stderr and in [`measure_log`].
+pub fn record_measure(line: &str) {
+    eprintln!("MEASURE {line}");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(measure_log()) {
+        let _ = writeln!(f, "MEASURE {line}");
+    }
+}
+
+/// `measure!("apply to Ready {:.1}s", secs)`: see [`record_measure`].
+#[macro_export]
+macro_rules! measure {
+    ($($arg:tt)*) => { $crate::record_measure(&format!($($arg)*)) };
+}
+
 /// Bounded polling and free ports: the one harness's.
 pub use socketfleet_harness::ports::free_port;
 pub use socketfleet_harness::wait::{poll_until, wait_until as wait_for};

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use socketfleet_e2e::{ControlPlane, Operator, repo_root, wait_for};
+use socketfleet_e2e::{ControlPlane, Operator, measure, repo_root, wait_for};
 
 const NS: &str = "socketfleet-system";
 const SA: &str = "socketfleet";
@@ -42,7 +42,7 @@ fn env_of(container: &Value) -> Vec<String> {
 fn the_operator_on_a_real_control_plane() {
     let started = Instant::now();
     let plane = ControlPlane::up("operator");
-    eprintln!("MEASURE control plane up in {:.1}s", started.elapsed().as_secs_f64());
+    measure!("control plane up in {:.1}s", started.elapsed().as_secs_f64());
     let chart = repo_root().join("charts/socketfleet").display().to_string();
 
     // 1. helm lint and install; the CRD becomes Established; `kubectl explain` has the docs.
@@ -173,10 +173,10 @@ fn the_operator_on_a_real_control_plane() {
     let counted = leader.writes_except_lease().expect("operator metrics") - counted_before;
     if let (Some(before), Some(now)) = (audited_before, plane.writes_by(&user)) {
         let writes: Vec<_> = now.into_iter().skip(before).filter(|(_, resource, _)| resource != "leases").collect();
-        eprintln!("MEASURE steady state: {} operator writes in 60 s by the audit log (leases excluded)", writes.len());
+        measure!("steady state: {} operator writes in 60 s by the audit log (leases excluded)", writes.len());
         assert!(writes.is_empty(), "writes in steady state: {writes:?}");
     }
-    eprintln!("MEASURE steady state: {counted} operator writes in 60 s by its own metrics (leases excluded)");
+    measure!("steady state: {counted} operator writes in 60 s by its own metrics (leases excluded)");
     assert_eq!(counted, 0.0, "the operator counted writes in steady state");
 
     // 5b. Hand edits of what the operator owns are put back within 10 s, and deleted
@@ -184,7 +184,7 @@ fn the_operator_on_a_real_control_plane() {
     let repaired = |what: &str, ok: &dyn Fn() -> bool| {
         let t = Instant::now();
         wait_for(what, Duration::from_secs(10), ok);
-        eprintln!("MEASURE drift repaired in {:.1}s: {what}", t.elapsed().as_secs_f64());
+        measure!("drift repaired in {:.1}s: {what}", t.elapsed().as_secs_f64());
     };
     let gateway = || plane.get(&["deployment", "chat-gateway", "-n", APP_NS]);
     let desired = gateway()["spec"]["replicas"].clone();
@@ -249,7 +249,7 @@ fn the_operator_on_a_real_control_plane() {
         .and_then(|c| c.iter().find(|c| c["type"] == "Degraded").cloned())
         .map(|c| c["message"].as_str().unwrap_or("").to_string())
         .unwrap_or_default();
-    eprintln!("MEASURE name conflict message: {message}");
+    measure!("name conflict message: {message}");
     assert!(message.contains("Service chat-redis is already controlled by SocketFleet chat") && !message.contains("Status {"), "{message}");
     let version = plane.get(&["service", "chat-redis", "-n", APP_NS])["metadata"]["resourceVersion"].clone();
     std::thread::sleep(Duration::from_secs(15));
@@ -301,7 +301,7 @@ fn the_operator_on_a_real_control_plane() {
     // Within the lease (6 s) plus the follower's retry period (2 s), and a little slack.
     wait_for("op-b to take over", Duration::from_secs(11), || follower.is_leader());
     let handover = killed.elapsed();
-    eprintln!("MEASURE leader handover {:.1}s after SIGKILL (lease 6s)", handover.as_secs_f64());
+    measure!("leader handover {:.1}s after SIGKILL (lease 6s)", handover.as_secs_f64());
     plane.kubectl_ok(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=4"]);
     wait_for("the new leader reconciles", Duration::from_secs(30), || {
         plane.get(&["deployment", "chat-gateway", "-n", APP_NS])["spec"]["replicas"] == 4
@@ -326,5 +326,5 @@ fn the_operator_on_a_real_control_plane() {
     wait_for("chat rebuilt by the plain-manifest install", Duration::from_secs(60), || {
         !plane.get(&["statefulset", "chat-redis", "-n", APP_NS]).is_null()
     });
-    eprintln!("MEASURE l2 scenario took {:.0}s", started.elapsed().as_secs_f64());
+    measure!("l2 scenario took {:.0}s", started.elapsed().as_secs_f64());
 }

@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac};
 use http::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use socketfleet_e2e::{ControlPlane, build_images, poll_until, repo_root, wait_for};
+use socketfleet_e2e::{ControlPlane, build_images, measure, poll_until, repo_root, wait_for};
 use socketfleet_plumbing::http_client::blocking;
 
 const NS: &str = "socketfleet-system";
@@ -116,8 +116,8 @@ fn report_of(child: Child, what: &str) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{what}: socketfleet-bench failed: {stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: report: {e}: {stderr}"));
-    eprintln!(
-        "MEASURE {what}: published {} acknowledged {} refused {} unconfirmed {} missing {} duplicates {} reconnects {} all back after {}s",
+    measure!(
+        "{what}: published {} acknowledged {} refused {} unconfirmed {} missing {} duplicates {} reconnects {} all back after {}s",
         report["published"],
         report["acknowledged"],
         report["refused"],
@@ -149,7 +149,7 @@ fn the_product_on_a_real_node() {
     let suite = Instant::now();
     let images = build_images();
     let plane = ControlPlane::up_with_node("node", &images);
-    eprintln!("MEASURE images and node up in {:.1}s", suite.elapsed().as_secs_f64());
+    measure!("images and node up in {:.1}s", suite.elapsed().as_secs_f64());
 
     // 1. helm install: the operator in-cluster, two replicas, leader election.
     let chart = repo_root().join("charts/socketfleet").display().to_string();
@@ -177,7 +177,7 @@ fn the_product_on_a_real_node() {
     let fleet = || plane.get(&["socketfleet", "chat", "-n", APP_NS]);
     wait_for("chat Ready", Duration::from_secs(240), || condition(&fleet(), "Ready") == "True");
     let to_ready = applied.elapsed();
-    eprintln!("MEASURE apply to Ready {:.1}s", to_ready.as_secs_f64());
+    measure!("apply to Ready {:.1}s", to_ready.as_secs_f64());
     let redis_pods = pods(&plane, APP_NS, "app.kubernetes.io/component=redis");
     assert_eq!(redis_pods.iter().filter(|p| is_ready(p)).count(), 6, "6 Redis pods Ready");
     let gateways = pods(&plane, APP_NS, "app.kubernetes.io/component=gateway");
@@ -206,7 +206,7 @@ fn the_product_on_a_real_node() {
         let out = run.wait_with_output().expect("socketfleet-bench");
         panic!("clients not on every gateway pod ({spread:?}); the bench said: {}", String::from_utf8_lossy(&out.stderr));
     }
-    eprintln!("MEASURE connections per gateway pod {spread:?}");
+    measure!("connections per gateway pod {spread:?}");
     report_of(run, "across pods");
 
     // 4. A gateway pod deleted under publishing: preStop drains it, clients resume elsewhere.
@@ -228,7 +228,7 @@ fn the_product_on_a_real_node() {
         let s = fleet()["status"].clone();
         condition(&fleet(), "Ready") == "True" && s["redis"]["primaries"] == 3 && s["redis"]["replicas"] == 3
     });
-    eprintln!("MEASURE Redis healed {:.1}s after the traffic ended", healed.elapsed().as_secs_f64());
+    measure!("Redis healed {:.1}s after the traffic ended", healed.elapsed().as_secs_f64());
     let events = redis_events(&plane);
     assert!(events.len() > events_before, "the heal is told in Events: {events:?}");
     assert!(events.iter().any(|r| r == "RedisReplicaAttached" || r == "RedisNodeMet"), "{events:?}");
@@ -239,7 +239,7 @@ fn the_product_on_a_real_node() {
         pods(&plane, APP_NS, "app.kubernetes.io/component=gateway").iter().filter(|p| is_ready(p)).count() == 4
     });
     let all = pods(&plane, APP_NS, "app.kubernetes.io/instance=chat");
-    eprintln!("MEASURE container restarts over the scenario {}", restarts(&all));
+    measure!("container restarts over the scenario {}", restarts(&all));
     assert_eq!(restarts(&pods(&plane, APP_NS, "app.kubernetes.io/component=gateway")), 0, "no gateway container restarted");
     plane.kubectl_ok(&["delete", "socketfleet", "chat", "-n", APP_NS, "--wait=true", "--timeout", "60s"]);
     wait_for("every child of chat collected", Duration::from_secs(180), || {
@@ -252,5 +252,5 @@ fn the_product_on_a_real_node() {
         plane.get(&["pvc", "-n", APP_NS])["items"].as_array().is_some_and(|i| i.is_empty()),
         "persistence off: no PersistentVolumeClaims"
     );
-    eprintln!("MEASURE L3 suite {:.1}s", suite.elapsed().as_secs_f64());
+    measure!("L3 suite {:.1}s", suite.elapsed().as_secs_f64());
 }
