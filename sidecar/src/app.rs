@@ -66,9 +66,7 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
             history_size: config.history_size,
             history_ttl_ms: config.history_ttl.as_millis() as u64,
             durable_publish: config.redis.durable_publish,
-            // WAIT must give up before the command's response timeout does: then a publish
-            // no replica confirmed is answered as that, and the connection is kept.
-            wait_timeout_ms: (config.redis.timeout / 2).as_millis().max(1) as u64,
+            wait_timeout_ms: config.redis.timeout.as_millis() as u64,
         },
     ));
     let hub = Hub::new(store.clone(), metrics.clone());
