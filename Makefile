@@ -69,7 +69,7 @@ demo: deps
 	target/release/socketfleet local examples/chat.yaml --port $(DEMO_PORT) --www demo
 
 bench: deps
-	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-bench
+	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli -p socketfleet-bench
 	scripts/bench.sh
 	scripts/bench-ws-libs.sh
 

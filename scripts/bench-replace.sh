@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
-# Rolling replacement, run by the load generator during the rolling scenario: for each
-# instance recorded in DIR (<i>.cmd: how it was started, <i>.pid, <i>.ready: its readiness
-# URL) in turn, SIGTERM it, wait for it to exit (at most 60 s), start it again with the
-# same command, and wait until it is ready (at most 30 s). Usage: bench-replace.sh DIR
+# Rolling replacement, run by the load generator during the rolling scenario, one instance
+# at a time: SIGTERM it, wait for it to exit (at most 60 s), have it started again, wait
+# until it is ready (at most 30 s). Usage: bench-replace.sh DIR, where DIR holds either
+#   - local: the URL of `socketfleet local`, which starts a sidecar that exited again on
+#     its ports (the instance is back when /fleet.json shows its name with a new pid and
+#     its /ready answers), or
+#   - per instance <i>.cmd (how it was started), <i>.pid and <i>.ready (its readiness URL).
 set -euo pipefail
 dir=${1:?usage: bench-replace.sh DIR}
+fleet() { curl -sf "$(cat "$dir/local")/fleet.json" | python3 -c "import json,sys; f=json.load(sys.stdin); print($1)"; }
+if [[ -e $dir/local ]]; then
+  for name in $(fleet '" ".join(s["name"] for s in f["sidecars"])'); do
+    sel="[s for s in f['sidecars'] if s['name'] == '$name']"
+    pid=$(fleet "$sel[0]['pid']")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 900); do
+      admin=$(fleet "next((s['admin'] for s in $sel if s['pid'] != $pid), '')" || true)
+      [[ -n $admin ]] && curl -sf "$admin/ready" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  done
+  exit 0
+fi
 for cmd in "$dir"/*.cmd; do
   i=${cmd%.cmd}
   pid=$(cat "$i.pid")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: SocketFleet and its peers side by side, in one run, on this machine,
 # loopback only. For every run (RUNS, default 3) and every system (SYSTEMS), on a fresh
-# 6-node Redis Cluster (3 primaries, 1 replica each) with INSTANCES gateway instances:
+# 6-node Redis Cluster (3 primaries, 1 replica each) with INSTANCES gateway instances, all
+# of it started by `socketfleet local` (scripts/bench-fleet.sh; the peers on its
+# `--redis-only` Redis, with the same password):
 #   1. fan-out: CLIENTS subscribers over CHANNELS channels, 100-byte payloads, the publish
 #      rate ramped (RAMP start:factor:seconds:steps) until the system stops keeping up;
 #   2. latency at a fixed rate: LATENCY_FRACTION of SocketFleet's sustained publish rate
@@ -9,8 +11,8 @@
 #   3. memory per idle connection at each of IDLE_COUNTS, one instance;
 #   4. rolling replacement of every instance under that fixed load (FIXED_RATE overrides
 #      it for scenarios 4 and 5; without a SocketFleet fan-out in the run it is 500);
-#   5. a Redis primary killed (SIGKILL) under that fixed load, restarted RESTART_AFTER
-#      seconds later; with DURABLE=1 (default)
+#   5. a Redis primary killed (SIGKILL) under that fixed load, which local mode starts
+#      again RESTART_AFTER seconds later, as a StatefulSet would; with DURABLE=1 (default)
 #      also SocketFleet with SF_DURABLE_PUBLISH=true ("socketfleet-durable"), whose
 #      publishes are acknowledged once a replica has them.
 # Plus the machine's loopback limit for 100-byte frames. Raw JSON reports go to
@@ -21,7 +23,7 @@
 # Every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/local-lib.sh
+source scripts/bench-fleet.sh
 RUNS=${RUNS:-3}
 SYSTEMS=${SYSTEMS:-socketfleet centrifugo socketio wsredis}
 INSTANCES=${INSTANCES:-3}
@@ -44,38 +46,37 @@ ulimit -n "$(ulimit -Hn)"
 eval "$(scripts/bench-peers.sh)"
 taskset -cp 0 $$ >/dev/null
 GEN=(taskset -c 1 "$BIN/socketfleet-bench")
-RESUME_KEY=$(openssl rand -hex 32)
 
-# Instances of SYSTEM on Redis Cluster ADDRS: INST_DIR (kept in OUT) holds each one's
-# command, pid, log and readiness URL (scripts/bench-replace.sh restarts them from there);
-# sets INST_ADDRS, INST_PIDS.
+# INSTANCES instances of SYSTEM on a fresh Redis Cluster: SocketFleet's are local mode's
+# sidecars; a peer's run on local mode's Redis only, each from a command in INST_DIR (kept
+# in OUT: <i>.cmd, <i>.pid, <i>.log, <i>.ready; scripts/bench-replace.sh restarts them from
+# there). Sets SF_CLUSTER_ADDRS, INST_ADDRS, INST_PIDS; INST_DIR/local holds local mode's URL.
 start_instances() {
-  local system=$1 addrs=$2 count=$3 i port admin api
+  local system=$1 count=$2 i port durable=false
   INST_DIR=$OUT/instances/$system-$RANDOM; mkdir -p "$INST_DIR"
   INST_ADDRS=(); INST_PIDS=()
+  [ "$system" = socketfleet-durable ] && durable=true
+  fleet_yaml "$INST_DIR/fleet.yaml" "$count" "$durable"
+  case $system in
+    socketfleet | socketfleet-durable)
+      start_local "$INST_DIR/fleet.yaml" --restart-after "${RESTART_AFTER}s"
+      echo "$LOCAL_URL" > "$INST_DIR/local"
+      SF_CLUSTER_ADDRS=$(redis_addrs)
+      read -ra INST_ADDRS <<< "$(sidecar_addrs)"; read -ra INST_PIDS <<< "$(sidecar_pids)"
+      return 0 ;;
+  esac
+  start_local "$INST_DIR/fleet.yaml" --redis-only --restart-after "${RESTART_AFTER}s"
+  SF_CLUSTER_ADDRS=$(redis_addrs)
   for i in $(seq 1 "$count"); do
-    port=$(free_port)
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    echo "http://127.0.0.1:$port/ready" > "$INST_DIR/$i.ready"
     case $system in
-      socketfleet | socketfleet-durable)
-        local durable=false; [ "$system" = socketfleet-durable ] && durable=true
-        admin=$(free_port); api=$(free_port)
-        echo "http://127.0.0.1:$admin/ready" > "$INST_DIR/$i.ready"
-        cat > "$INST_DIR/$i.cmd" <<CMD
-ulimit -n \$(ulimit -Hn)
-export SF_AUTH=none SF_REDIS_MODE=cluster SF_REDIS_ADDRS=$addrs SF_NODE_NAME=sf$i SF_LOG=warn \
-  SF_WS_ADDR=127.0.0.1:$port SF_ADMIN_ADDR=127.0.0.1:$admin SF_APP_API_ADDR=127.0.0.1:$api \
-  SF_RESUME_KEY=$RESUME_KEY SF_DRAIN_SPREAD=3s SF_DRAIN_TIMEOUT=15s SF_DURABLE_PUBLISH=$durable
-exec $PWD/$BIN/socketfleet-sidecar
-CMD
-        ;;
       centrifugo)
-        echo "http://127.0.0.1:$port/ready" > "$INST_DIR/$i.ready"
-        printf 'ulimit -n $(ulimit -Hn)\nexec %s -addr 127.0.0.1:%s -redis %s -cluster %s\n' "$CENTRIFUGE_PEER" "$port" "$addrs" "${CENTRIFUGE_FLAGS:-}" > "$INST_DIR/$i.cmd" ;;
+        printf 'ulimit -n $(ulimit -Hn)\nexec %s -addr 127.0.0.1:%s -redis %s -cluster %s\n' "$CENTRIFUGE_PEER" "$port" "$SF_CLUSTER_ADDRS" "${CENTRIFUGE_FLAGS:-}" > "$INST_DIR/$i.cmd" ;;
       socketio | wsredis)
         local script=socketio-server.mjs; [ "$system" = wsredis ] && script=ws-server.mjs
-        echo "http://127.0.0.1:$port/ready" > "$INST_DIR/$i.ready"
         printf 'ulimit -n $(ulimit -Hn)\nexec node --max-old-space-size=8192 %s/bench/peers/node/%s --port %s --redis %s --cluster\n' \
-          "$PWD" "$script" "$port" "$addrs" > "$INST_DIR/$i.cmd" ;;
+          "$PWD" "$script" "$port" "$SF_CLUSTER_ADDRS" > "$INST_DIR/$i.cmd" ;;
     esac
     bash "$INST_DIR/$i.cmd" >>"$INST_DIR/$i.log" 2>&1 < /dev/null &
     echo $! > "$INST_DIR/$i.pid"; SF_PIDS+=($!)
@@ -87,33 +88,22 @@ CMD
   done
 }
 
-# The measurement is over: no drain to wait for.
+# The measurement is over: no drain to wait for (local mode's second SIGTERM stops at once).
 stop_instances() {
   local f
-  for f in "$INST_DIR"/*.pid; do kill -9 "$(cat "$f")" 2>/dev/null || true; done
-  for f in "$INST_DIR"/*.pid; do wait "$(cat "$f")" 2>/dev/null || true; done
+  for f in "$INST_DIR"/*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true; done
+  for f in "$INST_DIR"/*.pid; do [ -e "$f" ] && wait "$(cat "$f")" 2>/dev/null || true; done
+  stop_local "$LOCAL_PID"
 }
 
-stop_cluster() {
-  local a
-  for a in ${SF_CLUSTER_ADDRS//,/ }; do redis-cli -p "${a#*:}" shutdown nosave >/dev/null 2>&1 || true; done
-}
-
-redis_pids() {
-  local a pids=()
-  for a in ${SF_CLUSTER_ADDRS//,/ }; do pids+=("$(redis-cli -p "${a#*:}" info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r')"); done
-  (IFS=,; echo "${pids[*]}")
-}
-
-# The failover event: SIGKILL a primary, then, as a StatefulSet would, start it again on
-# its address and cluster config after RESTART_AFTER seconds (it rejoins as a replica of
-# the node that replaced it; until then that shard has no replica).
+# The failover event: SIGKILL a primary; local mode starts it again on its address and
+# cluster config RESTART_AFTER seconds later (it rejoins as a replica of the node that
+# replaced it; until then that shard has no replica).
 kill_primary_event() {
   local seed=${SF_CLUSTER_ADDRS%%,*} port pid
-  port=$(redis-cli -p "${seed#*:}" cluster nodes | awk '/master/ && !/fail/ {split($2, a, "[:@]"); print a[2]; exit}')
-  pid=$(redis-cli -p "$port" info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r')
-  echo "kill -9 $pid; sleep $RESTART_AFTER; cd $SF_WORK/redis-$port && setsid redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no" \
-    "--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 >/dev/null 2>&1 < /dev/null &"
+  port=$(redis-cli --no-auth-warning -p "${seed#*:}" cluster nodes | awk '/master/ && !/fail/ {split($2, a, "[:@]"); print a[2]; exit}')
+  pid=$(redis-cli --no-auth-warning -p "$port" info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r')
+  echo "kill -9 $pid"
 }
 
 addrs() { (IFS=,; echo "${INST_ADDRS[*]}"); }
@@ -126,12 +116,12 @@ replace_event() { echo "scripts/bench-replace.sh $INST_DIR"; }
 # cluster and the instances are up) runs.
 under_event() {
   local scenario=$1 system=$2 tag=$3 rate=$4 seconds=$5 event=$6
-  start_cluster; start_instances "$system" "$SF_CLUSTER_ADDRS" "$INSTANCES"
+  start_instances "$system" "$INSTANCES"
   "${GEN[@]}" run --system "${system%-durable}" --addrs "$(addrs)" --clients "$CLIENTS" --channels "$CHANNELS" \
     --fixed "$rate:$seconds" --event-at 5 --event "$($event)" > "$OUT/$scenario-$tag.json" 2> "$OUT/$scenario-$tag.log" \
     || { echo "bench: $tag $scenario failed:"; tail -5 "$OUT/$scenario-$tag.log"; }
   python3 scripts/bench-report.py --line "$OUT/$scenario-$tag.json" || true
-  stop_instances; stop_cluster
+  stop_instances
 }
 
 # failover SYSTEM TAG RATE: a Redis primary SIGKILLed under RATE publishes/s.
@@ -153,7 +143,7 @@ for run in $(seq "${RUN_FROM:-1}" "$RUNS"); do
     tag="$system-run$run"
     if [[ " $SCENARIOS " == *" fanout "* ]]; then
       echo "== run $run: $system fan-out and latency ($CLIENTS clients, $CHANNELS channels, $INSTANCES instances)"
-      start_cluster; start_instances "$system" "$SF_CLUSTER_ADDRS" "$INSTANCES"
+      start_instances "$system" "$INSTANCES"
       fixed="auto:$LATENCY_FRACTION:$LATENCY_SECONDS"
       [ "$system" != socketfleet ] && [ -n "$latency_rate" ] && fixed="$latency_rate:$LATENCY_SECONDS"
       "${GEN[@]}" run --system "$system" --addrs "$(addrs)" --clients "$CLIENTS" --channels "$CHANNELS" \
@@ -161,13 +151,13 @@ for run in $(seq "${RUN_FROM:-1}" "$RUNS"); do
         || { echo "bench: $tag fan-out failed:"; tail -5 "$OUT/fanout-$tag.log"; }
       [ "$system" = socketfleet ] && latency_rate=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["fixed"]["target_rate"]))' "$OUT/fanout-$tag.json" 2>/dev/null || echo "")
       python3 scripts/bench-report.py --line "$OUT/fanout-$tag.json" || true
-      stop_instances; stop_cluster
+      stop_instances
     fi
     rate=${FIXED_RATE:-${latency_rate:-500}}
     if [[ " $SCENARIOS " == *" idle "* ]]; then
       for n in $IDLE_COUNTS; do
         echo "== run $run: $system idle memory, $n connections over $INSTANCES instances"
-        start_cluster; start_instances "$system" "$SF_CLUSTER_ADDRS" "$INSTANCES"
+        start_instances "$system" "$INSTANCES"
         sleep 1
         gens=()
         for i in $(seq 0 $((INSTANCES - 1))); do
@@ -177,7 +167,7 @@ for run in $(seq "${RUN_FROM:-1}" "$RUNS"); do
         for g in "${gens[@]}"; do wait "$g" || echo "bench: $tag idle generator failed: $(tail -n 2 "$OUT"/idle$n-$tag.*.log)"; done
         python3 scripts/bench-report.py --merge-idle "$OUT/idle$n-$tag.json" "$OUT"/idle$n-$tag.*.part || true
         cat "$OUT/idle$n-$tag.json" 2>/dev/null; echo
-        stop_instances; stop_cluster
+        stop_instances
       done
     fi
     if [[ " $SCENARIOS " == *" rolling "* ]]; then

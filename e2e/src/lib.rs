@@ -163,6 +163,12 @@ pub fn tool(name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A fleet's condition `type_` as (status, reason); empty strings when it has none.
+pub fn condition(fleet: &Value, type_: &str) -> (String, String) {
+    let c = fleet["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned()).unwrap_or(Value::Null);
+    (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string())
+}
+
 /// Image archives of this build (`images/build.sh` from the debug binaries: the operator,
 /// the sidecar, the Debian Redis test image and the pause image) in `target/e2e-images`.
 pub fn build_images() -> PathBuf {
@@ -201,7 +207,13 @@ macro_rules! measure {
 
 /// Bounded polling and free ports: the one harness's.
 pub use socketfleet_harness::ports::free_port;
-pub use socketfleet_harness::wait::{poll_until, wait_until as wait_for};
+pub use socketfleet_harness::wait::poll_until;
+
+/// Polls `ok` every 250 ms (each poll here is a `kubectl` run against the API server) until
+/// it holds, panicking with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+    socketfleet_harness::wait::wait_until_every(what, timeout, Duration::from_millis(250), ok)
+}
 
 /// The operator binary running locally with a ServiceAccount's token, so the API server
 /// enforces exactly the RBAC the chart grants.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use socketfleet_e2e::{ControlPlane, Operator, measure, repo_root, wait_for};
+use socketfleet_e2e::{ControlPlane, Operator, condition, measure, repo_root, wait_for};
 
 const NS: &str = "socketfleet-system";
 const SA: &str = "socketfleet";
@@ -21,11 +21,6 @@ const APP_NS: &str = "demo";
 
 fn example(name: &str) -> String {
     repo_root().join("examples").join(name).display().to_string()
-}
-
-fn condition(fleet: &Value, type_: &str) -> (String, String) {
-    let c = fleet["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned()).unwrap_or(Value::Null);
-    (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string())
 }
 
 fn owned_by(obj: &Value, fleet: &Value) -> bool {

@@ -15,12 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
+use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use serde_json::{Value, json};
-use sha2::Sha256;
-use socketfleet_e2e::{ControlPlane, build_images, measure, poll_until, repo_root, wait_for};
+use socketfleet_cli::local::balancer::demo_token;
+use socketfleet_e2e::{ControlPlane, build_images, condition, measure, poll_until, repo_root, wait_for};
 use socketfleet_plumbing::http_client::blocking;
 
 const NS: &str = "socketfleet-system";
@@ -45,29 +44,9 @@ fn chat_fleet() -> String {
     serde_json::to_string(&fleet).expect("json")
 }
 
-/// An HS256 JWT signed with the fleet's generated secret, for any channel.
-fn token(secret: &[u8], user: &str) -> String {
-    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 3600;
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = json!({"sub": user, "exp": exp, "channels": {"subscribe": ["*"], "publish": ["*"]}});
-    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac key");
-    mac.update(input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
-}
-
-fn secret_value(plane: &ControlPlane, name: &str, key: &str) -> Vec<u8> {
+fn secret_value(plane: &ControlPlane, name: &str, key: &str) -> String {
     let encoded = plane.kubectl_ok(&["get", "secret", name, "-n", APP_NS, "-o", &format!("jsonpath={{.data.{key}}}")]);
-    STANDARD.decode(encoded.trim()).expect("base64 secret")
-}
-
-fn condition(fleet: &Value, type_: &str) -> String {
-    fleet["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("")
-        .to_string()
+    String::from_utf8(STANDARD.decode(encoded.trim()).expect("base64 secret")).expect("a text secret")
 }
 
 fn pods(plane: &ControlPlane, ns: &str, selector: &str) -> Vec<Value> {
@@ -175,7 +154,7 @@ fn the_product_on_a_real_node() {
     let out = plane.kubectl_stdin(&["apply", "-n", APP_NS, "-f", "-"], &chat_fleet());
     assert!(out.status.success(), "apply chat: {}", String::from_utf8_lossy(&out.stderr));
     let fleet = || plane.get(&["socketfleet", "chat", "-n", APP_NS]);
-    wait_for("chat Ready", Duration::from_secs(240), || condition(&fleet(), "Ready") == "True");
+    wait_for("chat Ready", Duration::from_secs(240), || condition(&fleet(), "Ready").0 == "True");
     let to_ready = applied.elapsed();
     measure!("apply to Ready {:.1}s", to_ready.as_secs_f64());
     let redis_pods = pods(&plane, APP_NS, "app.kubernetes.io/component=redis");
@@ -187,7 +166,8 @@ fn the_product_on_a_real_node() {
 
     let service = plane.get(&["service", "chat", "-n", APP_NS]);
     let addr = format!("{}:{}", service["spec"]["clusterIP"].as_str().expect("ClusterIP"), service["spec"]["ports"][0]["port"]);
-    let jwt = token(&secret_value(&plane, "chat-jwt", "secret"), "l3");
+    // Signed as local mode signs its demo tokens: any channel, for a day.
+    let jwt = demo_token(&secret_value(&plane, "chat-jwt", "secret"), "l3");
 
     // kube-proxy programs the new Service a moment after its pods are Ready.
     wait_for("the gateway Service to answer", Duration::from_secs(60), || {
@@ -226,7 +206,7 @@ fn the_product_on_a_real_node() {
     let healed = Instant::now();
     wait_for("the cluster whole again (3 primaries, 3 replicas)", Duration::from_secs(180), || {
         let s = fleet()["status"].clone();
-        condition(&fleet(), "Ready") == "True" && s["redis"]["primaries"] == 3 && s["redis"]["replicas"] == 3
+        condition(&fleet(), "Ready").0 == "True" && s["redis"]["primaries"] == 3 && s["redis"]["replicas"] == 3
     });
     measure!("Redis healed {:.1}s after the traffic ended", healed.elapsed().as_secs_f64());
     let events = redis_events(&plane);

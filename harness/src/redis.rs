@@ -40,10 +40,14 @@ pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
 fn launch(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Result<Proc, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).arg("--dir").arg(dir);
     if let Some(p) = password {
-        cmd.args(["--requirepass", p, "--masterauth", p]);
+        // In a file of the node's own (the config file must be the first argument), not on
+        // the command line, where `ps` would show it.
+        let conf = dir.join("auth.conf");
+        write_private(&conf, &format!("requirepass \"{p}\"\nmasterauth \"{p}\"\n"))?;
+        cmd.arg(&conf);
     }
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).arg("--dir").arg(dir);
     let child = cmd
         .args(args)
         .stdout(Stdio::null())
@@ -51,6 +55,20 @@ fn launch(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Resul
         .spawn()
         .map_err(|e| format!("redis-server does not start ({e}); install Redis 7 (make deps does it on Debian)"))?;
     Ok(Proc::new(child, format!("redis:{port}")))
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// [`redis_cli`] without blocking the runtime.

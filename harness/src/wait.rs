@@ -20,10 +20,10 @@ pub fn off_worker<T>(f: impl FnOnce() -> T) -> T {
 /// Polls `ok` every 50 ms for up to `timeout`; whether it turned true. Blocks the calling
 /// thread, never an async worker (see [`off_worker`]).
 pub fn poll_until(timeout: Duration, ok: impl FnMut() -> bool) -> bool {
-    off_worker(|| poll_blocking(timeout, ok))
+    off_worker(|| poll_blocking(timeout, EVERY, ok))
 }
 
-fn poll_blocking(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+fn poll_blocking(timeout: Duration, every: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if ok() {
@@ -32,13 +32,18 @@ fn poll_blocking(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(EVERY);
+        std::thread::sleep(every);
     }
 }
 
 /// [`poll_until`], panicking with `what` on time-out.
 pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
-    if !poll_until(timeout, ok) {
+    wait_until_every(what, timeout, EVERY, ok)
+}
+
+/// [`wait_until`] polling every `every`: for polls that are expensive themselves.
+pub fn wait_until_every(what: &str, timeout: Duration, every: Duration, ok: impl FnMut() -> bool) {
+    if !off_worker(|| poll_blocking(timeout, every, ok)) {
         panic!("timed out after {timeout:?} waiting for {what}");
     }
 }
@@ -75,15 +80,16 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_synchronous_wait_in_an_async_test_lets_the_runtime_run() {
+    async fn a_synchronous_wait_in_a_task_lets_the_runtime_run_the_others() {
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let setter = flag.clone();
-        // One worker: the spawned task only runs if the wait gives the worker up.
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            setter.store(true, std::sync::atomic::Ordering::SeqCst)
+        let (setter, seen) = (flag.clone(), flag.clone());
+        // The test body runs on its own thread; a spawned task takes the one worker. The
+        // setter, spawned from inside it, only runs if the wait gives the worker up.
+        let waiter = tokio::spawn(async move {
+            tokio::spawn(async move { setter.store(true, std::sync::atomic::Ordering::SeqCst) });
+            poll_until(Duration::from_secs(2), || seen.load(std::sync::atomic::Ordering::SeqCst))
         });
-        assert!(poll_until(Duration::from_secs(5), || flag.load(std::sync::atomic::Ordering::SeqCst)));
+        assert!(waiter.await.expect("the waiting task"), "the setter never ran while the task waited");
     }
 
     #[tokio::test]

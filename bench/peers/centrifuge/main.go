@@ -6,7 +6,7 @@
 // (history_size, history_ttl, force_recovery, force_positioning) and client-side publish
 // allowed (allow_publish_for_subscriber), and sharded PUB/SUB on a Redis Cluster. Usage:
 //
-//	centrifuge-peer -addr 127.0.0.1:8000 -redis 127.0.0.1:7000,127.0.0.1:7001 [-cluster]
+//	REDIS_PASSWORD=... centrifuge-peer -addr 127.0.0.1:8000 -redis 127.0.0.1:7000,127.0.0.1:7001 [-cluster]
 //
 // SIGTERM shuts the node down gracefully: clients get Centrifugo's "shutdown" disconnect,
 // which tells them to reconnect.
@@ -45,6 +45,8 @@ func main() {
 	if *cluster {
 		shardConf = centrifuge.RedisShardConfig{ClusterAddresses: strings.Split(*redisAddrs, ",")}
 	}
+	// From the environment, not a flag: `ps` shows flags.
+	shardConf.Password = os.Getenv("REDIS_PASSWORD")
 	shard, err := centrifuge.NewRedisShard(node, shardConf)
 	if err != nil {
 		log.Fatal(err)

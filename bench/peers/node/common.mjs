@@ -2,7 +2,8 @@
 // a standalone server or a Cluster for seeds), graceful shutdown on SIGTERM.
 import { Cluster, Redis } from "ioredis";
 
-/** `--port 8000 --redis 127.0.0.1:7000,127.0.0.1:7001 --cluster` */
+/** `--port 8000 --redis 127.0.0.1:7000,127.0.0.1:7001 --cluster`; the Redis password, if
+ * any, in `REDIS_PASSWORD`. */
 export function options() {
   const args = process.argv.slice(2);
   const get = (name, fallback) => {
@@ -28,11 +29,13 @@ export function options() {
  * connection that already sent SUBSCRIBE refuses, and the rejection crashed the process
  * under 10,000 clients; a plain client skips the check and resubscribes after reconnecting. */
 export function redisClient(opts, { subscriber = false } = {}) {
+  // From the environment, not an argument: `ps` shows arguments.
+  const auth = process.env.REDIS_PASSWORD ? { password: process.env.REDIS_PASSWORD } : {};
   const client = subscriber
-    ? new Redis({ ...opts.redis[0], enableReadyCheck: false })
+    ? new Redis({ ...opts.redis[0], ...auth, enableReadyCheck: false })
     : opts.cluster
-      ? new Cluster(opts.redis)
-      : new Redis(opts.redis[0]);
+      ? new Cluster(opts.redis, { redisOptions: auth })
+      : new Redis({ ...opts.redis[0], ...auth });
   client.on("error", (err) => console.error(`redis: ${err.message}`));
   return client;
 }

@@ -66,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
         "fastwebsockets" => true,
         _ => anyhow::bail!("usage: ws-idle-probe <tungstenite|fastwebsockets> <addr>"),
     };
+    // Port 0 picks a free one: say which, for the script that connects to it.
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {

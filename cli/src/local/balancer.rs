@@ -14,6 +14,8 @@ use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::redis::NodeView;
+
 /// A sidecar as the balancer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
@@ -22,17 +24,29 @@ pub struct Backend {
     pub admin_port: u16,
     pub api_port: u16,
     pub draining: bool,
+    /// Its process id (for a test driver or a benchmark: signals, memory, CPU).
+    pub pid: Option<u32>,
 }
 
 #[derive(Default)]
 pub struct Backends {
     list: Mutex<Vec<Backend>>,
     next: AtomicUsize,
+    /// The Redis processes, shown in `/fleet.json`.
+    redis: Mutex<Vec<NodeView>>,
 }
 
 impl Backends {
     pub fn set(&self, backends: Vec<Backend>) {
         *self.list.lock().unwrap_or_else(|p| p.into_inner()) = backends;
+    }
+
+    pub fn set_redis(&self, nodes: Vec<NodeView>) {
+        *self.redis.lock().unwrap_or_else(|p| p.into_inner()) = nodes;
+    }
+
+    fn redis(&self) -> Vec<NodeView> {
+        self.redis.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn snapshot(&self) -> Vec<Backend> {
@@ -114,10 +128,13 @@ async fn connection(mut client: TcpStream, backends: &Backends, site: &Site) -> 
                 .map(|b| {
                     serde_json::json!({"name": b.name, "ws": format!("ws://127.0.0.1:{}/ws", b.ws_port),
                                        "admin": format!("http://127.0.0.1:{}", b.admin_port),
-                                       "api": format!("http://127.0.0.1:{}", b.api_port), "draining": b.draining})
+                                       "api": format!("http://127.0.0.1:{}", b.api_port), "draining": b.draining, "pid": b.pid})
                 })
                 .collect();
-            let body = serde_json::json!({"sidecars": sidecars, "auth": site.auth_mode, "tokens": site.jwt_secret.is_some()});
+            let redis: Vec<serde_json::Value> =
+                backends.redis().iter().map(|n| serde_json::json!({"name": n.name, "addr": n.addr, "pid": n.pid})).collect();
+            let body =
+                serde_json::json!({"sidecars": sidecars, "redis": redis, "auth": site.auth_mode, "tokens": site.jwt_secret.is_some()});
             respond(&mut client, 200, "application/json", body.to_string().as_bytes()).await
         }
         "/token" => match (&site.jwt_secret, query_param(target, "user")) {
@@ -192,9 +209,9 @@ mod tests {
     fn picks_round_robin_skipping_draining_and_honours_via() {
         let b = Backends::default();
         b.set(vec![
-            Backend { name: "a".into(), ws_port: 1, admin_port: 11, api_port: 211, draining: false },
-            Backend { name: "b".into(), ws_port: 2, admin_port: 12, api_port: 212, draining: true },
-            Backend { name: "c".into(), ws_port: 3, admin_port: 13, api_port: 213, draining: false },
+            Backend { name: "a".into(), ws_port: 1, admin_port: 11, api_port: 211, draining: false, pid: None },
+            Backend { name: "b".into(), ws_port: 2, admin_port: 12, api_port: 212, draining: true, pid: None },
+            Backend { name: "c".into(), ws_port: 3, admin_port: 13, api_port: 213, draining: false, pid: None },
         ]);
         let picked: Vec<String> = (0..4).filter_map(|_| b.pick(None)).map(|x| x.name).collect();
         assert_eq!(picked, ["a", "c", "a", "c"]);

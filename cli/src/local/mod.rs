@@ -6,8 +6,15 @@
 //! `autoscaling.enabled` the number of sidecars follows live connection counts (target per
 //! pod, min/max, the scale-down stabilisation); `+` and `-` on stdin scale by hand. A
 //! sidecar going away drains like a pod: clients get `reconnect`, come back through the
-//! balancer to another sidecar and resume their sessions. Ctrl-C drains every sidecar and
-//! stops everything; a second Ctrl-C stops at once. No process outlives this one.
+//! balancer to another sidecar and resume their sessions. A process that exits without
+//! being asked to is started again, as Kubernetes would: a sidecar at once, with its name
+//! and ports; a Redis node after `--restart-after`, on its port with its cluster config.
+//! Ctrl-C drains every sidecar and stops everything; a second Ctrl-C stops at once. No
+//! process outlives this one.
+//!
+//! `/fleet.json` lists every process (addresses, pids): test drivers and `make bench`
+//! run their fleets through this module rather than a harness of their own;
+//! `--redis-only` serves a benchmark's peers the same Redis without sidecars.
 
 pub mod balancer;
 pub mod redis;
@@ -29,6 +36,16 @@ use sidecars::Sidecar;
 pub struct Options {
     pub port: u16,
     pub www: PathBuf,
+    /// Start Redis only, no sidecars (for other servers to use it).
+    pub redis_only: bool,
+    /// How long a Redis process that exited stays down before it is started again.
+    pub restart_after: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { port: 8000, www: PathBuf::from("demo"), redis_only: false, restart_after: Duration::from_secs(5) }
+    }
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -79,6 +96,9 @@ fn jwt_secret(fleet: &SocketFleet) -> anyhow::Result<(Option<String>, bool)> {
 /// The running sidecars and how many are wanted.
 struct Gateway {
     sidecars: Vec<Sidecar>,
+    /// Sidecars that exited on their own and could not start again yet: name, ports, when
+    /// to try again.
+    restarting: Vec<(String, sidecars::Ports, Instant)>,
     started: usize,
     settings: SidecarSettings,
     dir: PathBuf,
@@ -97,13 +117,15 @@ impl Gateway {
                     admin_port: s.admin_port,
                     api_port: s.api_port,
                     draining: s.draining,
+                    pid: s.pid(),
                 })
                 .collect(),
         );
     }
 
+    /// Serving or coming back: a sidecar that is starting again still counts as wanted.
     fn serving(&self) -> usize {
-        self.sidecars.iter().filter(|s| !s.draining).count()
+        self.sidecars.iter().filter(|s| !s.draining).count() + self.restarting.len()
     }
 
     async fn add(&mut self) -> anyhow::Result<()> {
@@ -135,12 +157,42 @@ impl Gateway {
         self.publish();
     }
 
-    /// Forgets sidecars whose drain finished.
-    fn reap(&mut self) {
+    /// Forgets sidecars whose drain finished; starts again, with its name and ports, one
+    /// that exited without being asked to (killed, crashed, stopped from outside), as a
+    /// Deployment replaces its pod.
+    async fn supervise(&mut self) {
         let before = self.sidecars.len();
-        self.sidecars.retain_mut(|s| !s.exited());
+        let mut gone = Vec::new();
+        self.sidecars.retain_mut(|s| match s.exit_status() {
+            Some(status) if !s.draining => {
+                gone.push((s.name.clone(), s.ports(), status));
+                false
+            }
+            Some(_) => false,
+            None => true,
+        });
+        for (name, ports, status) in gone {
+            println!("  ! {name} exited ({status}) without being asked to; starting it again");
+            self.restarting.push((name, ports, Instant::now()));
+        }
         if self.sidecars.len() != before {
             self.publish();
+        }
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.restarting).into_iter().partition(|(_, _, at)| *at <= now);
+        self.restarting = later;
+        for (name, ports, _) in due {
+            match Sidecar::start_on(&name, &self.settings, &self.dir, Some(ports)).await {
+                Ok(s) => {
+                    println!("  + {name} is running again on ws://127.0.0.1:{}/ws", s.ws_port);
+                    self.sidecars.push(s);
+                    self.publish();
+                }
+                Err(e) => {
+                    println!("  ! {name} did not start again: {e}; trying again in 10 s");
+                    self.restarting.push((name, ports, now + Duration::from_secs(10)));
+                }
+            }
         }
     }
 
@@ -199,6 +251,12 @@ fn stop_signals() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
     Ok(rx)
 }
 
+/// The local Redis password: `SOCKETFLEET_REDIS_PASSWORD` when set (a benchmark hands the
+/// same one to its peers), else generated for this run.
+fn redis_password() -> String {
+    std::env::var("SOCKETFLEET_REDIS_PASSWORD").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| random_hex(16))
+}
+
 /// Runs the fleet until Ctrl-C or SIGTERM.
 pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await.map_err(|e| {
@@ -210,26 +268,37 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let dir = redis::work_dir()?;
     let spec = fleet.spec.clone();
     println!("starting {} ({:?} Redis)...", fleet.metadata.name.clone().unwrap_or_default(), spec.redis.mode);
-    let mut redis = redis::start(&spec.redis, &dir, &random_hex(16)).await?;
+    let mut redis = redis::start(&spec.redis, &dir, &redis_password()).await?;
     println!("  {}", redis.summary);
     let (secret, generated) = jwt_secret(&fleet)?;
     let settings = sidecar_settings(&fleet, &redis, secret.as_deref(), &random_hex(32))?;
     let backends = Arc::new(Backends::default());
     let drain_limit = spec.drain.timeout.as_duration() + Duration::from_secs(5);
-    let mut gateway = Gateway { sidecars: Vec::new(), started: 0, settings, dir: dir.clone(), backends: backends.clone(), drain_limit };
-    let (min, max) = (spec.gateway.replicas.min, spec.gateway.replicas.max);
+    backends.set_redis(redis.view());
+    let mut gateway = Gateway {
+        sidecars: Vec::new(),
+        restarting: Vec::new(),
+        started: 0,
+        settings,
+        dir: dir.clone(),
+        backends: backends.clone(),
+        drain_limit,
+    };
+    let (min, max) = if opts.redis_only { (0, 0) } else { (spec.gateway.replicas.min, spec.gateway.replicas.max) };
     let mut wanted = spec.gateway.replicas.count.unwrap_or(min).clamp(min, max.max(min)) as usize;
     gateway.scale_to(wanted).await?;
     let site =
         Arc::new(Site { www: opts.www.clone(), jwt_secret: secret.clone().filter(|_| generated), auth_mode: spec.auth.mode.as_str() });
-    tokio::spawn(balancer::serve(listener, backends, site));
+    tokio::spawn(balancer::serve(listener, backends.clone(), site));
 
     println!("\nSocketFleet is running locally:  http://127.0.0.1:{}/", port);
     println!("  clients connect to ws://127.0.0.1:{}/ws (the balancer picks a sidecar)", port);
     if generated {
         println!("  demo tokens: http://127.0.0.1:{}/token?user=<name> (HS256 secret generated for this run)", port);
     }
-    if spec.autoscaling.enabled {
+    if opts.redis_only {
+        println!("  Redis only (--redis-only): no sidecars");
+    } else if spec.autoscaling.enabled {
         println!("  autoscaling: {} connections per sidecar, {min}..{max} sidecars", spec.autoscaling.target_connections_per_pod);
     }
     println!("  type + or - and Enter to add or drain a sidecar; Ctrl-C drains and stops everything (twice: at once)");
@@ -238,6 +307,8 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
+    // Supervision looks often: a process that died is started again within a quarter second.
+    let mut watch = tokio::time::interval(Duration::from_millis(250));
     let stabilization = spec.autoscaling.scale_down_stabilization.as_duration();
     let mut low_since: Option<Instant> = None;
     let mut stop = stop_signals()?;
@@ -250,9 +321,15 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
                 Ok(Some(_)) => println!("  + adds a sidecar, - drains one (within {min}..{max}); now {wanted}"),
                 _ => stdin_open = false,
             },
+            _ = watch.tick() => {
+                gateway.supervise().await;
+                for line in redis.supervise(opts.restart_after).await {
+                    println!("{line}");
+                }
+                backends.set_redis(redis.view());
+            }
             _ = tick.tick() => {
-                gateway.reap();
-                if spec.autoscaling.enabled {
+                if spec.autoscaling.enabled && !opts.redis_only {
                     let conns = gateway.connections().await;
                     let want = wanted_for(conns, spec.autoscaling.target_connections_per_pod, min, max);
                     if want > wanted {

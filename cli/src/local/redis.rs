@@ -1,6 +1,9 @@
 //! Real `redis-server` processes in the layout the spec asks for: a Redis Cluster of
 //! `shards × (1 + replicasPerShard)` nodes bootstrapped by the operator's own admin code, a
-//! primary with replicas and three Sentinels, or nothing (external).
+//! primary with replicas and three Sentinels, or nothing (external). Each process is
+//! supervised as a StatefulSet pod's container is: one that exits on its own (killed,
+//! crashed) is started again on its port from its own directory, so a cluster node keeps
+//! its identity (`nodes.conf`) and rejoins.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,35 +13,123 @@ use socketfleet_api::crd::{RedisMode, RedisSpec};
 use socketfleet_api::settings::{self, RedisSettings, Secret};
 use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
 use socketfleet_harness::process::Proc;
-use socketfleet_harness::redis::{IN_MEMORY_ARGS, start_anywhere_async};
+use socketfleet_harness::redis::{IN_MEMORY_ARGS, spawn_async, start_anywhere_async};
 use socketfleet_harness::wait::poll_until_async;
 use socketfleet_operator::redis_cluster::{self, Access, Layout, Member};
 
 /// Redis as the sidecars see it.
 pub struct LocalRedis {
     /// Every process started (killed on drop).
-    procs: Vec<Proc>,
+    nodes: Vec<Node>,
+    password: String,
     /// How the sidecars find it (the sentinel master name included).
     pub sidecar: RedisSettings,
     /// One line for people: what runs where.
     pub summary: String,
 }
 
+/// One supervised process: a redis-server or a redis-sentinel.
+struct Node {
+    name: String,
+    port: u16,
+    how: Launch,
+    /// None while it is down.
+    proc: Option<Proc>,
+    down_since: Option<Instant>,
+}
+
+enum Launch {
+    /// redis-server in `dir` with `args`.
+    Server { dir: PathBuf, args: Vec<String> },
+    /// redis-sentinel on its config file (which Sentinel rewrites as it learns).
+    Sentinel { conf: PathBuf },
+}
+
+/// A Redis process as `/fleet.json` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    pub addr: String,
+    /// Its process id; None while it is down.
+    pub pid: Option<u32>,
+}
+
 impl LocalRedis {
     /// Stops every Redis process now.
     pub async fn stop(&mut self) {
-        self.procs.clear();
+        self.nodes.clear();
+    }
+
+    pub fn view(&self) -> Vec<NodeView> {
+        self.nodes
+            .iter()
+            .map(|n| NodeView { name: n.name.clone(), addr: format!("127.0.0.1:{}", n.port), pid: n.proc.as_ref().map(|p| p.child.id()) })
+            .collect()
+    }
+
+    /// Starts again, on its port, every process that has been down for `restart_after`;
+    /// one line per thing done, for people.
+    pub async fn supervise(&mut self, restart_after: Duration) -> Vec<String> {
+        let mut said = Vec::new();
+        for n in &mut self.nodes {
+            if let Some(status) = n.proc.as_mut().and_then(Proc::exited) {
+                n.proc = None;
+                n.down_since = Some(Instant::now());
+                said.push(format!("  ! {} (port {}) exited ({status}); starting it again in {restart_after:?}", n.name, n.port));
+            }
+            let due = n.down_since.is_some_and(|t| t.elapsed() >= restart_after);
+            if n.proc.is_none() && due {
+                match n.launch(&self.password).await {
+                    Ok(p) => {
+                        n.proc = Some(p);
+                        n.down_since = None;
+                        said.push(format!("  ! {} is running again on port {}", n.name, n.port));
+                    }
+                    Err(e) => {
+                        n.down_since = Some(Instant::now());
+                        said.push(format!("  ! {} did not start again ({e}); trying again in {restart_after:?}", n.name));
+                    }
+                }
+            }
+        }
+        said
+    }
+}
+
+impl Node {
+    async fn launch(&self, password: &str) -> anyhow::Result<Proc> {
+        match &self.how {
+            Launch::Server { dir, args } => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                spawn_async(dir, self.port, Some(password), &args).await.map_err(|e| anyhow::anyhow!("{e}"))
+            }
+            Launch::Sentinel { conf } => {
+                let child = Command::new("redis-sentinel")
+                    .arg(conf)
+                    .current_dir(conf.parent().unwrap_or(Path::new(".")))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| anyhow::anyhow!("cannot start redis-sentinel: {e}; install Redis 7 (`make deps` does it on Debian)"))?;
+                let p = Proc::new(child, self.name.clone());
+                wait_listening(self.port).await?;
+                Ok(p)
+            }
+        }
     }
 }
 
 const SENTINEL_MASTER: &str = "socketfleet";
 
 /// Starts one redis-server (again on another port when its port was taken meanwhile).
-async fn node(dir: &Path, name: &str, password: &str, extra: &[&str], pick: fn() -> std::io::Result<u16>) -> anyhow::Result<(u16, Proc)> {
+async fn node(dir: &Path, name: &str, password: &str, extra: &[&str], pick: fn() -> std::io::Result<u16>) -> anyhow::Result<Node> {
     // In-memory nodes: the local fleet keeps nothing after it stops.
     let args: Vec<&str> = IN_MEMORY_ARGS.iter().copied().chain(extra.iter().copied()).collect();
     // A directory per attempt: a node that failed to bind leaves nothing the next one reads.
-    start_anywhere_async(|port| dir.join(format!("{name}-{port}")), Some(password), &args, pick).await.map_err(|e| anyhow::anyhow!("{e}"))
+    let dir_for = |port: u16| dir.join(format!("{name}-{port}"));
+    let (port, proc) = start_anywhere_async(dir_for, Some(password), &args, pick).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let how = Launch::Server { dir: dir_for(port), args: args.iter().map(|a| a.to_string()).collect() };
+    Ok(Node { name: name.into(), port, how, proc: Some(proc), down_since: None })
 }
 
 async fn wait_listening(port: u16) -> anyhow::Result<()> {
@@ -64,7 +155,7 @@ pub async fn start(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Resu
 
 async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result<LocalRedis> {
     let layout = Layout { shards: spec.shard_count() as usize, replicas_per_shard: spec.replicas_per_shard as usize };
-    let mut procs = Vec::new();
+    let mut nodes = Vec::new();
     let mut members = Vec::new();
     let cluster_args = [
         "--cluster-enabled",
@@ -79,9 +170,9 @@ async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result
         "no",
     ];
     for ordinal in 0..layout.pods() {
-        let (port, proc) = node(dir, &format!("redis-{ordinal}"), password, &cluster_args, try_free_cluster_port).await?;
-        procs.push(proc);
-        members.push(Member { name: format!("redis-{ordinal}"), addr: format!("127.0.0.1:{port}"), ordinal });
+        let n = node(dir, &format!("redis-{ordinal}"), password, &cluster_args, try_free_cluster_port).await?;
+        members.push(Member { name: n.name.clone(), addr: format!("127.0.0.1:{}", n.port), ordinal });
+        nodes.push(n);
     }
     // The operator's admin code, pass after pass, exactly as in Kubernetes.
     let access = Access { password: Some(password.to_string()), timeout: Duration::from_secs(2) };
@@ -96,20 +187,19 @@ async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result
     }
     let addrs: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
     Ok(LocalRedis {
-        procs,
+        nodes,
+        password: password.into(),
         summary: format!("Redis Cluster: {} primaries × {} replicas on {}", layout.shards, layout.replicas_per_shard, addrs.join(" ")),
         sidecar: sidecar_redis(settings::RedisMode::Cluster, addrs, Some(password)),
     })
 }
 
 async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result<LocalRedis> {
-    let mut procs = Vec::new();
-    let (primary, proc) = node(dir, "redis-0", password, &[], try_free_port).await?;
-    procs.push(proc);
+    let mut nodes = vec![node(dir, "redis-0", password, &[], try_free_port).await?];
+    let primary = nodes[0].port;
     let primary_text = primary.to_string();
     for i in 1..=spec.replicas_per_shard {
-        let (_, proc) = node(dir, &format!("redis-{i}"), password, &["--replicaof", "127.0.0.1", &primary_text], try_free_port).await?;
-        procs.push(proc);
+        nodes.push(node(dir, &format!("redis-{i}"), password, &["--replicaof", "127.0.0.1", &primary_text], try_free_port).await?);
     }
     let mut sentinels = Vec::new();
     for i in 0..3 {
@@ -123,20 +213,14 @@ async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Resul
                  sentinel auth-pass {SENTINEL_MASTER} {password}\n"
             ),
         )?;
-        let child = Command::new("redis-sentinel")
-            .arg(&conf)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start redis-sentinel: {e}; install Redis 7 (`make deps` does it on Debian)"))?;
-        procs.push(Proc::new(child, format!("sentinel-{i}")));
-        wait_listening(port).await?;
+        let mut n = Node { name: format!("sentinel-{i}"), port, how: Launch::Sentinel { conf }, proc: None, down_since: None };
+        n.proc = Some(n.launch(password).await?);
+        nodes.push(n);
         sentinels.push(format!("127.0.0.1:{port}"));
     }
     Ok(LocalRedis {
-        procs,
-
+        nodes,
+        password: password.into(),
         summary: format!("Redis primary :{primary} with {} replicas, Sentinels {}", spec.replicas_per_shard, sentinels.join(" ")),
         sidecar: sidecar_redis(settings::RedisMode::Sentinel { master: SENTINEL_MASTER.into() }, sentinels, Some(password)),
     })
@@ -155,7 +239,8 @@ fn external(spec: &RedisSpec) -> anyhow::Result<LocalRedis> {
         None => None,
     };
     Ok(LocalRedis {
-        procs: Vec::new(),
+        nodes: Vec::new(),
+        password: String::new(),
 
         summary: format!("external Redis ({}) at {}", ext.mode.as_str(), ext.addresses.join(" ")),
         sidecar: sidecar_redis(ext.sidecar_mode(), ext.addresses.clone(), password.as_deref()),
@@ -164,7 +249,9 @@ fn external(spec: &RedisSpec) -> anyhow::Result<LocalRedis> {
 
 /// Where local runs keep their files.
 pub fn work_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!("socketfleet-local-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Private: it holds the Sentinels' configs, with the Redis password.
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
     Ok(dir)
 }

@@ -29,6 +29,9 @@ pub struct Sidecar {
     pub draining: bool,
 }
 
+/// A sidecar's loopback ports: WebSocket, admin, app API.
+pub type Ports = (u16, u16, u16);
+
 /// The sidecar binary: next to this one (`target/release/` after `cargo build --release`).
 pub fn binary() -> anyhow::Result<PathBuf> {
     let here = std::env::current_exe()?;
@@ -46,18 +49,41 @@ impl Sidecar {
     /// waits until it is ready. Ports are picked free, and one can be taken before the
     /// sidecar binds it: then it starts again on others (three attempts).
     pub async fn start(name: &str, settings: &SidecarSettings, log_dir: &std::path::Path) -> anyhow::Result<Sidecar> {
+        Self::start_on(name, settings, log_dir, None).await
+    }
+
+    /// [`Sidecar::start`], on `ports` (ws, admin, app API) first when given: a sidecar
+    /// started again keeps its addresses while they are free.
+    pub async fn start_on(
+        name: &str,
+        settings: &SidecarSettings,
+        log_dir: &std::path::Path,
+        mut ports: Option<Ports>,
+    ) -> anyhow::Result<Sidecar> {
         for _ in 0..2 {
-            if let Some(s) = Self::try_start(name, settings, log_dir).await? {
+            if let Some(s) = Self::try_start(name, settings, log_dir, ports.take()).await? {
                 return Ok(s);
             }
         }
-        Self::try_start(name, settings, log_dir).await?.ok_or_else(|| anyhow::anyhow!("sidecar {name}: its ports were taken three times"))
+        Self::try_start(name, settings, log_dir, None)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("sidecar {name}: its ports were taken three times"))
     }
 
     /// One attempt; `None` when a port it was given was taken meanwhile.
-    async fn try_start(name: &str, settings: &SidecarSettings, log_dir: &std::path::Path) -> anyhow::Result<Option<Sidecar>> {
-        let (ws_port, admin_port, api_port) = (free_port()?, free_port()?, free_port()?);
-        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
+    async fn try_start(
+        name: &str,
+        settings: &SidecarSettings,
+        log_dir: &std::path::Path,
+        ports: Option<Ports>,
+    ) -> anyhow::Result<Option<Sidecar>> {
+        let (ws_port, admin_port, api_port) = match ports {
+            Some(p) => p,
+            None => (free_port()?, free_port()?, free_port()?),
+        };
+        // Appended: a sidecar started again keeps the log of the one before.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join(format!("{name}.log")))?;
+        let log_before = log.metadata()?.len() as usize;
         let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
         let own = SidecarSettings {
             node_name: NodeName::Value(name.into()),
@@ -91,7 +117,12 @@ impl Sidecar {
         .await;
         let log = log_dir.join(format!("{name}.log"));
         match exited {
-            Some(_) if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Address already in use")) => Ok(None),
+            Some(_)
+                if std::fs::read(&log)
+                    .is_ok_and(|l| String::from_utf8_lossy(l.get(log_before..).unwrap_or_default()).contains("Address already in use")) =>
+            {
+                Ok(None)
+            }
             Some(status) => anyhow::bail!("sidecar {name} exited ({status}); its log is {}", log.display()),
             None if ready => Ok(Some(s)),
             None => anyhow::bail!("sidecar {name} was not ready in 20 s; see {}", log.display()),
@@ -112,7 +143,20 @@ impl Sidecar {
     }
 
     pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+        self.exit_status().is_some()
+    }
+
+    /// How it exited, once it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub fn ports(&self) -> Ports {
+        (self.ws_port, self.admin_port, self.api_port)
     }
 
     pub async fn kill(&mut self) {
