@@ -2,16 +2,18 @@
 # Rolling replacement, run by the load generator during the rolling scenario, one instance
 # at a time: SIGTERM it, wait for it to exit (at most 60 s), have it started again, wait
 # until it is ready (at most 30 s). Usage: bench-replace.sh DIR, where DIR holds either
-#   - local: the URL of `socketfleet local`, which starts a sidecar that exited again on
-#     its ports (the instance is back when /fleet.json shows its name with a new pid and
-#     its /ready answers), or
+#   - local: the URL of `socketfleet local`, which replaces a sidecar that drained and
+#     exited on its ports (the instance is back when /fleet.json shows its WebSocket address
+#     with a new pid and its /ready answers), or
 #   - per instance <i>.cmd (how it was started), <i>.pid and <i>.ready (its readiness URL).
 set -euo pipefail
 dir=${1:?usage: bench-replace.sh DIR}
 fleet() { curl -sf "$(cat "$dir/local")/fleet.json" | python3 -c "import json,sys; f=json.load(sys.stdin); print($1)"; }
 if [[ -e $dir/local ]]; then
-  for name in $(fleet '" ".join(s["name"] for s in f["sidecars"])'); do
-    sel="[s for s in f['sidecars'] if s['name'] == '$name']"
+  # A sidecar that drained and exited is replaced under a new name on its ports: follow
+  # its WebSocket address.
+  for ws in $(fleet '" ".join(s["ws"] for s in f["sidecars"])'); do
+    sel="[s for s in f['sidecars'] if s['ws'] == '$ws']"
     pid=$(fleet "$sel[0]['pid']")
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 900); do

@@ -157,9 +157,9 @@ impl Gateway {
         self.publish();
     }
 
-    /// Forgets sidecars whose drain finished; starts again, with its name and ports, one
-    /// that exited without being asked to (killed, crashed, stopped from outside), as a
-    /// Deployment replaces its pod.
+    /// Forgets sidecars whose drain local mode asked for; starts again, with its name and
+    /// ports, one that crashed or was killed; replaces, under a new name, one that drained
+    /// and exited on its own (SIGTERM from outside, a drain asked of it directly).
     async fn supervise(&mut self) {
         let before = self.sidecars.len();
         let mut gone = Vec::new();
@@ -172,8 +172,19 @@ impl Gateway {
             None => true,
         });
         for (name, ports, status) in gone {
-            println!("  ! {name} exited ({status}) without being asked to; starting it again");
-            self.restarting.push((name, ports, Instant::now()));
+            if status.success() {
+                // It drained and exited (SIGTERM, or a drain asked of it directly): that pod is
+                // gone and a new one takes its place, as a Deployment's ReplicaSet does; on the
+                // same ports while they are free, so a benchmark's clients find it.
+                let new = format!("sidecar-{}", self.started);
+                self.started += 1;
+                println!("  - {name} drained and exited; {new} takes its place");
+                self.restarting.push((new, ports, Instant::now()));
+            } else {
+                // A crash or a kill: the container restarts in its pod, under its name.
+                println!("  ! {name} exited ({status}) without being asked to; starting it again");
+                self.restarting.push((name, ports, Instant::now()));
+            }
         }
         if self.sidecars.len() != before {
             self.publish();
