@@ -15,6 +15,10 @@ pub const PATH_DRAIN: &str = "/drain";
 /// For a Kubernetes preStop hook (which can only GET): starts the drain and answers once
 /// every client has been told to go.
 pub const PATH_DRAIN_PRESTOP: &str = "/drain/prestop";
+/// `POST /drain?hold=true`: drain, then stay (not ready, listener closed) until SIGTERM
+/// instead of exiting, so a Kubernetes container is not restarted into an empty, ready
+/// sidecar before the operator removes its pod.
+pub const QUERY_HOLD: &str = "hold=true";
 
 /// A sidecar's state, for autoscaling and status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +48,12 @@ pub struct DrainStatus {
     pub told: u64,
     /// Connections still open.
     pub remaining: u64,
+    /// The drain ran to its end (every connection told, and gone or timed out).
+    #[serde(default)]
+    pub finished: bool,
+    /// The sidecar stays after the drain until it is stopped (`?hold=true`).
+    #[serde(default)]
+    pub held: bool,
 }
 
 #[cfg(test)]
@@ -57,7 +67,7 @@ mod tests {
             ready: false,
             not_ready_reason: Some("draining".into()),
             connections: 12,
-            drain: DrainStatus { draining: true, total: 12, told: 3, remaining: 12 },
+            drain: DrainStatus { draining: true, total: 12, told: 3, remaining: 12, finished: false, held: true },
         };
         let text = serde_json::to_string(&s).expect("json");
         assert!(text.contains("\"notReadyReason\":\"draining\""), "{text}");

@@ -164,7 +164,7 @@ mod tests {
         let full = json!({
             "gateway": {"app": {"image": "app:1", "port": 3000}, "replicas": {"min": 2, "max": 20, "count": 4},
                         "service": {"type": "LoadBalancer", "port": 443}},
-            "autoscaling": {"enabled": true, "targetConnectionsPerPod": 5000},
+            "autoscaling": {"enabled": true, "mode": "external", "targetConnectionsPerPod": 5000, "buffer": 500},
             "redis": {"mode": "cluster", "shards": 3, "replicasPerShard": 1, "durablePublish": true,
                       "persistence": {"enabled": true, "size": "5Gi"}},
             "channels": {"historySize": 1000, "historyTtl": "10m"},
@@ -176,6 +176,18 @@ mod tests {
         let external = json!({"redis": {"mode": "external", "replicasPerShard": 0, "durablePublish": true,
                                         "external": {"addresses": ["s:26379"], "mode": "sentinel", "sentinelMaster": "m"}}});
         check(&fleet(external), None).expect("external mode needs no replicas of ours");
+    }
+
+    #[test]
+    fn kubectl_scale_is_refused_while_the_builtin_autoscaler_scales() {
+        let counted = |autoscaling: serde_json::Value| {
+            fleet(json!({"gateway": {"replicas": {"min": 2, "max": 10, "count": 4}}, "autoscaling": autoscaling}))
+        };
+        let err = format!("{:?}", check(&counted(json!({"enabled": true})), None).expect_err("builtin by default"));
+        assert!(err.contains("cannot be set while autoscaling.mode is builtin") && err.contains("mode: external"), "{err}");
+        check(&counted(json!({"enabled": true, "mode": "external"})), None).expect("an HPA drives count");
+        check(&counted(json!({"enabled": false})), None).expect("kubectl scale without autoscaling");
+        check(&fleet(json!({"autoscaling": {"enabled": true}})), None).expect("builtin without count");
     }
 
     #[test]

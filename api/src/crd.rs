@@ -94,6 +94,12 @@ fn reflow_descriptions(v: &mut serde_json::Value) {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "!(has(self.autoscaling) && has(self.autoscaling.enabled) && self.autoscaling.enabled && (!has(self.autoscaling.mode) || self.autoscaling.mode == 'builtin') && has(self.gateway) && has(self.gateway.replicas) && has(self.gateway.replicas.count))"
+    )
+    .message("gateway.replicas.count (what `kubectl scale` sets) cannot be set while autoscaling.mode is builtin: the operator sets the replicas; remove count, or use autoscaling.mode: external for an HPA or KEDA, or disable autoscaling")
+)]
 pub struct SocketFleetSpec {
     /// The gateway pods: the sidecar that terminates WebSockets, your optional app
     /// container, how many pods, and the Service clients connect to.
@@ -355,25 +361,55 @@ pub struct PodOverrides {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalingSpec {
-    /// Let the operator scale the gateway on live connection counts (within
-    /// gateway.replicas.min and max). Off: use `kubectl scale` or an HPA/KEDA on the scale
-    /// subresource instead.
+    /// Scale the gateway on live connection counts, within gateway.replicas.min and max.
+    /// Off: the replicas are gateway.replicas.count (`kubectl scale`), else min.
     #[serde(default)]
     pub enabled: bool,
+    /// Who changes the replicas when enabled. `builtin`: the operator, which drains the pod it
+    /// removes before it goes and moves clients onto pods it added (gateway.replicas.count
+    /// must then be unset: `kubectl scale` is refused). `external`: an HPA or KEDA on the
+    /// scale subresource; the operator never changes the replicas and exports the fleet's
+    /// connections as Prometheus metrics for them (see examples/hpa.yaml, examples/keda.yaml).
+    #[serde(default)]
+    pub mode: AutoscalingMode,
     /// Connections per gateway pod the autoscaler aims for.
     #[serde(default = "default_target_connections")]
     #[schemars(range(min = 1, max = 10000000))]
     pub target_connections_per_pod: i32,
-    /// How long load must stay low before pods are drained away (a duration up to 24h).
+    /// Spare connections to keep room for: pods = ceil((connections + buffer) /
+    /// targetConnectionsPerPod).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10000000))]
+    pub buffer: i32,
+    /// How long load must stay low before a pod is drained away, one pod at a time (a
+    /// duration up to 24h).
     #[serde(default = "default_scale_down_stabilization")]
     pub scale_down_stabilization: ScaleDownStabilization,
+}
+
+impl AutoscalingSpec {
+    /// Whether the operator (or local mode) itself sets the replicas.
+    pub fn builtin(&self) -> bool {
+        self.enabled && self.mode == AutoscalingMode::Builtin
+    }
+}
+
+/// Who scales the gateway when autoscaling is enabled.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoscalingMode {
+    #[default]
+    Builtin,
+    External,
 }
 
 impl Default for AutoscalingSpec {
     fn default() -> Self {
         AutoscalingSpec {
             enabled: false,
+            mode: AutoscalingMode::default(),
             target_connections_per_pod: default_target_connections(),
+            buffer: 0,
             scale_down_stabilization: default_scale_down_stabilization(),
         }
     }
@@ -714,6 +750,73 @@ pub struct SocketFleetStatus {
     /// The Redis the fleet uses.
     #[serde(default)]
     pub redis: RedisStatus,
+    /// The connection autoscaler (builtin mode): what it saw, decided and remembers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerStatus>,
+}
+
+/// The builtin connection autoscaler's state. Timestamps are RFC 3339.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// Connections the gateway pods reported at the last decision.
+    #[serde(default)]
+    pub connections: i64,
+    /// Gateway pods whose sidecar did not answer (their connections are unknown, not zero;
+    /// no scale-down while there are any).
+    #[serde(default)]
+    pub unknown_pods: i32,
+    /// Pods the load asks for, within gateway.replicas.min and max.
+    #[serde(default)]
+    pub wanted: i32,
+    /// The replicas the autoscaler set (a pod being drained included).
+    #[serde(default)]
+    pub replicas: i32,
+    /// The last action: ScaleUp, Drain, Remove (or Hold before the first).
+    #[serde(default)]
+    pub last_decision: String,
+    /// Why, for people.
+    #[serde(default)]
+    pub reason: String,
+    /// When the last action was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision_time: Option<String>,
+    /// When a scale-down may start if load stays low.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scale_down_time: Option<String>,
+    /// Since when load has been low enough for one pod fewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_since: Option<String>,
+    /// The last scale-up (scale-ups are paced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_up_time: Option<String>,
+    /// The pod being drained before it is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining: Option<DrainingPod>,
+    /// Every gateway pod: state (Ready, NotReady, Unknown, Draining, Drained) and connections.
+    #[serde(default)]
+    pub pods: Vec<GatewayPodStatus>,
+}
+
+/// A pod the autoscaler is draining.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainingPod {
+    pub pod: String,
+    /// When the drain started (RFC 3339).
+    pub since: String,
+}
+
+/// One gateway pod as the autoscaler saw it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayPodStatus {
+    pub name: String,
+    /// Ready, NotReady, Unknown (the sidecar did not answer), Draining or Drained.
+    pub state: String,
+    /// Open connections (absent when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<i64>,
 }
 
 /// Gateway pods.

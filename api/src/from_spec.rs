@@ -38,3 +38,17 @@ impl SidecarSettings {
         s
     }
 }
+
+impl crate::autoscale::Policy {
+    /// The autoscaler's policy a spec decides (the operator's and local mode's).
+    pub fn from_spec(spec: &SocketFleetSpec) -> crate::autoscale::Policy {
+        crate::autoscale::Policy {
+            target_per_pod: spec.autoscaling.target_connections_per_pod.max(1) as u64,
+            buffer: spec.autoscaling.buffer.max(0) as u64,
+            min: spec.gateway.replicas.min.max(1) as u32,
+            max: spec.gateway.replicas.max.max(1) as u32,
+            stabilization_ms: spec.autoscaling.scale_down_stabilization.as_duration().as_millis() as u64,
+            drain_timeout_ms: spec.drain.timeout.as_duration().as_millis() as u64,
+        }
+    }
+}

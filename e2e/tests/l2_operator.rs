@@ -274,13 +274,22 @@ fn the_operator_on_a_real_control_plane() {
     let out = plane.kubectl(&["patch", "sfleet", "minimal", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"shards":6}}}"#]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("redis.shards cannot be changed"), "unset to 6");
 
-    // 6. kubectl scale drives the gateway through the scale subresource, within min..max.
-    plane.kubectl_ok(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=5"]);
-    wait_for("chat-gateway at 5 replicas", Duration::from_secs(30), || {
-        plane.get(&["deployment", "chat-gateway", "-n", APP_NS])["spec"]["replicas"] == 5
+    // 6. kubectl scale drives the gateway through the scale subresource, within min..max;
+    // on a fleet the builtin autoscaler scales (chat), it is refused with the way out.
+    plane.kubectl_ok(&["scale", "sfleet/minimal", "-n", APP_NS, "--replicas=5"]);
+    wait_for("minimal-gateway at 5 replicas", Duration::from_secs(30), || {
+        plane.get(&["deployment", "minimal-gateway", "-n", APP_NS])["spec"]["replicas"] == 5
     });
-    let out = plane.kubectl(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=50"]);
+    let out = plane.kubectl(&["scale", "sfleet/minimal", "-n", APP_NS, "--replicas=50"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("within replicas.min and replicas.max"));
+    let out = plane.kubectl(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=5"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("autoscaling.mode: external"), "kubectl scale of an autoscaled fleet: {err}");
+    // Its pods cannot be read (no node): unknown is not zero, so nothing is scaled down.
+    let autoscaler = fleet("chat")["status"]["autoscaler"].clone();
+    assert_eq!(autoscaler["replicas"], 3, "{autoscaler}");
+    assert_eq!(autoscaler["unknownPods"], 3, "{autoscaler}");
+    assert_eq!(condition(&fleet("chat"), "Draining").0, "False");
 
     // 7. Two replicas: only the leader reconciles; killing it hands over within the lease.
     let mut follower = Operator::start(&plane, NS, SA, "op-b", LEASE);
@@ -297,9 +306,9 @@ fn the_operator_on_a_real_control_plane() {
     wait_for("op-b to take over", Duration::from_secs(11), || follower.is_leader());
     let handover = killed.elapsed();
     measure!("leader handover {:.1}s after SIGKILL (lease 6s)", handover.as_secs_f64());
-    plane.kubectl_ok(&["scale", "sfleet/chat", "-n", APP_NS, "--replicas=4"]);
+    plane.kubectl_ok(&["scale", "sfleet/minimal", "-n", APP_NS, "--replicas=4"]);
     wait_for("the new leader reconciles", Duration::from_secs(30), || {
-        plane.get(&["deployment", "chat-gateway", "-n", APP_NS])["spec"]["replicas"] == 4
+        plane.get(&["deployment", "minimal-gateway", "-n", APP_NS])["spec"]["replicas"] == 4
     });
 
     // 8. Deleting a fleet garbage-collects every child.

@@ -10,11 +10,13 @@
 //! - [`redis_cluster`]: Redis Cluster bootstrap and healing over the Redis protocol;
 //! - [`generated`]: generated Secret values, never rotated under running pods;
 //! - [`observe`]: what the children report (gateway pods' `/status`, Redis);
+//! - [`autoscaler`]: the builtin connection autoscaler's step (decide, drain, remove);
 //! - [`status`]: the status derived from what was observed;
 //! - [`reconcile`]: the controller that strings them together; [`events`]: its Events;
 //! - [`leader`], [`metrics`], [`error`]: leader election, Prometheus metrics, error reasons.
 
 pub mod apply;
+pub mod autoscaler;
 pub mod children;
 pub mod crdgen;
 pub mod error;

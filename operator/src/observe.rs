@@ -33,22 +33,62 @@ pub async fn sidecar_status(ip: &str) -> Option<SidecarStatus> {
     socketfleet_plumbing::http_client::get_json(&addr, PATH_STATUS, SCRAPE_TIMEOUT).await.ok()
 }
 
-pub async fn gateway(client: &Client, c: &Ctx<'_>) -> Result<GatewayObserved> {
+/// One gateway pod: what Kubernetes says and what its sidecar answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPod {
+    pub name: String,
+    pub ip: Option<String>,
+    /// The pod's Ready condition.
+    pub ready: bool,
+    /// Being deleted.
+    pub terminating: bool,
+    /// None: no address yet, or the sidecar did not answer in time.
+    pub sidecar: Option<SidecarStatus>,
+}
+
+/// Every gateway pod, each sidecar's `/status` read at once.
+pub async fn gateway_pods(client: &Client, c: &Ctx<'_>) -> Result<Vec<GatewayPod>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
+    let listed = pods.list(&ListParams::default().labels(&c.selector_string(COMPONENT_GATEWAY))).await?;
+    let mut out: Vec<GatewayPod> = listed
+        .into_iter()
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            GatewayPod {
+                name: p.name_any(),
+                ip: status.pod_ip,
+                ready: status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+                terminating: p.metadata.deletion_timestamp.is_some(),
+                sidecar: None,
+            }
+        })
+        .collect();
+    let reports = join_all(out.iter().map(|p| async move {
+        match &p.ip {
+            Some(ip) => sidecar_status(ip).await,
+            None => None,
+        }
+    }))
+    .await;
+    for (p, r) in out.iter_mut().zip(reports) {
+        p.sidecar = r;
+    }
+    Ok(out)
+}
+
+/// The Deployment's counts and the connections `pods` reported.
+pub async fn gateway(client: &Client, c: &Ctx<'_>, pods: &[GatewayPod]) -> Result<GatewayObserved> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
     let status = api.get_opt(&deployment_name(c)).await?.and_then(|d| d.status).unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
-    let selector = c.selector_string(COMPONENT_GATEWAY);
-    let ips: Vec<String> =
-        pods.list(&ListParams::default().labels(&selector)).await?.into_iter().filter_map(|p| p.status.and_then(|s| s.pod_ip)).collect();
-    let reports = join_all(ips.iter().map(|ip| sidecar_status(ip))).await;
-    let connections = reports.iter().flatten().map(|s| s.connections as i64).sum();
+    let connections = pods.iter().filter_map(|p| p.sidecar.as_ref()).map(|s| s.connections as i64).sum();
     Ok(GatewayObserved {
         desired: desired_replicas(c),
         existing: status.replicas.unwrap_or(0),
         ready: status.ready_replicas.unwrap_or(0),
         updated: status.updated_replicas.unwrap_or(0),
-        selector,
+        selector: c.selector_string(COMPONENT_GATEWAY),
         connections,
+        draining: 0,
     })
 }
 

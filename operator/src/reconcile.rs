@@ -33,12 +33,15 @@ use crate::events;
 use crate::generated::{SecretMemory, generated};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::observe;
-use crate::status::{GatewayObserved, Observed, RedisObserved, derive};
+use crate::autoscaler::{self, Memories};
+use crate::status::{GatewayObserved, Observed, RedisObserved, derive, draining_condition};
 
 /// How soon a fleet that is still coming up is looked at again.
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(5);
 /// How often a settled fleet is checked (reads only, unless something changed).
 const REQUEUE_SETTLED: Duration = Duration::from_secs(60);
+/// How often the builtin autoscaler decides (reads connections each time).
+const REQUEUE_AUTOSCALED: Duration = Duration::from_secs(5);
 /// The longest wait between retries of a failing fleet.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -53,11 +56,21 @@ pub struct Context {
     last_valid: Mutex<HashMap<String, SocketFleet>>,
     /// Consecutive failures per fleet, for the retry delay.
     failures: Mutex<HashMap<String, u32>>,
+    /// The builtin autoscaler's last decision per fleet.
+    pub autoscaler: Memories,
 }
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, reporter: Reporter) -> Context {
-        Context { client, metrics, reporter, secrets: SecretMemory::default(), last_valid: Mutex::default(), failures: Mutex::default() }
+        Context {
+            client,
+            metrics,
+            reporter,
+            secrets: SecretMemory::default(),
+            last_valid: Mutex::default(),
+            failures: Mutex::default(),
+            autoscaler: Memories::default(),
+        }
     }
 
     fn failed(&self, uid: &str) -> u32 {
@@ -134,13 +147,26 @@ pub fn error_policy(fleet: Arc<SocketFleet>, err: &Error, ctx: Arc<Context>) -> 
 }
 
 async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
+    let original = fleet;
     let namespace = fleet.namespace().ok_or(Error::NoNamespace)?;
     let uid = fleet.metadata.uid.clone().unwrap_or_default();
     let last = ctx.last_valid.lock().unwrap_or_else(|p| p.into_inner()).get(&uid).cloned();
     validate(fleet, last.as_ref())?;
-    ctx.last_valid.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, fleet.clone());
-    let c = Ctx::new(fleet);
+    ctx.last_valid.lock().unwrap_or_else(|p| p.into_inner()).insert(uid.clone(), fleet.clone());
     check_referenced_secrets(fleet, &ctx.client, &namespace).await?;
+    // The gateway pods are read before the apply: the autoscaler's decision sets the
+    // replicas this pass applies.
+    let pods = observe::gateway_pods(&ctx.client, &Ctx::new(fleet)).await?;
+    let autoscaler = if fleet.spec.autoscaling.builtin() {
+        Some(autoscaler::step(fleet, ctx, &Ctx::new(fleet), &pods).await)
+    } else {
+        ctx.autoscaler.set(&uid, None);
+        None
+    };
+    let mut fleet_now = fleet.clone();
+    fleet_now.status.get_or_insert_default().autoscaler = autoscaler.clone();
+    let fleet = &fleet_now;
+    let c = Ctx::new(fleet);
     let (generated, restored) = generated(&ctx.client, &c, &ctx.secrets).await?;
     let writes = apply_all(&ctx.client, &c, build(fleet, &generated), &ctx.metrics).await?;
     if writes > 0 {
@@ -149,7 +175,8 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     for name in restored {
         events::secret_restored(fleet, ctx, &name).await;
     }
-    let gateway = observe::gateway(&ctx.client, &c).await?;
+    let mut gateway = observe::gateway(&ctx.client, &c, &pods).await?;
+    gateway.draining = autoscaler.as_ref().map_or(0, |a| i32::from(a.draining.is_some()));
     let redis = observe::redis(&ctx.client, &c, &generated.redis_password).await?;
     let report = match &redis {
         RedisObserved::Cluster { report, .. } => report.as_ref(),
@@ -160,10 +187,24 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     }
     let converged = report.is_none_or(|r| r.converged);
     let observed = Observed { generation: fleet.metadata.generation, gateway, redis, error: None };
-    let status = derive(fleet.status.as_ref(), &observed, Timestamp::now());
+    let now = Timestamp::now();
+    let mut status = derive(fleet.status.as_ref(), &observed, now);
+    status.conditions.retain(|c| c.type_ != "Draining");
+    if let Some(a) = &autoscaler {
+        status.conditions.push(draining_condition(fleet.status.as_ref(), a, fleet.metadata.generation, now));
+    }
+    status.autoscaler = autoscaler;
     let settled = converged && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-    write_status(fleet, ctx, status).await?;
-    Ok(Action::requeue(if settled { REQUEUE_SETTLED } else { REQUEUE_PROGRESSING }))
+    // `fleet` carries this pass's autoscaler status already: compare with what is stored.
+    write_status(&original, ctx, status).await?;
+    let every = if fleet.spec.autoscaling.builtin() {
+        REQUEUE_AUTOSCALED
+    } else if settled {
+        REQUEUE_SETTLED
+    } else {
+        REQUEUE_PROGRESSING
+    };
+    Ok(Action::requeue(every))
 }
 
 /// Secrets the spec references must exist with their key: a clear error beats pods that
@@ -211,6 +252,7 @@ async fn report_error(fleet: &SocketFleet, ctx: &Context, e: &Error) {
             updated: prev.gateway.ready_replicas,
             selector: c.selector_string(COMPONENT_GATEWAY),
             connections: prev.gateway.connections,
+            draining: prev.autoscaler.as_ref().map_or(0, |a| i32::from(a.draining.is_some())),
         },
         redis: match fleet.spec.redis.mode {
             RedisMode::External => RedisObserved::External,

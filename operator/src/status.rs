@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::redis_cluster::Report;
 use crate::redis_cluster::nodes::SLOTS;
-use socketfleet_api::crd::{GatewayStatus, RedisStatus, SocketFleetStatus};
+use socketfleet_api::crd::{AutoscalerStatus, GatewayStatus, RedisStatus, SocketFleetStatus};
 
 /// Every reason a condition can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub enum Reason {
     RollingOut,
     Stable,
     NoErrors,
+    AutoscalerScaleDown,
+    NoDrain,
     /// An error's own reason (`Error::reason`).
     Error(&'static str),
 }
@@ -49,6 +51,8 @@ impl Reason {
             Reason::RollingOut => "RollingOut",
             Reason::Stable => "Stable",
             Reason::NoErrors => "NoErrors",
+            Reason::AutoscalerScaleDown => "AutoscalerScaleDown",
+            Reason::NoDrain => "NoDrain",
             Reason::Error(r) => r,
         }
     }
@@ -64,6 +68,8 @@ pub struct GatewayObserved {
     pub updated: i32,
     pub selector: String,
     pub connections: i64,
+    /// Pods the autoscaler is draining away (counted in `desired`, not expected ready).
+    pub draining: i32,
 }
 
 /// What the Redis side reports.
@@ -176,18 +182,27 @@ fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
     }
 }
 
+/// `Draining` (builtin autoscaler): True while it drains a pod before removing it.
+pub fn draining_condition(prev: Option<&SocketFleetStatus>, a: &AutoscalerStatus, generation: Option<i64>, now: Timestamp) -> Condition {
+    match &a.draining {
+        Some(d) => condition(prev, "Draining", true, Reason::AutoscalerScaleDown, format!("{}: {}", d.pod, a.reason), generation, now),
+        None => condition(prev, "Draining", false, Reason::NoDrain, "no pod is being drained".into(), generation, now),
+    }
+}
+
 /// The fleet's status from what was observed. `prev` keeps transition times stable.
 pub fn derive(prev: Option<&SocketFleetStatus>, o: &Observed, now: Timestamp) -> SocketFleetStatus {
     let g = &o.gateway;
     let (redis, redis_ok, redis_reason, redis_msg) = redis_status(&o.redis);
-    let gateway_ok = g.ready >= g.desired && g.desired > 0;
+    let serving = g.desired - g.draining;
+    let gateway_ok = g.ready >= serving && serving > 0;
     let (ready, ready_reason, ready_msg) = match (&o.error, redis_ok, gateway_ok) {
         (Some((reason, msg)), _, _) => (false, Reason::Error(reason), msg.clone()),
         (None, false, _) => (false, Reason::RedisNotReady, redis_msg.clone()),
-        (None, true, false) => (false, Reason::GatewayPodsNotReady, format!("{} of {} gateway pods are ready", g.ready, g.desired)),
+        (None, true, false) => (false, Reason::GatewayPodsNotReady, format!("{} of {} gateway pods are ready", g.ready, serving)),
         (None, true, true) => (true, Reason::FleetReady, format!("{} gateway pods ready, Redis serving", g.ready)),
     };
-    let rolling = g.updated < g.desired || g.ready < g.desired || !redis_ok;
+    let rolling = g.updated < g.desired || g.ready < serving || !redis_ok;
     let (progressing_reason, progressing_msg) = if rolling {
         (Reason::RollingOut, format!("gateway {}/{} updated and ready; {redis_msg}", g.ready.min(g.updated), g.desired))
     } else {
@@ -200,7 +215,7 @@ pub fn derive(prev: Option<&SocketFleetStatus>, o: &Observed, now: Timestamp) ->
         None => (false, Reason::NoErrors, "no errors".to_string()),
     };
     let generation = o.generation;
-    SocketFleetStatus {
+    let mut status = SocketFleetStatus {
         observed_generation: generation,
         conditions: vec![
             condition(prev, "Ready", ready, ready_reason, ready_msg, generation, now),
@@ -216,7 +231,13 @@ pub fn derive(prev: Option<&SocketFleetStatus>, o: &Observed, now: Timestamp) ->
             connections: g.connections,
         },
         redis,
+        // The autoscaler's step (reconcile) replaces these; an error pass keeps them.
+        autoscaler: prev.and_then(|p| p.autoscaler.clone()),
+    };
+    if let Some(d) = prev.and_then(|p| p.conditions.iter().find(|c| c.type_ == "Draining")) {
+        status.conditions.push(d.clone());
     }
+    status
 }
 
 #[cfg(test)]
@@ -231,7 +252,7 @@ mod tests {
     fn observed(ready: i32, redis: RedisObserved) -> Observed {
         Observed {
             generation: Some(3),
-            gateway: GatewayObserved { desired: 2, existing: 2, ready, updated: 2, selector: "a=b".into(), connections: 7 },
+            gateway: GatewayObserved { desired: 2, existing: 2, ready, updated: 2, selector: "a=b".into(), connections: 7, draining: 0 },
             redis,
             error: None,
         }

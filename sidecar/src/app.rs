@@ -133,12 +133,19 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
     let api = tokio::spawn(http_util::serve(listeners.app_api, shutdown, header_timeout, move |req| app_api::handle(req, api.clone())));
     tracing::info!(ws = %config.ws_addr, admin = %config.admin_addr, node = %config.node_name.as_str(), "sidecar started");
 
-    tokio::select! {
-        _ = stop => tracing::info!("signal received: draining"),
-        _ = drain.requested() => tracing::info!("drain requested: draining"),
-    }
+    tokio::pin!(stop);
+    let signalled = tokio::select! {
+        _ = &mut stop => { tracing::info!("signal received: draining"); true }
+        _ = drain.requested() => { tracing::info!("drain requested: draining"); false }
+    };
     let pace = Pace { accept_grace: config.drain_accept_grace, spread: config.drain_spread, timeout: config.drain_timeout };
     drain.run(pace, &shutdown_tx, &metrics).await;
+    if !signalled && drain.held() {
+        // The operator removes this pod itself; exiting now would let Kubernetes restart the
+        // container into an empty, ready sidecar that takes new clients.
+        tracing::info!("drained; staying until stopped");
+        stop.await;
+    }
     // A preStop hook waiting on `/drain/prestop` gets its answer before the listener goes.
     tokio::time::sleep(PRESTOP_ANSWER_GRACE).await;
     for task in background.iter().chain([&ws, &admin, &api]) {

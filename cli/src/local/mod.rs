@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use socketfleet_api::autoscale::{Action, Decision, Memory, PodDrain, PodLoad, Policy, decide};
 use socketfleet_api::crd::{AuthMode, SocketFleet};
 use socketfleet_api::settings::{Auth, Secret, SidecarSettings};
 use tokio::io::AsyncBufReadExt;
@@ -152,7 +153,7 @@ impl Gateway {
         }
         let Some((i, conns)) = best else { return };
         let s = &mut self.sidecars[i];
-        println!("  - {} draining: its {conns} clients move to the others", s.name);
+        println!("  - {} draining: {} move to the others", s.name, clients(conns));
         s.drain().await;
         self.publish();
     }
@@ -207,12 +208,48 @@ impl Gateway {
         }
     }
 
-    async fn connections(&self) -> u64 {
-        let mut total = 0;
+    /// Every sidecar as the autoscaler sees a pod: one starting again is unknown, not empty.
+    async fn loads(&self) -> Vec<PodLoad> {
+        let mut out = Vec::new();
         for s in &self.sidecars {
-            total += s.connections().await.unwrap_or(0);
+            let status = s.status().await;
+            let drain = match &status {
+                Some(st) if st.drain.finished => PodDrain::Finished,
+                Some(st) if st.drain.draining => PodDrain::Draining { remaining: st.drain.remaining },
+                _ if s.draining => PodDrain::Draining { remaining: 0 },
+                _ => PodDrain::None,
+            };
+            out.push(PodLoad {
+                name: s.name.clone(),
+                ready: status.as_ref().is_some_and(|st| st.ready),
+                connections: status.map(|st| st.connections),
+                drain,
+            });
         }
-        total
+        out.extend(self.restarting.iter().map(|(name, ..)| PodLoad { name: name.clone(), ready: false, connections: None, drain: PodDrain::None }));
+        out
+    }
+
+    /// Carries out the autoscaler's action; a drained sidecar exits by itself, so a removal
+    /// has nothing left to do here.
+    async fn autoscale(&mut self, d: &Decision) -> anyhow::Result<()> {
+        match &d.action {
+            Action::ScaleUp { from, to } => {
+                println!("  autoscaler: {from} → {to} sidecars: {}", d.reason);
+                self.scale_to(d.memory.replicas as usize - usize::from(d.memory.draining.is_some())).await?;
+            }
+            Action::Drain { pod, connections } => {
+                println!("  autoscaler: {}", d.reason);
+                if let Some(s) = self.sidecars.iter_mut().find(|s| &s.name == pod) {
+                    println!("  - {pod} draining: {} move to the others", clients(*connections));
+                    s.drain().await;
+                    self.publish();
+                }
+            }
+            Action::Remove { .. } => println!("  autoscaler: {}", d.reason),
+            Action::Hold => {}
+        }
+        Ok(())
     }
 
     async fn scale_to(&mut self, n: usize) -> anyhow::Result<()> {
@@ -243,10 +280,9 @@ impl Gateway {
     }
 }
 
-/// The autoscaler's rule, from the spec: pods for the connections, within min..max.
-pub fn wanted_for(connections: u64, target: i32, min: i32, max: i32) -> usize {
-    let need = connections.div_ceil(target.max(1) as u64) as i64;
-    need.clamp(min as i64, max.max(min) as i64) as usize
+/// "1 client", "3 clients".
+fn clients(n: u64) -> String {
+    if n == 1 { "its 1 client".into() } else { format!("its {n} clients") }
 }
 
 /// Ctrl-C and SIGTERM (a supervisor's, `kill`'s, a test harness's) both stop the fleet the
@@ -309,8 +345,10 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     }
     if opts.redis_only {
         println!("  Redis only (--redis-only): no sidecars");
-    } else if spec.autoscaling.enabled {
+    } else if spec.autoscaling.builtin() {
         println!("  autoscaling: {} connections per sidecar, {min}..{max} sidecars", spec.autoscaling.target_connections_per_pod);
+    } else if spec.autoscaling.enabled {
+        println!("  autoscaling.mode: external: in Kubernetes an HPA or KEDA scales the fleet; here it stays at {wanted} (+ and - scale)");
     }
     println!("  type + or - and Enter to add or drain a sidecar; Ctrl-C drains and stops everything (twice: at once)");
     println!("  files and logs: {}\n", dir.display());
@@ -320,15 +358,17 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     // Supervision looks often: a process that died is started again within a quarter second.
     let mut watch = tokio::time::interval(Duration::from_millis(250));
-    let stabilization = spec.autoscaling.scale_down_stabilization.as_duration();
-    let mut low_since: Option<Instant> = None;
+    let autoscaled = spec.autoscaling.builtin() && !opts.redis_only;
+    let policy = Policy::from_spec(&spec);
+    let mut memory = Memory { replicas: wanted as u32, ..Memory::default() };
+    let clock = Instant::now();
     let mut stop = stop_signals()?;
     loop {
         tokio::select! {
             _ = stop.recv() => break,
             line = lines.next_line(), if stdin_open => match line {
-                Ok(Some(l)) if l.trim() == "+" => { wanted = (wanted + 1).min(max as usize); gateway.scale_to(wanted).await?; }
-                Ok(Some(l)) if l.trim() == "-" => { wanted = wanted.saturating_sub(1).max(min as usize); gateway.scale_to(wanted).await?; }
+                Ok(Some(l)) if l.trim() == "+" => { wanted = (wanted + 1).min(max as usize); gateway.scale_to(wanted).await?; memory = Memory { replicas: wanted as u32, ..Memory::default() }; }
+                Ok(Some(l)) if l.trim() == "-" => { wanted = wanted.saturating_sub(1).max(min as usize); gateway.scale_to(wanted).await?; memory = Memory { replicas: wanted as u32, ..Memory::default() }; }
                 Ok(Some(_)) => println!("  + adds a sidecar, - drains one (within {min}..{max}); now {wanted}"),
                 _ => stdin_open = false,
             },
@@ -340,25 +380,12 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
                 backends.set_redis(redis.view());
             }
             _ = tick.tick() => {
-                if spec.autoscaling.enabled && !opts.redis_only {
-                    let conns = gateway.connections().await;
-                    let want = wanted_for(conns, spec.autoscaling.target_connections_per_pod, min, max);
-                    if want > wanted {
-                        println!("  autoscaler: {conns} connections want {want} sidecars");
-                        wanted = want;
-                        low_since = None;
-                        gateway.scale_to(wanted).await?;
-                    } else if want < wanted {
-                        let since = *low_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= stabilization {
-                            println!("  autoscaler: {conns} connections want {want} sidecars for {stabilization:?}");
-                            wanted -= 1;
-                            low_since = None;
-                            gateway.scale_to(wanted).await?;
-                        }
-                    } else {
-                        low_since = None;
-                    }
+                if autoscaled {
+                    memory.replicas = memory.replicas.max(1);
+                    let d = decide(&policy, &memory, &gateway.loads().await, clock.elapsed().as_millis() as u64);
+                    gateway.autoscale(&d).await?;
+                    memory = d.memory;
+                    wanted = memory.replicas as usize - usize::from(memory.draining.is_some());
                 }
             }
         }
@@ -374,15 +401,3 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_autoscaler_rule_follows_connections_within_bounds() {
-        assert_eq!(wanted_for(0, 5000, 2, 10), 2);
-        assert_eq!(wanted_for(12_001, 5000, 2, 10), 3);
-        assert_eq!(wanted_for(1_000_000, 5000, 2, 10), 10);
-        assert_eq!(wanted_for(10, 1, 1, 4), 4);
-    }
-}

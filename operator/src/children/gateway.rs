@@ -37,11 +37,17 @@ pub fn deployment_name(ctx: &Ctx) -> String {
     ctx.child("gateway")
 }
 
-/// Gateway pods the fleet asks for: the scale subresource's `count`, else `min`, within
-/// `min..=max`.
+/// Gateway pods the fleet asks for: with the builtin autoscaler, the replicas it last set
+/// (`status.autoscaler.replicas`, one above max while a pod drains); otherwise the scale
+/// subresource's `count`, else `min`, within `min..=max`.
 pub fn desired_replicas(ctx: &Ctx) -> i32 {
     let r = &ctx.fleet.spec.gateway.replicas;
-    r.count.unwrap_or(r.min).clamp(r.min, r.max.max(r.min))
+    let max = r.max.max(r.min);
+    let autoscaled = ctx.fleet.status.as_ref().and_then(|s| s.autoscaler.as_ref()).map(|a| a.replicas).filter(|n| *n > 0);
+    match autoscaled {
+        Some(n) if ctx.fleet.spec.autoscaling.builtin() => n.clamp(r.min, max + 1),
+        _ => r.count.unwrap_or(r.min).clamp(r.min, max),
+    }
 }
 
 pub fn build(ctx: &Ctx, c: &mut Children) {

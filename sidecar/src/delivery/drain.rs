@@ -29,6 +29,9 @@ use crate::metrics::Metrics;
 pub struct Drain {
     requested: Notify,
     started: AtomicBool,
+    finished: AtomicBool,
+    /// Stay after the drain until stopped (`POST /drain?hold=true`).
+    hold: AtomicBool,
     /// Every listed connection has been told to go (what a preStop hook waits for).
     all_told: AtomicBool,
     all_told_wake: Notify,
@@ -80,6 +83,16 @@ impl Drain {
         self.requested.notify_one();
     }
 
+    /// Asks for a drain after which the process stays until it is stopped.
+    pub fn request_held(&self) {
+        self.hold.store(true, Ordering::Relaxed);
+        self.request();
+    }
+
+    pub fn held(&self) -> bool {
+        self.hold.load(Ordering::Relaxed)
+    }
+
     pub async fn requested(&self) {
         self.requested.notified().await
     }
@@ -108,6 +121,8 @@ impl Drain {
             total: self.total.load(Ordering::Relaxed) as u64,
             told: self.told.load(Ordering::Relaxed) as u64,
             remaining: self.connections().live.len() as u64,
+            finished: self.finished.load(Ordering::Acquire),
+            held: self.held(),
         }
     }
 
@@ -143,5 +158,6 @@ impl Drain {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!(remaining = self.connections().live.len(), took = ?start.elapsed(), "drain finished");
+        self.finished.store(true, Ordering::Release);
     }
 }

@@ -1,6 +1,7 @@
 //! The admin listener: `/live`, `/ready`, `/metrics`, `/status` (connections, readiness and
 //! drain as JSON, for the operator and local mode), and `/drain` (GET: progress as JSON;
-//! POST: start the drain). `GET /drain/prestop` is for a Kubernetes preStop hook (which can
+//! POST: start the drain; `?hold=true`: and stay afterwards until stopped, for the operator's
+//! autoscaler, which removes the pod itself). `GET /drain/prestop` is for a Kubernetes preStop hook (which can
 //! only GET): it starts the drain and answers once every client has been told to go. The
 //! paths and JSON shapes are `socketfleet_api::admin`'s.
 //!
@@ -15,7 +16,7 @@ use std::time::Duration;
 use http::StatusCode;
 use hyper::body::Incoming;
 
-use socketfleet_api::admin::{PATH_DRAIN, PATH_DRAIN_PRESTOP, PATH_LIVE, PATH_METRICS, PATH_READY, PATH_STATUS, SidecarStatus};
+use socketfleet_api::admin::{PATH_DRAIN, PATH_DRAIN_PRESTOP, PATH_LIVE, PATH_METRICS, PATH_READY, PATH_STATUS, QUERY_HOLD, SidecarStatus};
 
 use crate::delivery::drain::Drain;
 use crate::metrics::Metrics;
@@ -75,7 +76,11 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<Admin>) -> HttpRespo
         },
         PATH_STATUS => json(StatusCode::OK, &status(&app)),
         PATH_DRAIN if req.method() == http::Method::POST => {
-            app.drain.request();
+            if req.uri().query() == Some(QUERY_HOLD) {
+                app.drain.request_held();
+            } else {
+                app.drain.request();
+            }
             json(StatusCode::ACCEPTED, &app.drain.status())
         }
         PATH_DRAIN => json(StatusCode::OK, &app.drain.status()),
