@@ -82,11 +82,20 @@ pub struct Memory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Hold,
-    ScaleUp { from: u32, to: u32 },
+    ScaleUp {
+        from: u32,
+        to: u32,
+    },
     /// Start (or ask again for) the paced drain of this pod.
-    Drain { pod: String, connections: u64 },
+    Drain {
+        pod: String,
+        connections: u64,
+    },
     /// The pod's drain is over: remove exactly it and lower the count.
-    Remove { pod: String, timed_out: bool },
+    Remove {
+        pod: String,
+        timed_out: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,8 +210,7 @@ pub fn decide(policy: &Policy, memory: &Memory, pods: &[PodLoad], now_ms: u64) -
     let over_max = serving > max;
     let low = serving > min
         && wanted < serving
-        && (connections.saturating_add(policy.buffer)) as f64
-            <= (serving - 1) as f64 * policy.target_per_pod as f64 * DOWN_TOLERANCE;
+        && (connections.saturating_add(policy.buffer)) as f64 <= (serving - 1) as f64 * policy.target_per_pod as f64 * DOWN_TOLERANCE;
     if !low && !over_max {
         m.low_since_ms = None;
         d.reason = format!("{} on {} want {wanted}", plural(connections, "connection"), plural(serving as u64, "pod"));
@@ -259,8 +267,7 @@ pub fn decide(policy: &Policy, memory: &Memory, pods: &[PodLoad], now_ms: u64) -
 mod tests {
     use super::*;
 
-    const POLICY: Policy =
-        Policy { target_per_pod: 100, buffer: 0, min: 1, max: 10, stabilization_ms: 60_000, drain_timeout_ms: 30_000 };
+    const POLICY: Policy = Policy { target_per_pod: 100, buffer: 0, min: 1, max: 10, stabilization_ms: 60_000, drain_timeout_ms: 30_000 };
 
     fn pod(name: &str, connections: u64) -> PodLoad {
         PodLoad { name: name.into(), ready: true, connections: Some(connections), drain: PodDrain::None }

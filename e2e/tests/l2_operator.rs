@@ -288,7 +288,9 @@ fn the_operator_on_a_real_control_plane() {
     // Its pods cannot be read (no node): unknown is not zero, so nothing is scaled down.
     let autoscaler = fleet("chat")["status"]["autoscaler"].clone();
     assert_eq!(autoscaler["replicas"], 3, "{autoscaler}");
-    assert_eq!(autoscaler["unknownPods"], 3, "{autoscaler}");
+    // Every pod is unknown (the drift steps' rollouts may have left an extra pending pod).
+    let pods = autoscaler["pods"].as_array().map_or(0, |p| p.len()) as i64;
+    assert!(pods >= 3 && autoscaler["unknownPods"].as_i64() == Some(pods), "{autoscaler}");
     assert_eq!(condition(&fleet("chat"), "Draining").0, "False");
 
     // 7. Two replicas: only the leader reconciles; killing it hands over within the lease.

@@ -213,8 +213,21 @@ fn the_product_on_a_real_node() {
     assert!(events.len() > events_before, "the heal is told in Events: {events:?}");
     assert!(events.iter().any(|r| r == "RedisReplicaAttached" || r == "RedisNodeMet"), "{events:?}");
 
-    // 6. kubectl scale, then deleting the fleet collects every child.
-    plane.kubectl_ok(&["scale", "socketfleet", "chat", "-n", APP_NS, "--replicas", "4"]);
+    // 6. The builtin autoscaler keeps gateway.replicas.min: raising it adds a pod (kubectl
+    // scale is refused while it scales); then deleting the fleet collects every child.
+    let out = plane.kubectl(&["scale", "socketfleet", "chat", "-n", APP_NS, "--replicas", "4"]);
+    assert!(!out.status.success(), "kubectl scale of an autoscaled fleet is refused");
+    plane.kubectl_ok(&[
+        "patch",
+        "socketfleet",
+        "chat",
+        "-n",
+        APP_NS,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"gateway":{"replicas":{"min":4}}}}"#,
+    ]);
     wait_for("4 gateway pods Ready", Duration::from_secs(120), || {
         pods(&plane, APP_NS, "app.kubernetes.io/component=gateway").iter().filter(|p| is_ready(p)).count() == 4
     });

@@ -185,7 +185,10 @@ pub async fn step(fleet: &SocketFleet, ctx: &Context, c: &Ctx<'_>, pods: &[Gatew
 async fn start_drain(ip: &str) -> Result<(), String> {
     let addr = if ip.contains(':') { format!("[{ip}]:{SIDECAR_ADMIN_PORT}") } else { format!("{ip}:{SIDECAR_ADMIN_PORT}") };
     let path = format!("{PATH_DRAIN}?{QUERY_HOLD}");
-    socketfleet_plumbing::http_client::post_json::<DrainStatus>(&addr, &path, DRAIN_REQUEST_TIMEOUT).await.map(|_| ()).map_err(|e| e.to_string())
+    socketfleet_plumbing::http_client::post_json::<DrainStatus>(&addr, &path, DRAIN_REQUEST_TIMEOUT)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The lowest deletion cost on exactly the drained pod, just before the replicas drop.

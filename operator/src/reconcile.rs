@@ -26,6 +26,7 @@ use socketfleet_api::crd::{RedisMode, SocketFleet, SocketFleetStatus};
 use tracing::Instrument;
 
 use crate::apply::{FIELD_MANAGER, apply_all};
+use crate::autoscaler::{self, Memories};
 use crate::children::gateway::desired_replicas;
 use crate::children::{COMPONENT_GATEWAY, Ctx, LABEL_MANAGED_BY, MANAGER, build};
 use crate::error::{Error, Result};
@@ -33,7 +34,6 @@ use crate::events;
 use crate::generated::{SecretMemory, generated};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::observe;
-use crate::autoscaler::{self, Memories};
 use crate::status::{GatewayObserved, Observed, RedisObserved, derive, draining_condition};
 
 /// How soon a fleet that is still coming up is looked at again.
@@ -196,7 +196,7 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     status.autoscaler = autoscaler;
     let settled = converged && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
     // `fleet` carries this pass's autoscaler status already: compare with what is stored.
-    write_status(&original, ctx, status).await?;
+    write_status(original, ctx, status).await?;
     let every = if fleet.spec.autoscaling.builtin() {
         REQUEUE_AUTOSCALED
     } else if settled {

@@ -226,7 +226,12 @@ impl Gateway {
                 drain,
             });
         }
-        out.extend(self.restarting.iter().map(|(name, ..)| PodLoad { name: name.clone(), ready: false, connections: None, drain: PodDrain::None }));
+        out.extend(self.restarting.iter().map(|(name, ..)| PodLoad {
+            name: name.clone(),
+            ready: false,
+            connections: None,
+            drain: PodDrain::None,
+        }));
         out
     }
 
@@ -400,4 +405,3 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     println!("stopped");
     Ok(())
 }
-
