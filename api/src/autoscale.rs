@@ -14,6 +14,12 @@
 //! - **unknown is not zero**: a pod whose sidecar did not answer blocks every scale-down, so
 //!   a pod that is starting, restarting or cut off is never counted as lost load. A pod that
 //!   answers but is not ready (Redis failover) keeps the connections it reports.
+//!
+//! Rebalancing ([`rebalance`]): new pods start empty, and a Service never moves a connection
+//! that is open. When every pod is ready and readable and none drains, a pod above the mean
+//! by more than [`REBALANCE_TOLERANCE`] (and [`REBALANCE_SLACK`] connections) is asked to
+//! shed its excess, at most [`SHED_PER_SECOND`] of its connections per second, through the
+//! drain's lossless handoff; the clients reconnect through the Service.
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +84,54 @@ pub struct Memory {
     pub draining: Option<Draining>,
 }
 
+/// A spread within this share of the mean is balanced.
+pub const REBALANCE_TOLERANCE: f64 = 0.2;
+/// ... or within this many connections of it (small fleets are never balanced exactly).
+pub const REBALANCE_SLACK: u64 = 2;
+/// A pod sheds at most this share of its connections per second.
+pub const SHED_PER_SECOND: f64 = 0.05;
+
+/// A pod asked to hand `count` connections off to the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shed {
+    pub pod: String,
+    pub count: u64,
+}
+
+/// What to shed over the next `period_ms` so the spread moves toward the mean; nothing
+/// unless every pod is ready, readable and not draining (a drain or a pod coming up is its
+/// own move of connections; shedding then would count against a moving target).
+pub fn rebalance(pods: &[PodLoad], period_ms: u64) -> Vec<Shed> {
+    if pods.len() < 2 || pods.iter().any(|p| !p.ready || p.connections.is_none() || p.drain != PodDrain::None) {
+        return Vec::new();
+    }
+    let total: u64 = pods.iter().filter_map(|p| p.connections).sum();
+    let mean = total as f64 / pods.len() as f64;
+    let bound = (mean * (1.0 + REBALANCE_TOLERANCE)).max(mean + REBALANCE_SLACK as f64);
+    let per_period = SHED_PER_SECOND * period_ms as f64 / 1000.0;
+    pods.iter()
+        .filter_map(|p| {
+            let c = p.connections.unwrap_or(0);
+            if (c as f64) <= bound {
+                return None;
+            }
+            let excess = c - mean.ceil() as u64;
+            let count = excess.min(((c as f64 * per_period).floor() as u64).max(1));
+            Some(Shed { pod: p.name.clone(), count })
+        })
+        .collect()
+}
+
+/// The spread as people read it: the fullest pod over the mean (1.0 is even).
+pub fn spread(pods: &[PodLoad]) -> Option<f64> {
+    let counts: Vec<u64> = pods.iter().filter_map(|p| p.connections).collect();
+    let total: u64 = counts.iter().sum();
+    if counts.is_empty() || total == 0 {
+        return None;
+    }
+    Some(*counts.iter().max()? as f64 * counts.len() as f64 / total as f64)
+}
+
 /// What to do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -120,7 +174,8 @@ pub fn wanted_for(policy: &Policy, connections: u64) -> u32 {
     need.clamp(policy.min as u64, policy.max.max(policy.min) as u64) as u32
 }
 
-fn plural(n: u64, one: &str) -> String {
+/// "1 connection", "3 connections".
+pub fn plural(n: u64, one: &str) -> String {
     if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") }
 }
 
@@ -271,6 +326,60 @@ mod tests {
 
     fn pod(name: &str, connections: u64) -> PodLoad {
         PodLoad { name: name.into(), ready: true, connections: Some(connections), drain: PodDrain::None }
+    }
+
+    #[test]
+    fn rebalancing_sheds_only_the_excess_of_pods_well_above_the_mean_and_only_when_all_is_known() {
+        // After a scale-up from 2 to 4: 1000, 1000, 0, 0 (mean 500). 5 s at 5%/s: 250 each.
+        let pods = [pod("a", 1000), pod("b", 1000), pod("c", 0), pod("d", 0)];
+        assert_eq!(rebalance(&pods, 5_000), [Shed { pod: "a".into(), count: 250 }, Shed { pod: "b".into(), count: 250 }]);
+        // Near the mean: within 20%, or within 2 connections for small counts.
+        assert!(rebalance(&[pod("a", 110), pod("b", 90)], 5_000).is_empty());
+        assert!(rebalance(&[pod("a", 7), pod("b", 5), pod("c", 3)], 5_000).is_empty());
+        // Never more than the excess: 30 over a mean of 10 sheds 20, not 5%/s × 60 s of 30.
+        assert_eq!(rebalance(&[pod("a", 30), pod("b", 0), pod("c", 0)], 60_000), [Shed { pod: "a".into(), count: 20 }]);
+        // A small excess sheds at least one connection per pass.
+        assert_eq!(rebalance(&[pod("a", 9), pod("b", 1)], 1_000), [Shed { pod: "a".into(), count: 1 }]);
+        // Nothing while a pod is unknown, not ready or draining.
+        let mut unknown = pods.clone();
+        unknown[3].connections = None;
+        assert!(rebalance(&unknown, 5_000).is_empty());
+        let mut starting = pods.clone();
+        starting[2].ready = false;
+        assert!(rebalance(&starting, 5_000).is_empty());
+        let mut draining = pods.clone();
+        draining[0].drain = PodDrain::Draining { remaining: 1000 };
+        assert!(rebalance(&draining, 5_000).is_empty());
+        assert!(rebalance(&[pod("a", 1000)], 5_000).is_empty(), "one pod has no one to shed to");
+    }
+
+    #[test]
+    fn rebalancing_converges_when_shed_clients_land_anywhere() {
+        // Shed clients come back through a Service that picks any pod (here: round-robin
+        // over all pods, the shedding one included), as kube-proxy does at random.
+        let mut pods = vec![pod("a", 3000), pod("b", 3000), pod("c", 0), pod("d", 0), pod("e", 0), pod("f", 0)];
+        let mut next = 0usize;
+        let mut passes = 0;
+        while spread(&pods).is_some_and(|s| s > 1.0 + REBALANCE_TOLERANCE) {
+            passes += 1;
+            assert!(passes <= 40, "spread {:?} after 40 passes of 5 s: {pods:?}", spread(&pods));
+            let sheds = rebalance(&pods, 5_000);
+            assert!(!sheds.is_empty(), "unbalanced but nothing shed: {pods:?}");
+            let mut moving = 0;
+            for s in sheds {
+                let p = pods.iter_mut().find(|p| p.name == s.pod).expect("pod");
+                p.connections = Some(p.connections.unwrap_or(0) - s.count);
+                moving += s.count;
+            }
+            for _ in 0..moving {
+                let n = pods.len();
+                pods[next % n].connections = pods[next % n].connections.map(|c| c + 1);
+                next += 1;
+            }
+        }
+        let total: u64 = pods.iter().filter_map(|p| p.connections).sum();
+        assert_eq!(total, 6000, "no connection lost by rebalancing");
+        assert!(passes <= 12, "balanced within a minute at 5%/s: {passes} passes");
     }
 
     /// A fleet that follows the decisions: pods appear when asked for (empty, ready),

@@ -385,6 +385,17 @@ pub struct AutoscalingSpec {
     /// duration up to 24h).
     #[serde(default = "default_scale_down_stabilization")]
     pub scale_down_stabilization: ScaleDownStabilization,
+    /// Move connections onto pods well below the mean (new pods after a scale-up start
+    /// empty): a pod more than 20% (and 2 connections) above the mean hands at most 5% of
+    /// its connections per second off to the others, through the drain's lossless handoff
+    /// (`reconnect` with a resume token). In either mode; only while every pod is ready and
+    /// none drains.
+    #[serde(default = "default_true")]
+    pub rebalance: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl AutoscalingSpec {
@@ -411,6 +422,7 @@ impl Default for AutoscalingSpec {
             target_connections_per_pod: default_target_connections(),
             buffer: 0,
             scale_down_stabilization: default_scale_down_stabilization(),
+            rebalance: true,
         }
     }
 }
@@ -796,6 +808,10 @@ pub struct AutoscalerStatus {
     /// Every gateway pod: state (Ready, NotReady, Unknown, Draining, Drained) and connections.
     #[serde(default)]
     pub pods: Vec<GatewayPodStatus>,
+    /// The fullest pod's connections over the mean ("1.00" is even; rebalancing aims for at
+    /// most 1.20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<String>,
 }
 
 /// A pod the autoscaler is draining.

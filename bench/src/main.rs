@@ -5,7 +5,8 @@
 //!
 //! - `run --system S --addrs a,b,c --clients N --channels C [--payload 100] [--publishers P]
 //!   [--ramp start:factor:seconds:steps] [--fixed rate|auto:fraction:seconds]
-//!   [--event-at S --event CMD] [--procs servers=pid,..;redis=pid,..] [--token JWT]`: fan-out, latency,
+//!   [--event-at S --event CMD] [--procs servers=pid,..;redis=pid,..] [--token JWT]
+//!   [--channel-prefix P]`: fan-out, latency,
 //!   rolling replacement and failover (see `run`); prints one JSON report.
 //! - `idle --system S --addrs a --clients N --pid PID [--hold S]`: memory per idle
 //!   connection of process PID (RSS growth / N); prints JSON.
@@ -78,6 +79,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match command {
         "run" => {
+            if let Some(prefix) = flags.0.get("channel-prefix") {
+                anyhow::ensure!(!prefix.is_empty() && !prefix.contains(':'), "--channel-prefix: a name without ':'");
+                systems::set_channel_prefix(prefix);
+            }
             let ramp = match flags.0.get("ramp") {
                 Some(spec) => {
                     let p: Vec<&str> = spec.split(':').collect();

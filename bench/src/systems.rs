@@ -56,8 +56,17 @@ pub enum Action {
     },
 }
 
+/// Channels are `<prefix>:<n>`; two runs side by side (one holding load, one publishing
+/// through a scale-down) pass different prefixes so neither sees the other's messages.
+static CHANNEL_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the channel prefix once, before any client starts (`--channel-prefix`).
+pub fn set_channel_prefix(prefix: &str) {
+    let _ = CHANNEL_PREFIX.set(prefix.to_string());
+}
+
 pub fn channel_name(channel: u32) -> String {
-    format!("bench:{channel}")
+    format!("{}:{channel}", CHANNEL_PREFIX.get().map_or("bench", String::as_str))
 }
 
 impl System {

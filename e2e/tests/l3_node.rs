@@ -7,7 +7,8 @@
 //!
 //! One scenario, in order: helm install, `examples/chat.yaml` to Ready, traffic across
 //! pods, a gateway pod deleted under publishing, a Redis primary's pod deleted under
-//! publishing, `kubectl scale`, and deleting the fleet. Traffic is `socketfleet-bench run`
+//! publishing, the connection autoscaler down, up and down again under publishing, and
+//! deleting the fleet. Traffic is `socketfleet-bench run`
 //! (the same resuming clients as `make bench`): every acknowledged message must reach every
 //! subscriber exactly once.
 
@@ -31,7 +32,8 @@ const CHILD_KINDS: &str = "statefulsets,deployments,services,configmaps,secrets,
 /// `examples/chat.yaml` as this node can run it: the Debian Redis test image (the node
 /// cannot pull the official one), small requests (two cores for ten pods), and persistence
 /// off (no storage provisioner on the node; a returning Redis pod comes back empty and the
-/// operator heals it in as a replica, which is what step 5 exercises).
+/// operator heals it in as a replica, which is what step 5 exercises); quick drains and a
+/// 10 s scale-down window for step 6.
 fn chat_fleet() -> String {
     let text = std::fs::read_to_string(repo_root().join("examples/chat.yaml")).expect("examples/chat.yaml");
     let mut fleet: Value = serde_yaml::from_str(&text).expect("chat.yaml parses");
@@ -41,6 +43,9 @@ fn chat_fleet() -> String {
     spec["redis"]["persistence"] = json!({"enabled": false});
     spec["redis"]["resources"] = small.clone();
     spec["gateway"]["sidecar"] = json!({"resources": small});
+    // Quick drains and a short window, so step 6 scales down twice within a minute.
+    spec["drain"] = json!({"timeout": "20s", "reconnectSpread": "2s"});
+    spec["autoscaling"]["scaleDownStabilization"] = json!("10s");
     serde_json::to_string(&fleet).expect("json")
 }
 
@@ -73,12 +78,29 @@ fn pod_connections(pod: &Value) -> Option<u64> {
     serde_json::from_slice::<Value>(&reply.body).ok()?["connections"].as_u64()
 }
 
-/// `socketfleet-bench run` against the gateway Service: 60 subscribers over 6 channels, 2
-/// publishers at 50 publishes/s for `seconds`, the shell command `event` at `event_at` s.
-fn traffic(plane: &ControlPlane, addr: &str, token: &str, seconds: u64, event: Option<(u64, String)>) -> Child {
+/// What one `socketfleet-bench run` does.
+struct Load {
+    clients: u32,
+    channels: u32,
+    publishers: u32,
+    rate: u32,
+    seconds: u64,
+    /// Channel prefix: two runs side by side never see each other's messages.
+    prefix: &'static str,
+}
+
+/// The load of steps 3 to 5: 60 subscribers over 6 channels, 2 publishers at 50 publishes/s.
+fn steady(seconds: u64) -> Load {
+    Load { clients: 60, channels: 6, publishers: 2, rate: 50, seconds, prefix: "bench" }
+}
+
+/// `socketfleet-bench run` against the gateway Service, the shell command `event` at
+/// `event_at` s.
+fn traffic(plane: &ControlPlane, addr: &str, token: &str, load: Load, event: Option<(u64, String)>) -> Child {
     let mut cmd = Command::new(repo_root().join("target/debug/socketfleet-bench"));
-    cmd.args(["run", "--system", "socketfleet", "--addrs", addr, "--clients", "60", "--channels", "6", "--publishers", "2"])
-        .args(["--fixed", &format!("50:{seconds}"), "--token", token])
+    cmd.args(["run", "--system", "socketfleet", "--addrs", addr, "--token", token, "--channel-prefix", load.prefix])
+        .args(["--clients", &load.clients.to_string(), "--channels", &load.channels.to_string()])
+        .args(["--publishers", &load.publishers.to_string(), "--fixed", &format!("{}:{}", load.rate, load.seconds)])
         .env("KUBECONFIG", &plane.kubeconfig)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -113,14 +135,58 @@ fn report_of(child: Child, what: &str) -> Value {
     report
 }
 
-fn redis_events(plane: &ControlPlane) -> Vec<String> {
-    plane.get(&["events", "-n", APP_NS, "--field-selector", "involvedObject.kind=SocketFleet"])["items"]
+/// The fleet's Events' reasons, each as many times as it happened (a repeated Event is one
+/// object with a count).
+fn fleet_events(plane: &ControlPlane) -> Vec<String> {
+    let items = plane.get(&["events", "-n", APP_NS, "--field-selector", "involvedObject.kind=SocketFleet"])["items"]
         .as_array()
         .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| e["reason"].as_str().map(str::to_string))
-        .collect()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for e in &items {
+        let Some(reason) = e["reason"].as_str() else { continue };
+        let times = e["series"]["count"].as_u64().or(e["count"].as_u64()).unwrap_or(1).max(1);
+        out.extend(std::iter::repeat_n(reason.to_string(), times as usize));
+    }
+    out
+}
+
+fn gateway_ready(plane: &ControlPlane) -> usize {
+    pods(plane, APP_NS, "app.kubernetes.io/component=gateway").iter().filter(|p| is_ready(p)).count()
+}
+
+/// The autoscaler's decisions as `status.autoscaler` told them, each change once.
+#[derive(Default)]
+struct Trace {
+    started: Option<Instant>,
+    lines: Vec<String>,
+}
+
+impl Trace {
+    /// Polls the chat fleet's `status.autoscaler` each second, noting each new decision,
+    /// until `done` holds (panics after `limit`).
+    fn until(&mut self, plane: &ControlPlane, what: &str, limit: Duration, done: impl Fn(&Value) -> bool) {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = plane.get(&["socketfleet", "chat", "-n", APP_NS])["status"]["autoscaler"].clone();
+            let line = format!(
+                "{} replicas {} connections {}: {}",
+                status["lastDecision"].as_str().unwrap_or("?"),
+                status["replicas"],
+                status["connections"],
+                status["reason"].as_str().unwrap_or("")
+            );
+            if self.lines.last().is_none_or(|l| !l.ends_with(&line)) {
+                self.lines.push(format!("{:>5.1}s {line}", started.elapsed().as_secs_f64()));
+            }
+            if done(&status) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within {limit:?}; decisions:\n  {}", self.lines.join("\n  "));
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
 }
 
 #[test]
@@ -175,7 +241,7 @@ fn the_product_on_a_real_node() {
     });
 
     // 3. Clients through the Service land on every pod; messages cross pods.
-    let mut run = traffic(&plane, &addr, &jwt, 15, None);
+    let mut run = traffic(&plane, &addr, &jwt, steady(15), None);
     let mut spread = Vec::new();
     let on_every_pod = poll_until(Duration::from_secs(30), || {
         spread = gateways.iter().map(pod_connections).collect();
@@ -191,7 +257,7 @@ fn the_product_on_a_real_node() {
 
     // 4. A gateway pod deleted under publishing: preStop drains it, clients resume elsewhere.
     let victim = gateways[0]["metadata"]["name"].as_str().expect("pod name").to_string();
-    let run = traffic(&plane, &addr, &jwt, 40, Some((5, format!("kubectl delete pod -n {APP_NS} {victim} --wait=false"))));
+    let run = traffic(&plane, &addr, &jwt, steady(40), Some((5, format!("kubectl delete pod -n {APP_NS} {victim} --wait=false"))));
     let report = report_of(run, "gateway pod deleted");
     assert!(report["fixed"]["recovery"]["reconnects"].as_u64().unwrap_or(0) > 0, "the drained pod's clients moved: {report}");
     wait_for("3 gateway pods Ready again", Duration::from_secs(120), || {
@@ -200,8 +266,8 @@ fn the_product_on_a_real_node() {
 
     // 5. A Redis primary's pod deleted under publishing: the replica takes over, the pod
     // returns (empty: no persistence) and the operator heals it in as a replica.
-    let events_before = redis_events(&plane).len();
-    let run = traffic(&plane, &addr, &jwt, 45, Some((5, format!("kubectl delete pod -n {APP_NS} chat-redis-0 --wait=false"))));
+    let events_before = fleet_events(&plane).len();
+    let run = traffic(&plane, &addr, &jwt, steady(45), Some((5, format!("kubectl delete pod -n {APP_NS} chat-redis-0 --wait=false"))));
     report_of(run, "Redis primary pod deleted");
     let healed = Instant::now();
     wait_for("the cluster whole again (3 primaries, 3 replicas)", Duration::from_secs(180), || {
@@ -209,28 +275,45 @@ fn the_product_on_a_real_node() {
         condition(&fleet(), "Ready").0 == "True" && s["redis"]["primaries"] == 3 && s["redis"]["replicas"] == 3
     });
     measure!("Redis healed {:.1}s after the traffic ended", healed.elapsed().as_secs_f64());
-    let events = redis_events(&plane);
+    let events = fleet_events(&plane);
     assert!(events.len() > events_before, "the heal is told in Events: {events:?}");
     assert!(events.iter().any(|r| r == "RedisReplicaAttached" || r == "RedisNodeMet"), "{events:?}");
 
-    // 6. The builtin autoscaler keeps gateway.replicas.min: raising it adds a pod (kubectl
-    // scale is refused while it scales); then deleting the fleet collects every child.
+    // 6. The builtin autoscaler on live connections (kubectl scale is refused while it
+    // scales). At 25 connections per pod, within 1..3: no clients → down to 1, one pod at a
+    // time; 60 clients → up to 3 at once; they leave while 15 others keep publishing → down
+    // to 1 again, each victim drained before it goes, nothing lost.
     let out = plane.kubectl(&["scale", "socketfleet", "chat", "-n", APP_NS, "--replicas", "4"]);
     assert!(!out.status.success(), "kubectl scale of an autoscaled fleet is refused");
-    plane.kubectl_ok(&[
-        "patch",
-        "socketfleet",
-        "chat",
-        "-n",
-        APP_NS,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"gateway":{"replicas":{"min":4}}}}"#,
-    ]);
-    wait_for("4 gateway pods Ready", Duration::from_secs(120), || {
-        pods(&plane, APP_NS, "app.kubernetes.io/component=gateway").iter().filter(|p| is_ready(p)).count() == 4
+    let scaling = r#"{"spec":{"gateway":{"replicas":{"min":1,"max":3}},"autoscaling":{"targetConnectionsPerPod":25}}}"#;
+    plane.kubectl_ok(&["patch", "socketfleet", "chat", "-n", APP_NS, "--type", "merge", "-p", scaling]);
+    let mut trace = Trace::default();
+    let idle_down = Instant::now();
+    trace.until(&plane, "scaled down to 1 pod without clients", Duration::from_secs(120), |s| {
+        s["replicas"] == 1 && gateway_ready(&plane) == 1
     });
+    measure!("no clients: 3 → 1 pods in {:.1}s", idle_down.elapsed().as_secs_f64());
+
+    let ramp = Instant::now();
+    let crowd = traffic(&plane, &addr, &jwt, Load { clients: 60, channels: 6, publishers: 1, rate: 10, seconds: 50, prefix: "crowd" }, None);
+    trace.until(&plane, "scaled up to 3 pods for 60 clients", Duration::from_secs(90), |s| {
+        s["replicas"] == 3 && gateway_ready(&plane) == 3
+    });
+    measure!("60 clients: 1 → 3 pods Ready in {:.1}s", ramp.elapsed().as_secs_f64());
+    let stayers = traffic(&plane, &addr, &jwt, Load { clients: 15, channels: 3, publishers: 1, rate: 20, seconds: 100, prefix: "stay" }, None);
+    report_of(crowd, "60 clients while scaling up");
+    let leave = Instant::now();
+    trace.until(&plane, "scaled down to 1 pod under publishing", Duration::from_secs(100), |s| {
+        s["replicas"] == 1 && gateway_ready(&plane) == 1
+    });
+    measure!("crowd gone: 3 → 1 pods in {:.1}s", leave.elapsed().as_secs_f64());
+    let report = report_of(stayers, "15 clients publishing through the scale-down");
+    assert!(report["fixed"]["recovery"]["reconnects"].as_u64().unwrap_or(0) > 0, "the drained pods' clients moved: {report}");
+    measure!("autoscaler decisions:\n  {}", trace.lines.join("\n  "));
+    let reasons = fleet_events(&plane);
+    let count = |r: &str| reasons.iter().filter(|e| *e == r).count();
+    assert!(count("ScaledUp") >= 1 && count("ScaledDown") >= 4 && count("DrainingPod") >= 4, "{reasons:?}");
+    assert_eq!(count("DrainTimedOut"), 0, "every victim drained before it was removed: {reasons:?}");
     let all = pods(&plane, APP_NS, "app.kubernetes.io/instance=chat");
     measure!("container restarts over the scenario {}", restarts(&all));
     assert_eq!(restarts(&pods(&plane, APP_NS, "app.kubernetes.io/component=gateway")), 0, "no gateway container restarted");

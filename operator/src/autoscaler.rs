@@ -25,7 +25,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use socketfleet_api::admin::{DrainStatus, PATH_DRAIN, QUERY_HOLD};
 use socketfleet_api::autoscale::{Action, Decision, Draining, Memory, PodDrain, PodLoad, Policy, decide};
-use socketfleet_api::crd::{AutoscalerStatus, DrainingPod, GatewayPodStatus, SIDECAR_ADMIN_PORT, SocketFleet};
+use socketfleet_api::crd::{AutoscalerStatus, DrainingPod, GatewayPodStatus, SocketFleet};
 
 use crate::apply::FIELD_MANAGER;
 use crate::children::Ctx;
@@ -138,6 +138,7 @@ pub fn status_of(prev: Option<&AutoscalerStatus>, d: &Decision, pods: &[PodLoad]
             .iter()
             .map(|p| GatewayPodStatus { name: p.name.clone(), state: pod_state(p).into(), connections: p.connections.map(|c| c as i64) })
             .collect(),
+        spread: socketfleet_api::autoscale::spread(pods).map(|s| format!("{s:.2}")),
     }
 }
 
@@ -183,7 +184,7 @@ pub async fn step(fleet: &SocketFleet, ctx: &Context, c: &Ctx<'_>, pods: &[Gatew
 }
 
 async fn start_drain(ip: &str) -> Result<(), String> {
-    let addr = if ip.contains(':') { format!("[{ip}]:{SIDECAR_ADMIN_PORT}") } else { format!("{ip}:{SIDECAR_ADMIN_PORT}") };
+    let addr = crate::observe::admin_addr(ip);
     let path = format!("{PATH_DRAIN}?{QUERY_HOLD}");
     socketfleet_plumbing::http_client::post_json::<DrainStatus>(&addr, &path, DRAIN_REQUEST_TIMEOUT)
         .await
@@ -243,6 +244,7 @@ mod tests {
                 not_ready_reason: None,
                 connections: 2,
                 drain,
+                shed: 0,
             }),
         };
         let draining = DrainStatus { draining: true, remaining: 2, ..DrainStatus::default() };

@@ -11,9 +11,11 @@
 //! - [`generated`]: generated Secret values, never rotated under running pods;
 //! - [`observe`]: what the children report (gateway pods' `/status`, Redis);
 //! - [`autoscaler`]: the builtin connection autoscaler's step (decide, drain, remove);
+//!   [`rebalance`]: moving connections onto pods below the mean after a scale-up;
 //! - [`status`]: the status derived from what was observed;
 //! - [`reconcile`]: the controller that strings them together; [`events`]: its Events;
-//! - [`leader`], [`metrics`], [`error`]: leader election, Prometheus metrics, error reasons.
+//! - [`leader`], [`metrics`], [`error`]: leader election, Prometheus metrics, error reasons;
+//!   [`fleet_metrics`]: the fleets' live connections for HPA/KEDA.
 
 pub mod apply;
 pub mod autoscaler;
@@ -21,10 +23,12 @@ pub mod children;
 pub mod crdgen;
 pub mod error;
 pub mod events;
+pub mod fleet_metrics;
 pub mod generated;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod rebalance;
 pub mod reconcile;
 pub mod redis_cluster;
 pub mod status;

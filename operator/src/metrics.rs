@@ -2,7 +2,7 @@
 //!
 //! `api_writes_total{kind,verb}` counts every write the operator makes (applies, deletes,
 //! status patches, events, lease renewals): a settled fleet must leave it flat except for
-//! the leader lease.
+//! the leader lease. The fleets' live connections are [`crate::fleet_metrics`]'s.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -11,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::fleet_metrics::FleetMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
@@ -31,6 +33,7 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabels, Counter>,
     pub redis_actions: Family<ReasonLabel, Counter>,
     pub leader: Gauge,
+    pub fleets: FleetMetrics,
 }
 
 impl Default for Metrics {
@@ -49,6 +52,7 @@ impl Metrics {
             api_writes: Family::default(),
             redis_actions: Family::default(),
             leader: Gauge::default(),
+            fleets: FleetMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut root;
@@ -58,6 +62,7 @@ impl Metrics {
         r.register("api_writes", "Write requests to the Kubernetes API, by kind and verb", m.api_writes.clone());
         r.register("redis_actions", "Redis Cluster admin actions, by reason", m.redis_actions.clone());
         r.register("leader", "1 while this replica holds the leader lease", m.leader.clone());
+        m.fleets.register(r);
         Metrics { registry: root, ..m }
     }
 
@@ -66,6 +71,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        self.fleets.prune();
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

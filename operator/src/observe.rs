@@ -27,10 +27,14 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one pod's `/status` may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A pod's sidecar admin address (`[ip]:port` for IPv6).
+pub fn admin_addr(ip: &str) -> String {
+    if ip.contains(':') { format!("[{ip}]:{SIDECAR_ADMIN_PORT}") } else { format!("{ip}:{SIDECAR_ADMIN_PORT}") }
+}
+
 /// One gateway pod's state, when its sidecar answered.
 pub async fn sidecar_status(ip: &str) -> Option<SidecarStatus> {
-    let addr = if ip.contains(':') { format!("[{ip}]:{SIDECAR_ADMIN_PORT}") } else { format!("{ip}:{SIDECAR_ADMIN_PORT}") };
-    socketfleet_plumbing::http_client::get_json(&addr, PATH_STATUS, SCRAPE_TIMEOUT).await.ok()
+    socketfleet_plumbing::http_client::get_json(&admin_addr(ip), PATH_STATUS, SCRAPE_TIMEOUT).await.ok()
 }
 
 /// One gateway pod: what Kubernetes says and what its sidecar answered.

@@ -22,11 +22,14 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use socketfleet_api::admission::validate;
+use socketfleet_api::autoscale::{PodLoad, Policy, wanted_for};
 use socketfleet_api::crd::{RedisMode, SocketFleet, SocketFleetStatus};
 use tracing::Instrument;
 
 use crate::apply::{FIELD_MANAGER, apply_all};
 use crate::autoscaler::{self, Memories};
+use crate::fleet_metrics::FleetLoad;
+use crate::rebalance::{self, Rebalances};
 use crate::children::gateway::desired_replicas;
 use crate::children::{COMPONENT_GATEWAY, Ctx, LABEL_MANAGED_BY, MANAGER, build};
 use crate::error::{Error, Result};
@@ -58,6 +61,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The builtin autoscaler's last decision per fleet.
     pub autoscaler: Memories,
+    /// Fleets being rebalanced.
+    pub rebalances: Rebalances,
 }
 
 impl Context {
@@ -70,6 +75,7 @@ impl Context {
             last_valid: Mutex::default(),
             failures: Mutex::default(),
             autoscaler: Memories::default(),
+            rebalances: Rebalances::default(),
         }
     }
 
@@ -157,6 +163,8 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     // The gateway pods are read before the apply: the autoscaler's decision sets the
     // replicas this pass applies.
     let pods = observe::gateway_pods(&ctx.client, &Ctx::new(fleet)).await?;
+    let loads = autoscaler::loads(&pods);
+    export_load(fleet, ctx, &namespace, &loads);
     let autoscaler = if fleet.spec.autoscaling.builtin() {
         Some(autoscaler::step(fleet, ctx, &Ctx::new(fleet), &pods).await)
     } else {
@@ -177,6 +185,14 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     }
     let mut gateway = observe::gateway(&ctx.client, &c, &pods).await?;
     gateway.draining = autoscaler.as_ref().map_or(0, |a| i32::from(a.draining.is_some()));
+    // Rebalance only a gateway at rest: every pod there is one the Deployment wants, none
+    // drains (a scale-up whose pods are not up yet, or a drain, moves connections itself).
+    let at_rest = gateway.draining == 0 && gateway.existing == gateway.desired && loads.len() == gateway.desired.max(0) as usize;
+    if fleet.spec.autoscaling.enabled && fleet.spec.autoscaling.rebalance && at_rest {
+        rebalance::step(fleet, ctx, &pods, &loads, REQUEUE_AUTOSCALED).await;
+    } else {
+        rebalance::forget(ctx, fleet);
+    }
     let redis = observe::redis(&ctx.client, &c, &generated.redis_password).await?;
     let report = match &redis {
         RedisObserved::Cluster { report, .. } => report.as_ref(),
@@ -197,7 +213,9 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     let settled = converged && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
     // `fleet` carries this pass's autoscaler status already: compare with what is stored.
     write_status(original, ctx, status).await?;
-    let every = if fleet.spec.autoscaling.builtin() {
+    // Autoscaling in either mode needs fresh counts: the builtin rule, rebalancing and the
+    // connection metrics an HPA or KEDA reads.
+    let every = if fleet.spec.autoscaling.enabled {
         REQUEUE_AUTOSCALED
     } else if settled {
         REQUEUE_SETTLED
@@ -205,6 +223,17 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
         REQUEUE_PROGRESSING
     };
     Ok(Action::requeue(every))
+}
+
+/// The fleet's live connections as Prometheus gauges (`fleet_metrics`).
+fn export_load(fleet: &SocketFleet, ctx: &Context, namespace: &str, loads: &[PodLoad]) {
+    let total = loads.iter().filter_map(|p| p.connections).sum();
+    ctx.metrics.fleets.set(&FleetLoad {
+        namespace,
+        fleet: &fleet.name_any(),
+        pods: loads.iter().map(|p| (p.name.clone(), p.connections)).collect(),
+        wanted: wanted_for(&Policy::from_spec(&fleet.spec), total),
+    });
 }
 
 /// Secrets the spec references must exist with their key: a clear error beats pods that

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub redis_reconnects: Counter,
     pub resubscribes: Counter,
     pub drained: Counter,
+    pub shed: Counter,
     pub session_checkpoints: Counter,
     pub sessions_resumed: Counter,
     pub recoveries: Family<OutcomeLabel, Counter>,
@@ -51,6 +52,7 @@ impl Metrics {
             redis_reconnects: Counter::default(),
             resubscribes: Counter::default(),
             drained: Counter::default(),
+            shed: Counter::default(),
             session_checkpoints: Counter::default(),
             sessions_resumed: Counter::default(),
             recoveries: Family::default(),
@@ -72,6 +74,7 @@ impl Metrics {
         r.register("redis_reconnects", "Redis node connections dropped and reopened", m.redis_reconnects.clone());
         r.register("resubscribes", "Channels subscribed again after a failover, migration or disconnect", m.resubscribes.clone());
         r.register("drained", "Connections told to reconnect elsewhere by a drain", m.drained.clone());
+        r.register("shed", "Connections told to reconnect elsewhere by rebalancing (POST /shed)", m.shed.clone());
         r.register("session_checkpoints", "Session documents written to Redis", m.session_checkpoints.clone());
         r.register("sessions_resumed", "Connections that resumed a session from a resume token", m.sessions_resumed.clone());
         r.register("recoveries", "Subscriptions with `since`, by outcome (recovered, gap)", m.recoveries.clone());

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketfleet_api::autoscale::{Action, Decision, Memory, PodDrain, PodLoad, Policy, decide};
+use socketfleet_api::autoscale::{Action, Decision, Memory, PodDrain, PodLoad, Policy, REBALANCE_TOLERANCE, decide, plural, rebalance, spread};
 use socketfleet_api::crd::{AuthMode, SocketFleet};
 use socketfleet_api::settings::{Auth, Secret, SidecarSettings};
 use tokio::io::AsyncBufReadExt;
@@ -105,6 +105,8 @@ struct Gateway {
     dir: PathBuf,
     backends: Arc<Backends>,
     drain_limit: Duration,
+    /// A rebalance is under way (told once when it starts and once when it ends).
+    rebalancing: bool,
 }
 
 impl Gateway {
@@ -257,6 +259,31 @@ impl Gateway {
         Ok(())
     }
 
+    /// Rebalancing, as the operator does it: sidecars well above the mean hand connections
+    /// off over the next `period`. Prints when one starts and when the spread is even again.
+    async fn rebalance(&mut self, loads: &[PodLoad], period: Duration) {
+        let sheds = rebalance(loads, period.as_millis() as u64);
+        if sheds.is_empty() {
+            if self.rebalancing && spread(loads).is_none_or(|s| s <= 1.0 + REBALANCE_TOLERANCE) {
+                self.rebalancing = false;
+                println!("  rebalanced: the fullest sidecar holds {:.2}× the mean", spread(loads).unwrap_or(1.0));
+            }
+            return;
+        }
+        let mut told = Vec::new();
+        for shed in &sheds {
+            if let Some(s) = self.sidecars.iter().find(|s| s.name == shed.pod)
+                && let Some(n) = s.shed(shed.count, period).await
+            {
+                told.push(format!("{} hands off {}", shed.pod, plural(n, "connection")));
+            }
+        }
+        if !self.rebalancing && !told.is_empty() {
+            self.rebalancing = true;
+            println!("  rebalancing ({:.2}× the mean on the fullest): {}", spread(loads).unwrap_or(0.0), told.join(", "));
+        }
+    }
+
     async fn scale_to(&mut self, n: usize) -> anyhow::Result<()> {
         while self.serving() < n {
             self.add().await?;
@@ -284,6 +311,9 @@ impl Gateway {
         }
     }
 }
+
+/// How often local mode's autoscaler decides (and rebalances).
+const AUTOSCALE_PERIOD: Duration = Duration::from_secs(2);
 
 /// "1 client", "3 clients".
 fn clients(n: u64) -> String {
@@ -335,6 +365,7 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
         dir: dir.clone(),
         backends: backends.clone(),
         drain_limit,
+        rebalancing: false,
     };
     let (min, max) = if opts.redis_only { (0, 0) } else { (spec.gateway.replicas.min, spec.gateway.replicas.max) };
     let mut wanted = spec.gateway.replicas.count.unwrap_or(min).clamp(min, max.max(min)) as usize;
@@ -360,7 +391,7 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut tick = tokio::time::interval(AUTOSCALE_PERIOD);
     // Supervision looks often: a process that died is started again within a quarter second.
     let mut watch = tokio::time::interval(Duration::from_millis(250));
     let autoscaled = spec.autoscaling.builtin() && !opts.redis_only;
@@ -387,8 +418,12 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 if autoscaled {
                     memory.replicas = memory.replicas.max(1);
-                    let d = decide(&policy, &memory, &gateway.loads().await, clock.elapsed().as_millis() as u64);
+                    let loads = gateway.loads().await;
+                    let d = decide(&policy, &memory, &loads, clock.elapsed().as_millis() as u64);
                     gateway.autoscale(&d).await?;
+                    if spec.autoscaling.rebalance && d.action == Action::Hold && d.memory.draining.is_none() && loads.len() == d.memory.replicas as usize {
+                        gateway.rebalance(&loads, AUTOSCALE_PERIOD).await;
+                    }
                     memory = d.memory;
                     wanted = memory.replicas as usize - usize::from(memory.draining.is_some());
                 }

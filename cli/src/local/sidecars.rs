@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use socketfleet_api::settings::{ENV_LOG, NodeName, SidecarSettings};
 
-use socketfleet_api::admin::{DrainStatus, PATH_DRAIN, PATH_STATUS, SidecarStatus};
+use socketfleet_api::admin::{DrainStatus, PATH_DRAIN, PATH_SHED, PATH_STATUS, ShedReply, SidecarStatus, shed_query};
 use socketfleet_harness::wait::poll_until_async;
 use socketfleet_plumbing::http_client;
 
@@ -133,6 +133,12 @@ impl Sidecar {
     pub async fn drain(&mut self) {
         self.draining = true;
         let _ = http_client::post_json::<DrainStatus>(&self.admin_addr(), PATH_DRAIN, ADMIN_TIMEOUT).await;
+    }
+
+    /// Asks it to hand `count` connections off over `over` (rebalancing); how many it will.
+    pub async fn shed(&self, count: u64, over: Duration) -> Option<u64> {
+        let path = format!("{PATH_SHED}?{}", shed_query(count, over.as_millis() as u64));
+        http_client::post_json::<ShedReply>(&self.admin_addr(), &path, ADMIN_TIMEOUT).await.ok().map(|r| r.shedding)
     }
 
     /// Waits (at most `limit`) for the process to exit; kills it after.

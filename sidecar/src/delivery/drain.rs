@@ -12,6 +12,11 @@
 //!
 //! Clients resume on another pod from their offsets or the session's checkpoint, so nothing
 //! published meanwhile is lost.
+//!
+//! Shedding (`POST /shed?count=N&spreadMs=M`, the operator's rebalancing after a scale-up)
+//! is the same handoff for N of the connections, paced over M, while the pod stays ready and
+//! keeps accepting: the newest connections go first (they have the least to lose), and
+//! their clients reconnect through the Service, which spreads them over the pods.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,6 +42,10 @@ pub struct Drain {
     all_told_wake: Notify,
     total: AtomicUsize,
     told: AtomicUsize,
+    /// Connections told to go by shedding, over the process's life.
+    shed: AtomicUsize,
+    /// A shed in progress (one at a time).
+    shedding: AtomicBool,
     connections: Mutex<Connections>,
 }
 
@@ -113,6 +122,41 @@ impl Drain {
             }
         };
         tokio::time::timeout(limit, wait).await.is_ok()
+    }
+
+    /// Tells up to `count` of the newest connections to go, evenly over `spread`, unless a
+    /// drain or another shed is under way; returns how many it will tell (0 when refused).
+    pub fn shed(self: &std::sync::Arc<Self>, count: usize, spread: Duration, metrics: std::sync::Arc<Metrics>) -> usize {
+        if self.started() || count == 0 || self.shedding.swap(true, Ordering::AcqRel) {
+            return 0;
+        }
+        let victims: Vec<Arc<ConnSignals>> = {
+            let c = self.connections();
+            let mut v: Vec<_> = c.live.iter().map(|(id, s)| (*id, s.clone())).collect();
+            v.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+            v.into_iter().take(count).map(|(_, s)| s).collect()
+        };
+        let n = victims.len();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let from = Instant::now();
+            for (i, signals) in victims.into_iter().enumerate() {
+                tokio::time::sleep_until(from + spread.mul_f64(i as f64 / n as f64)).await;
+                if this.started() {
+                    break; // the drain tells everyone, these included
+                }
+                tell(&signals);
+                this.shed.fetch_add(1, Ordering::Relaxed);
+                metrics.shed.inc();
+            }
+            this.shedding.store(false, Ordering::Release);
+        });
+        tracing::info!(connections = n, spread = ?spread, "shedding");
+        n
+    }
+
+    pub fn shed_total(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed) as u64
     }
 
     pub fn status(&self) -> DrainStatus {

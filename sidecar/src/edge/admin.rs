@@ -2,7 +2,8 @@
 //! drain as JSON, for the operator and local mode), and `/drain` (GET: progress as JSON;
 //! POST: start the drain; `?hold=true`: and stay afterwards until stopped, for the operator's
 //! autoscaler, which removes the pod itself). `GET /drain/prestop` is for a Kubernetes preStop hook (which can
-//! only GET): it starts the drain and answers once every client has been told to go. The
+//! only GET): it starts the drain and answers once every client has been told to go.
+//! `POST /shed?count=N&spreadMs=M` hands N connections off to other pods (rebalancing). The
 //! paths and JSON shapes are `socketfleet_api::admin`'s.
 //!
 //! Ready means: Redis answered the last topology check and the sidecar is not draining.
@@ -16,7 +17,7 @@ use std::time::Duration;
 use http::StatusCode;
 use hyper::body::Incoming;
 
-use socketfleet_api::admin::{PATH_DRAIN, PATH_DRAIN_PRESTOP, PATH_LIVE, PATH_METRICS, PATH_READY, PATH_STATUS, QUERY_HOLD, SidecarStatus};
+use socketfleet_api::admin::{PATH_DRAIN, PATH_DRAIN_PRESTOP, PATH_LIVE, PATH_METRICS, PATH_READY, PATH_SHED, PATH_STATUS, QUERY_HOLD, ShedReply, SidecarStatus, parse_shed_query};
 
 use crate::delivery::drain::Drain;
 use crate::metrics::Metrics;
@@ -64,6 +65,7 @@ fn status(app: &Admin) -> SidecarStatus {
         not_ready_reason: ready.err().map(str::to_string),
         connections: app.metrics.connections.get().max(0) as u64,
         drain: app.drain.status(),
+        shed: app.drain.shed_total(),
     }
 }
 
@@ -84,6 +86,14 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<Admin>) -> HttpRespo
             json(StatusCode::ACCEPTED, &app.drain.status())
         }
         PATH_DRAIN => json(StatusCode::OK, &app.drain.status()),
+        PATH_SHED if req.method() == http::Method::POST => match parse_shed_query(req.uri().query().unwrap_or("")) {
+            Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+            Ok((count, spread_ms)) => {
+                let n = app.drain.shed(count as usize, Duration::from_millis(spread_ms), app.metrics.clone());
+                let status = if n == 0 && count > 0 && app.metrics.connections.get() > 0 { StatusCode::CONFLICT } else { StatusCode::OK };
+                json(status, &ShedReply { shedding: n as u64 })
+            }
+        },
         PATH_DRAIN_PRESTOP => {
             app.drain.request();
             let limit = app.drain_timeout + Duration::from_secs(1);
@@ -91,6 +101,6 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<Admin>) -> HttpRespo
             json(status, &app.drain.status())
         }
         PATH_METRICS => respond(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", app.metrics.render()),
-        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics, /status, /drain, /drain/prestop\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found: /live, /ready, /metrics, /status, /drain, /drain/prestop, /shed\n"),
     }
 }

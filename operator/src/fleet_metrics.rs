@@ -1,0 +1,155 @@
+//! Live connections as Prometheus gauges, for an HPA (through an adapter) or KEDA's
+//! Prometheus scaler to scale on (`autoscaling.mode: external`), and for dashboards:
+//!
+//! - `socketfleet_operator_fleet_connections{namespace,fleet}`: connections the fleet's
+//!   sidecars reported in the last pass (every 5 s while autoscaling is enabled);
+//! - `socketfleet_operator_fleet_unknown_pods{namespace,fleet}`: gateway pods whose sidecar
+//!   did not answer (their connections are missing from the total: scale on it with care);
+//! - `socketfleet_operator_fleet_wanted_pods{namespace,fleet}`: what the builtin rule would
+//!   ask for, ceil((connections + buffer) / targetConnectionsPerPod) within min..max;
+//! - `socketfleet_operator_gateway_pod_connections{namespace,fleet,pod}`: per pod.
+//!
+//! Only the leader reconciles, so only the leader exports them. The series of a pod that is
+//! gone are removed at the next pass; those of a fleet that was deleted (no pass tells of
+//! that) are removed when they were not refreshed for [`STALE_AFTER`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Three missed passes of a settled fleet.
+pub const STALE_AFTER: Duration = Duration::from_secs(180);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetLabels {
+    pub namespace: String,
+    pub fleet: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PodLabels {
+    pub namespace: String,
+    pub fleet: String,
+    pub pod: String,
+}
+
+/// One pass's view of a fleet's gateway.
+pub struct FleetLoad<'a> {
+    pub namespace: &'a str,
+    pub fleet: &'a str,
+    /// Each pod and the connections its sidecar reported (None: it did not answer).
+    pub pods: Vec<(String, Option<u64>)>,
+    pub wanted: u32,
+}
+
+#[derive(Default)]
+pub struct FleetMetrics {
+    connections: Family<FleetLabels, Gauge>,
+    unknown: Family<FleetLabels, Gauge>,
+    wanted: Family<FleetLabels, Gauge>,
+    pod_connections: Family<PodLabels, Gauge>,
+    /// Per fleet: when it was last set and the pods it has series for.
+    seen: Mutex<HashMap<FleetLabels, (Instant, Vec<String>)>>,
+}
+
+impl FleetMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        r.register("fleet_connections", "Live connections of a fleet's gateway pods", self.connections.clone());
+        r.register("fleet_unknown_pods", "Gateway pods whose sidecar did not report its connections", self.unknown.clone());
+        r.register("fleet_wanted_pods", "Gateway pods the connection count asks for, within min..max", self.wanted.clone());
+        r.register("gateway_pod_connections", "Live connections of one gateway pod", self.pod_connections.clone());
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<FleetLabels, (Instant, Vec<String>)>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets a fleet's gauges from one pass; drops the series of pods no longer there.
+    pub fn set(&self, load: &FleetLoad<'_>) {
+        let fleet = FleetLabels { namespace: load.namespace.into(), fleet: load.fleet.into() };
+        let pod_labels = |pod: &str| PodLabels { namespace: fleet.namespace.clone(), fleet: fleet.fleet.clone(), pod: pod.into() };
+        let known: Vec<&(String, Option<u64>)> = load.pods.iter().filter(|(_, c)| c.is_some()).collect();
+        let total: u64 = known.iter().filter_map(|(_, c)| *c).sum();
+        self.connections.get_or_create(&fleet).set(total as i64);
+        self.unknown.get_or_create(&fleet).set((load.pods.len() - known.len()) as i64);
+        self.wanted.get_or_create(&fleet).set(load.wanted as i64);
+        for (pod, c) in &known {
+            self.pod_connections.get_or_create(&pod_labels(pod)).set(c.unwrap_or(0) as i64);
+        }
+        let now: Vec<String> = known.iter().map(|(p, _)| p.clone()).collect();
+        let before = self.seen().insert(fleet.clone(), (Instant::now(), now.clone()));
+        for pod in before.map(|(_, pods)| pods).unwrap_or_default() {
+            if !now.contains(&pod) {
+                self.pod_connections.remove(&pod_labels(&pod));
+            }
+        }
+    }
+
+    /// Removes every series of fleets not set for `STALE_AFTER`.
+    pub fn prune(&self) {
+        let mut seen = self.seen();
+        let stale: Vec<FleetLabels> = seen.iter().filter(|(_, (at, _))| at.elapsed() >= STALE_AFTER).map(|(f, _)| f.clone()).collect();
+        for fleet in stale {
+            if let Some((_, pods)) = seen.remove(&fleet) {
+                for pod in pods {
+                    self.pod_connections.remove(&PodLabels { namespace: fleet.namespace.clone(), fleet: fleet.fleet.clone(), pod });
+                }
+            }
+            self.connections.remove(&fleet);
+            self.unknown.remove(&fleet);
+            self.wanted.remove(&fleet);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+
+    fn render(m: &FleetMetrics) -> String {
+        let mut r = Registry::with_prefix("socketfleet_operator");
+        m.register(&mut r);
+        let mut out = String::new();
+        encode(&mut out, &r).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn a_fleet_exports_its_total_and_each_pod_and_forgets_pods_that_went() {
+        let m = FleetMetrics::default();
+        let pods = vec![("gw-a".to_string(), Some(30)), ("gw-b".to_string(), Some(12)), ("gw-c".to_string(), None)];
+        m.set(&FleetLoad { namespace: "demo", fleet: "chat", pods, wanted: 2 });
+        let text = render(&m);
+        assert!(text.contains(r#"socketfleet_operator_fleet_connections{namespace="demo",fleet="chat"} 42"#), "{text}");
+        assert!(text.contains(r#"socketfleet_operator_fleet_unknown_pods{namespace="demo",fleet="chat"} 1"#), "{text}");
+        assert!(text.contains(r#"socketfleet_operator_fleet_wanted_pods{namespace="demo",fleet="chat"} 2"#), "{text}");
+        assert!(text.contains(r#"socketfleet_operator_gateway_pod_connections{namespace="demo",fleet="chat",pod="gw-b"} 12"#), "{text}");
+        assert!(!text.contains(r#"pod="gw-c""#), "an unknown pod has no series, not a zero: {text}");
+
+        m.set(&FleetLoad { namespace: "demo", fleet: "chat", pods: vec![("gw-b".to_string(), Some(40))], wanted: 2 });
+        let text = render(&m);
+        assert!(!text.contains(r#"pod="gw-a""#), "a pod that went has no series: {text}");
+        assert!(text.contains(r#"fleet_connections{namespace="demo",fleet="chat"} 40"#), "{text}");
+    }
+
+    #[test]
+    fn a_fleet_not_refreshed_is_pruned() {
+        let m = FleetMetrics::default();
+        m.set(&FleetLoad { namespace: "demo", fleet: "gone", pods: vec![("gw-a".to_string(), Some(3))], wanted: 1 });
+        m.prune();
+        assert!(render(&m).contains(r#"fleet="gone""#), "fresh series stay");
+        // Age it past the limit rather than sleeping three minutes.
+        for (at, _) in m.seen().values_mut() {
+            *at = Instant::now().checked_sub(STALE_AFTER).expect("the clock is past three minutes");
+        }
+        m.prune();
+        let text = render(&m);
+        assert!(!text.contains(r#"fleet="gone""#), "{text}");
+    }
+}
