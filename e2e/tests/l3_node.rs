@@ -171,10 +171,11 @@ impl Trace {
         loop {
             let status = plane.get(&["socketfleet", "chat", "-n", APP_NS])["status"]["autoscaler"].clone();
             let line = format!(
-                "{} replicas {} connections {}: {}",
+                "{} replicas {} connections {} spread {}: {}",
                 status["lastDecision"].as_str().unwrap_or("?"),
                 status["replicas"],
                 status["connections"],
+                status["spread"].as_str().unwrap_or("-"),
                 status["reason"].as_str().unwrap_or("")
             );
             if self.lines.last().is_none_or(|l| !l.ends_with(&line)) {
@@ -295,25 +296,34 @@ fn the_product_on_a_real_node() {
     measure!("no clients: 3 → 1 pods in {:.1}s", idle_down.elapsed().as_secs_f64());
 
     let ramp = Instant::now();
-    let crowd = traffic(&plane, &addr, &jwt, Load { clients: 60, channels: 6, publishers: 1, rate: 10, seconds: 50, prefix: "crowd" }, None);
+    let crowd = traffic(&plane, &addr, &jwt, Load { clients: 60, channels: 6, publishers: 1, rate: 10, seconds: 80, prefix: "crowd" }, None);
     trace.until(&plane, "scaled up to 3 pods for 60 clients", Duration::from_secs(90), |s| {
         s["replicas"] == 3 && gateway_ready(&plane) == 3
     });
     measure!("60 clients: 1 → 3 pods Ready in {:.1}s", ramp.elapsed().as_secs_f64());
-    let stayers = traffic(&plane, &addr, &jwt, Load { clients: 15, channels: 3, publishers: 1, rate: 20, seconds: 100, prefix: "stay" }, None);
-    report_of(crowd, "60 clients while scaling up");
+    // The new pods start empty; rebalancing moves clients onto them, losslessly.
+    let up = Instant::now();
+    trace.until(&plane, "connections spread within 20% of the mean", Duration::from_secs(60), |s| {
+        s["pods"].as_array().is_some_and(|p| p.len() == 3) && s["spread"].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(|x| x <= 1.2)
+    });
+    let spread_now: Vec<Option<u64>> = pods(&plane, APP_NS, "app.kubernetes.io/component=gateway").iter().map(pod_connections).collect();
+    measure!("rebalanced {:.1}s after the scale-up: connections per pod {spread_now:?}", up.elapsed().as_secs_f64());
+    let stayers = traffic(&plane, &addr, &jwt, Load { clients: 15, channels: 3, publishers: 1, rate: 20, seconds: 110, prefix: "stay" }, None);
+    let report = report_of(crowd, "60 clients through the scale-up and rebalancing");
+    assert!(report["disconnects"].as_u64().unwrap_or(0) > 0, "rebalancing moved some of the crowd: {report}");
     let leave = Instant::now();
     trace.until(&plane, "scaled down to 1 pod under publishing", Duration::from_secs(100), |s| {
         s["replicas"] == 1 && gateway_ready(&plane) == 1
     });
     measure!("crowd gone: 3 → 1 pods in {:.1}s", leave.elapsed().as_secs_f64());
     let report = report_of(stayers, "15 clients publishing through the scale-down");
-    assert!(report["fixed"]["recovery"]["reconnects"].as_u64().unwrap_or(0) > 0, "the drained pods' clients moved: {report}");
+    assert!(report["disconnects"].as_u64().unwrap_or(0) > 0, "the drained pods' clients moved: {report}");
     measure!("autoscaler decisions:\n  {}", trace.lines.join("\n  "));
     let reasons = fleet_events(&plane);
     let count = |r: &str| reasons.iter().filter(|e| *e == r).count();
     assert!(count("ScaledUp") >= 1 && count("ScaledDown") >= 4 && count("DrainingPod") >= 4, "{reasons:?}");
     assert_eq!(count("DrainTimedOut"), 0, "every victim drained before it was removed: {reasons:?}");
+    assert!(count("Rebalancing") >= 1 && count("Rebalanced") >= 1, "{reasons:?}");
     let all = pods(&plane, APP_NS, "app.kubernetes.io/instance=chat");
     measure!("container restarts over the scenario {}", restarts(&all));
     assert_eq!(restarts(&pods(&plane, APP_NS, "app.kubernetes.io/component=gateway")), 0, "no gateway container restarted");

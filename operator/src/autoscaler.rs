@@ -2,10 +2,10 @@
 //! `builtin`): observed gateway pods → `socketfleet_api::autoscale::decide` → its one
 //! action carried out → `status.autoscaler`.
 //!
-//! What it remembers (the replicas it set, since when load is low, the pod it drains) lives
-//! in `status.autoscaler`, so a restarted or new leader carries on; the last decision per
-//! fleet is also kept in memory, because the fleet a reconcile is handed may predate the
-//! status this operator just wrote.
+//! What it remembers (the replicas it set, since when load is low, the pod it drains, the
+//! last action) lives in `status.autoscaler`, so a restarted or new leader carries on; the
+//! last status per fleet is also kept in memory, because the fleet a reconcile is handed may
+//! predate the status this operator just wrote (and would put an older decision back).
 //!
 //! A scale-down is owned here, not left to the ReplicaSet: the victim is drained with
 //! `POST /drain?hold=true` (it drains, then stays not ready until its pod goes), and once it
@@ -39,17 +39,18 @@ pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// How long the drain request may take.
 const DRAIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The last decision per fleet (uid), newer than any status a reconcile may be handed.
+/// The last `status.autoscaler` per fleet (uid), newer than any status a reconcile may be
+/// handed.
 #[derive(Default)]
-pub struct Memories(Mutex<HashMap<String, Memory>>);
+pub struct Memories(Mutex<HashMap<String, AutoscalerStatus>>);
 
 impl Memories {
-    fn get(&self, uid: &str) -> Option<Memory> {
+    fn get(&self, uid: &str) -> Option<AutoscalerStatus> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned()
     }
 
     /// None forgets (autoscaling turned off: a later enable starts from the status).
-    pub fn set(&self, uid: &str, m: Option<Memory>) {
+    pub fn set(&self, uid: &str, m: Option<AutoscalerStatus>) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match m {
             Some(m) => map.insert(uid.to_string(), m),
@@ -146,8 +147,9 @@ pub fn status_of(prev: Option<&AutoscalerStatus>, d: &Decision, pods: &[PodLoad]
 /// `status.autoscaler`; `fleet`'s replicas follow its `replicas`.
 pub async fn step(fleet: &SocketFleet, ctx: &Context, c: &Ctx<'_>, pods: &[GatewayPod]) -> AutoscalerStatus {
     let uid = fleet.metadata.uid.clone().unwrap_or_default();
-    let prev = fleet.status.as_ref().and_then(|s| s.autoscaler.as_ref());
-    let memory = ctx.autoscaler.get(&uid).or_else(|| prev.map(memory_from_status)).unwrap_or_default();
+    let remembered = ctx.autoscaler.get(&uid);
+    let prev = remembered.as_ref().or(fleet.status.as_ref().and_then(|s| s.autoscaler.as_ref()));
+    let memory = prev.map(memory_from_status).unwrap_or_default();
     let now_ms = Timestamp::now().as_millisecond().max(0) as u64;
     let loads = loads(pods);
     let d = decide(&Policy::from_spec(&fleet.spec), &memory, &loads, now_ms);
@@ -179,8 +181,9 @@ pub async fn step(fleet: &SocketFleet, ctx: &Context, c: &Ctx<'_>, pods: &[Gatew
     if d.action != Action::Hold {
         tracing::info!(action = action_name(&d.action), reason = %d.reason, replicas = d.memory.replicas, "autoscaler");
     }
-    ctx.autoscaler.set(&uid, Some(d.memory.clone()));
-    status_of(prev, &d, &loads, now_ms)
+    let status = status_of(prev, &d, &loads, now_ms);
+    ctx.autoscaler.set(&uid, Some(status.clone()));
+    status
 }
 
 async fn start_drain(ip: &str) -> Result<(), String> {
