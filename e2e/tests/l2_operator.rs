@@ -292,6 +292,21 @@ fn the_operator_on_a_real_control_plane() {
     let pods = autoscaler["pods"].as_array().map_or(0, |p| p.len()) as i64;
     assert!(pods >= 3 && autoscaler["unknownPods"].as_i64() == Some(pods), "{autoscaler}");
     assert_eq!(condition(&fleet("chat"), "Draining").0, "False");
+    // The external drivers' examples: the API server takes the HPA (KEDA's ScaledObject needs
+    // KEDA, so only that example's fleet is applied); kubectl scale, as they do, drives an
+    // external fleet, and the operator keeps no autoscaler state of its own for it.
+    plane.kubectl_ok(&["apply", "-n", APP_NS, "-f", &example("hpa.yaml")]);
+    let hpa = plane.get(&["hpa", "pushes", "-n", APP_NS]);
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "SocketFleet", "{hpa}");
+    let keda = std::fs::read_to_string(example("keda.yaml")).expect("examples/keda.yaml");
+    let keda_fleet = keda.split("\n---\n").next().expect("the fleet comes first");
+    let out = plane.kubectl_stdin(&["apply", "-n", APP_NS, "-f", "-"], keda_fleet);
+    assert!(out.status.success(), "keda.yaml's fleet: {}", String::from_utf8_lossy(&out.stderr));
+    plane.kubectl_ok(&["scale", "sfleet/live-scores", "-n", APP_NS, "--replicas=4"]);
+    wait_for("live-scores-gateway at 4 replicas", Duration::from_secs(30), || {
+        plane.get(&["deployment", "live-scores-gateway", "-n", APP_NS])["spec"]["replicas"] == 4
+    });
+    assert!(fleet("live-scores")["status"]["autoscaler"].is_null(), "external mode: the operator does not scale");
 
     // 7. Two replicas: only the leader reconciles; killing it hands over within the lease.
     let mut follower = Operator::start(&plane, NS, SA, "op-b", LEASE);

@@ -254,6 +254,24 @@ fn the_product_on_a_real_node() {
         panic!("clients not on every gateway pod ({spread:?}); the bench said: {}", String::from_utf8_lossy(&out.stderr));
     }
     measure!("connections per gateway pod {spread:?}");
+    // The leader exports them for an HPA or KEDA (autoscaling.mode: external).
+    let leader_ip = operators.iter().find(|p| p["metadata"]["name"] == holder.as_str()).and_then(|p| p["status"]["podIP"].as_str());
+    let leader_metrics = format!("{}:8080", leader_ip.expect("the leader pod's IP"));
+    let fleet_connections = || {
+        let reply = blocking(&leader_metrics, Method::GET, "/metrics", None, Duration::from_secs(2)).ok()?;
+        let text = reply.text();
+        let line = text.lines().find(|l| l.starts_with(r#"socketfleet_operator_fleet_connections{fleet_namespace="demo",fleet="chat"} "#))?;
+        line.rsplit(' ').next()?.parse::<u64>().ok()
+    };
+    let mut exported = None;
+    assert!(
+        poll_until(Duration::from_secs(20), || {
+            exported = fleet_connections();
+            exported.is_some_and(|c| c >= 50)
+        }),
+        "the operator's fleet_connections metric follows the live total (60 clients): {exported:?}"
+    );
+    measure!("operator metric fleet_connections {exported:?}");
     report_of(run, "across pods");
 
     // 4. A gateway pod deleted under publishing: preStop drains it, clients resume elsewhere.

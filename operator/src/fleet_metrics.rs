@@ -1,13 +1,16 @@
 //! Live connections as Prometheus gauges, for an HPA (through an adapter) or KEDA's
 //! Prometheus scaler to scale on (`autoscaling.mode: external`), and for dashboards:
 //!
-//! - `socketfleet_operator_fleet_connections{namespace,fleet}`: connections the fleet's
-//!   sidecars reported in the last pass (every 5 s while autoscaling is enabled);
-//! - `socketfleet_operator_fleet_unknown_pods{namespace,fleet}`: gateway pods whose sidecar
-//!   did not answer (their connections are missing from the total: scale on it with care);
-//! - `socketfleet_operator_fleet_wanted_pods{namespace,fleet}`: what the builtin rule would
-//!   ask for, ceil((connections + buffer) / targetConnectionsPerPod) within min..max;
-//! - `socketfleet_operator_gateway_pod_connections{namespace,fleet,pod}`: per pod.
+//! - `socketfleet_operator_fleet_connections{fleet_namespace,fleet}`: connections the
+//!   fleet's sidecars reported in the last pass (every 5 s while autoscaling is enabled);
+//! - `socketfleet_operator_fleet_unknown_pods{fleet_namespace,fleet}`: gateway pods whose
+//!   sidecar did not answer (their connections are missing from the total);
+//! - `socketfleet_operator_fleet_wanted_pods{fleet_namespace,fleet}`: what the builtin rule
+//!   would ask for, ceil((connections + buffer) / targetConnectionsPerPod) within min..max;
+//! - `socketfleet_operator_gateway_pod_connections{fleet_namespace,fleet,gateway_pod}`.
+//!
+//! The labels are not `namespace` and `pod`: Prometheus's Kubernetes discovery gives every
+//! scraped series those of the operator's own pod, and would rename ours.
 //!
 //! Only the leader reconciles, so only the leader exports them. The series of a pod that is
 //! gone are removed at the next pass; those of a fleet that was deleted (no pass tells of
@@ -27,15 +30,15 @@ pub const STALE_AFTER: Duration = Duration::from_secs(180);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FleetLabels {
-    pub namespace: String,
+    pub fleet_namespace: String,
     pub fleet: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PodLabels {
-    pub namespace: String,
+    pub fleet_namespace: String,
     pub fleet: String,
-    pub pod: String,
+    pub gateway_pod: String,
 }
 
 /// One pass's view of a fleet's gateway.
@@ -71,8 +74,8 @@ impl FleetMetrics {
 
     /// Sets a fleet's gauges from one pass; drops the series of pods no longer there.
     pub fn set(&self, load: &FleetLoad<'_>) {
-        let fleet = FleetLabels { namespace: load.namespace.into(), fleet: load.fleet.into() };
-        let pod_labels = |pod: &str| PodLabels { namespace: fleet.namespace.clone(), fleet: fleet.fleet.clone(), pod: pod.into() };
+        let fleet = FleetLabels { fleet_namespace: load.namespace.into(), fleet: load.fleet.into() };
+        let pod_labels = |pod: &str| PodLabels { fleet_namespace: fleet.fleet_namespace.clone(), fleet: fleet.fleet.clone(), gateway_pod: pod.into() };
         let known: Vec<&(String, Option<u64>)> = load.pods.iter().filter(|(_, c)| c.is_some()).collect();
         let total: u64 = known.iter().filter_map(|(_, c)| *c).sum();
         self.connections.get_or_create(&fleet).set(total as i64);
@@ -97,7 +100,8 @@ impl FleetMetrics {
         for fleet in stale {
             if let Some((_, pods)) = seen.remove(&fleet) {
                 for pod in pods {
-                    self.pod_connections.remove(&PodLabels { namespace: fleet.namespace.clone(), fleet: fleet.fleet.clone(), pod });
+                    let labels = PodLabels { fleet_namespace: fleet.fleet_namespace.clone(), fleet: fleet.fleet.clone(), gateway_pod: pod };
+                    self.pod_connections.remove(&labels);
                 }
             }
             self.connections.remove(&fleet);
@@ -126,16 +130,16 @@ mod tests {
         let pods = vec![("gw-a".to_string(), Some(30)), ("gw-b".to_string(), Some(12)), ("gw-c".to_string(), None)];
         m.set(&FleetLoad { namespace: "demo", fleet: "chat", pods, wanted: 2 });
         let text = render(&m);
-        assert!(text.contains(r#"socketfleet_operator_fleet_connections{namespace="demo",fleet="chat"} 42"#), "{text}");
-        assert!(text.contains(r#"socketfleet_operator_fleet_unknown_pods{namespace="demo",fleet="chat"} 1"#), "{text}");
-        assert!(text.contains(r#"socketfleet_operator_fleet_wanted_pods{namespace="demo",fleet="chat"} 2"#), "{text}");
-        assert!(text.contains(r#"socketfleet_operator_gateway_pod_connections{namespace="demo",fleet="chat",pod="gw-b"} 12"#), "{text}");
-        assert!(!text.contains(r#"pod="gw-c""#), "an unknown pod has no series, not a zero: {text}");
+        assert!(text.contains(r#"socketfleet_operator_fleet_connections{fleet_namespace="demo",fleet="chat"} 42"#), "{text}");
+        assert!(text.contains(r#"socketfleet_operator_fleet_unknown_pods{fleet_namespace="demo",fleet="chat"} 1"#), "{text}");
+        assert!(text.contains(r#"socketfleet_operator_fleet_wanted_pods{fleet_namespace="demo",fleet="chat"} 2"#), "{text}");
+        assert!(text.contains(r#"socketfleet_operator_gateway_pod_connections{fleet_namespace="demo",fleet="chat",gateway_pod="gw-b"} 12"#), "{text}");
+        assert!(!text.contains(r#"gateway_pod="gw-c""#), "an unknown pod has no series, not a zero: {text}");
 
         m.set(&FleetLoad { namespace: "demo", fleet: "chat", pods: vec![("gw-b".to_string(), Some(40))], wanted: 2 });
         let text = render(&m);
-        assert!(!text.contains(r#"pod="gw-a""#), "a pod that went has no series: {text}");
-        assert!(text.contains(r#"fleet_connections{namespace="demo",fleet="chat"} 40"#), "{text}");
+        assert!(!text.contains(r#"gateway_pod="gw-a""#), "a pod that went has no series: {text}");
+        assert!(text.contains(r#"fleet_connections{fleet_namespace="demo",fleet="chat"} 40"#), "{text}");
     }
 
     #[test]
