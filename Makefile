@@ -2,13 +2,14 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help deps build test lint fmt crds manifests images e2e-up e2e-down demo bench clean
+.PHONY: help deps build test lint fmt crds manifests images e2e-up e2e-down demo bench bench-autoscale clean
 
 help:
 	@echo "make test   install missing dependencies, build, run every test"
 	@echo "make lint   rustfmt --check and clippy -D warnings"
 	@echo "make demo   run a local fleet (Redis + sidecars) on this machine"
 	@echo "make bench  run the benchmarks (not part of make test)"
+	@echo "make bench-autoscale  only the autoscaling scenario (load doubling, then halving)"
 	@echo "make e2e-up / e2e-down  a real Kubernetes control plane on loopback, by hand"
 	@echo "make crds   regenerate crds/, the chart's CRD template and deploy/ from operator/src/crd.rs"
 
@@ -71,7 +72,12 @@ demo: deps
 bench: deps
 	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli -p socketfleet-bench
 	scripts/bench.sh
+	scripts/bench-autoscale.sh
 	scripts/bench-ws-libs.sh
+
+bench-autoscale: deps
+	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli -p socketfleet-bench
+	scripts/bench-autoscale.sh
 
 clean:
 	$(CARGO) clean

@@ -260,7 +260,8 @@ fn the_product_on_a_real_node() {
     let fleet_connections = || {
         let reply = blocking(&leader_metrics, Method::GET, "/metrics", None, Duration::from_secs(2)).ok()?;
         let text = reply.text();
-        let line = text.lines().find(|l| l.starts_with(r#"socketfleet_operator_fleet_connections{fleet_namespace="demo",fleet="chat"} "#))?;
+        let line =
+            text.lines().find(|l| l.starts_with(r#"socketfleet_operator_fleet_connections{fleet_namespace="demo",fleet="chat"} "#))?;
         line.rsplit(' ').next()?.parse::<u64>().ok()
     };
     let mut exported = None;
@@ -314,19 +315,21 @@ fn the_product_on_a_real_node() {
     measure!("no clients: 3 → 1 pods in {:.1}s", idle_down.elapsed().as_secs_f64());
 
     let ramp = Instant::now();
-    let crowd = traffic(&plane, &addr, &jwt, Load { clients: 60, channels: 6, publishers: 1, rate: 10, seconds: 80, prefix: "crowd" }, None);
-    trace.until(&plane, "scaled up to 3 pods for 60 clients", Duration::from_secs(90), |s| {
-        s["replicas"] == 3 && gateway_ready(&plane) == 3
-    });
+    let crowd =
+        traffic(&plane, &addr, &jwt, Load { clients: 60, channels: 6, publishers: 1, rate: 10, seconds: 80, prefix: "crowd" }, None);
+    trace
+        .until(&plane, "scaled up to 3 pods for 60 clients", Duration::from_secs(90), |s| s["replicas"] == 3 && gateway_ready(&plane) == 3);
     measure!("60 clients: 1 → 3 pods Ready in {:.1}s", ramp.elapsed().as_secs_f64());
     // The new pods start empty; rebalancing moves clients onto them, losslessly.
     let up = Instant::now();
     trace.until(&plane, "connections spread within 20% of the mean", Duration::from_secs(60), |s| {
-        s["pods"].as_array().is_some_and(|p| p.len() == 3) && s["spread"].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(|x| x <= 1.2)
+        s["pods"].as_array().is_some_and(|p| p.len() == 3)
+            && s["spread"].as_str().and_then(|x| x.parse::<f64>().ok()).is_some_and(|x| x <= 1.2)
     });
     let spread_now: Vec<Option<u64>> = pods(&plane, APP_NS, "app.kubernetes.io/component=gateway").iter().map(pod_connections).collect();
     measure!("rebalanced {:.1}s after the scale-up: connections per pod {spread_now:?}", up.elapsed().as_secs_f64());
-    let stayers = traffic(&plane, &addr, &jwt, Load { clients: 15, channels: 3, publishers: 1, rate: 20, seconds: 110, prefix: "stay" }, None);
+    let stayers =
+        traffic(&plane, &addr, &jwt, Load { clients: 15, channels: 3, publishers: 1, rate: 20, seconds: 110, prefix: "stay" }, None);
     let report = report_of(crowd, "60 clients through the scale-up and rebalancing");
     assert!(report["disconnects"].as_u64().unwrap_or(0) > 0, "rebalancing moved some of the crowd: {report}");
     let leave = Instant::now();

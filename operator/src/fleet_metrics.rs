@@ -75,7 +75,8 @@ impl FleetMetrics {
     /// Sets a fleet's gauges from one pass; drops the series of pods no longer there.
     pub fn set(&self, load: &FleetLoad<'_>) {
         let fleet = FleetLabels { fleet_namespace: load.namespace.into(), fleet: load.fleet.into() };
-        let pod_labels = |pod: &str| PodLabels { fleet_namespace: fleet.fleet_namespace.clone(), fleet: fleet.fleet.clone(), gateway_pod: pod.into() };
+        let pod_labels =
+            |pod: &str| PodLabels { fleet_namespace: fleet.fleet_namespace.clone(), fleet: fleet.fleet.clone(), gateway_pod: pod.into() };
         let known: Vec<&(String, Option<u64>)> = load.pods.iter().filter(|(_, c)| c.is_some()).collect();
         let total: u64 = known.iter().filter_map(|(_, c)| *c).sum();
         self.connections.get_or_create(&fleet).set(total as i64);
@@ -133,7 +134,10 @@ mod tests {
         assert!(text.contains(r#"socketfleet_operator_fleet_connections{fleet_namespace="demo",fleet="chat"} 42"#), "{text}");
         assert!(text.contains(r#"socketfleet_operator_fleet_unknown_pods{fleet_namespace="demo",fleet="chat"} 1"#), "{text}");
         assert!(text.contains(r#"socketfleet_operator_fleet_wanted_pods{fleet_namespace="demo",fleet="chat"} 2"#), "{text}");
-        assert!(text.contains(r#"socketfleet_operator_gateway_pod_connections{fleet_namespace="demo",fleet="chat",gateway_pod="gw-b"} 12"#), "{text}");
+        assert!(
+            text.contains(r#"socketfleet_operator_gateway_pod_connections{fleet_namespace="demo",fleet="chat",gateway_pod="gw-b"} 12"#),
+            "{text}"
+        );
         assert!(!text.contains(r#"gateway_pod="gw-c""#), "an unknown pod has no series, not a zero: {text}");
 
         m.set(&FleetLoad { namespace: "demo", fleet: "chat", pods: vec![("gw-b".to_string(), Some(40))], wanted: 2 });

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kube::runtime::events::EventType;
 use socketfleet_api::admin::{PATH_SHED, ShedReply, shed_query};
 use socketfleet_api::autoscale::{PodLoad, REBALANCE_TOLERANCE, rebalance, spread};
-use socketfleet_api::crd::{SocketFleet};
+use socketfleet_api::crd::SocketFleet;
 
 use crate::events;
 use crate::observe::GatewayPod;
@@ -45,7 +45,11 @@ pub async fn step(fleet: &SocketFleet, ctx: &Context, pods: &[GatewayPod], loads
         let balanced = seen.is_none_or(|s| s <= 1.0 + REBALANCE_TOLERANCE);
         if let (Some(since), true) = (started, balanced) {
             ctx.rebalances.map().remove(&uid);
-            let note = format!("Connections spread within {:.0}% of the mean again after {:.0}s", REBALANCE_TOLERANCE * 100.0, since.elapsed().as_secs_f64());
+            let note = format!(
+                "Connections spread within {:.0}% of the mean again after {:.0}s",
+                REBALANCE_TOLERANCE * 100.0,
+                since.elapsed().as_secs_f64()
+            );
             events::publish(fleet, ctx, EventType::Normal, "Rebalanced", note, "Rebalance").await;
         }
         return seen;

@@ -28,15 +28,15 @@ use tracing::Instrument;
 
 use crate::apply::{FIELD_MANAGER, apply_all};
 use crate::autoscaler::{self, Memories};
-use crate::fleet_metrics::FleetLoad;
-use crate::rebalance::{self, Rebalances};
 use crate::children::gateway::desired_replicas;
 use crate::children::{COMPONENT_GATEWAY, Ctx, LABEL_MANAGED_BY, MANAGER, build};
 use crate::error::{Error, Result};
 use crate::events;
+use crate::fleet_metrics::FleetLoad;
 use crate::generated::{SecretMemory, generated};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::observe;
+use crate::rebalance::{self, Rebalances};
 use crate::status::{GatewayObserved, Observed, RedisObserved, derive, draining_condition};
 
 /// How soon a fleet that is still coming up is looked at again.

@@ -470,5 +470,7 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
     assert_eq!(missing, 0, "acknowledged messages missing across all clients");
     let published: usize = acked.values().map(Vec::len).sum();
     assert_eq!(sidecars[0].proc.terminate(Duration::from_secs(10)).await, Some(0), "SIGTERM ends a held drain with 0");
-    eprintln!("MEASURE shed: {SHED} of {N} connections shed and resumed elsewhere, then the rest by a held drain; {published} messages published to {N} clients: 0 missing");
+    eprintln!(
+        "MEASURE shed: {SHED} of {N} connections shed and resumed elsewhere, then the rest by a held drain; {published} messages published to {N} clients: 0 missing"
+    );
 }

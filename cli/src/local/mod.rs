@@ -24,7 +24,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketfleet_api::autoscale::{Action, Decision, Memory, PodDrain, PodLoad, Policy, REBALANCE_TOLERANCE, decide, plural, rebalance, spread};
+use socketfleet_api::autoscale::{
+    Action, Decision, Memory, PodDrain, PodLoad, Policy, REBALANCE_TOLERANCE, decide, plural, rebalance, spread,
+};
 use socketfleet_api::crd::{AuthMode, SocketFleet};
 use socketfleet_api::settings::{Auth, Secret, SidecarSettings};
 use tokio::io::AsyncBufReadExt;

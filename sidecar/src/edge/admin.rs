@@ -17,7 +17,10 @@ use std::time::Duration;
 use http::StatusCode;
 use hyper::body::Incoming;
 
-use socketfleet_api::admin::{PATH_DRAIN, PATH_DRAIN_PRESTOP, PATH_LIVE, PATH_METRICS, PATH_READY, PATH_SHED, PATH_STATUS, QUERY_HOLD, ShedReply, SidecarStatus, parse_shed_query};
+use socketfleet_api::admin::{
+    PATH_DRAIN, PATH_DRAIN_PRESTOP, PATH_LIVE, PATH_METRICS, PATH_READY, PATH_SHED, PATH_STATUS, QUERY_HOLD, ShedReply, SidecarStatus,
+    parse_shed_query,
+};
 
 use crate::delivery::drain::Drain;
 use crate::metrics::Metrics;
