@@ -19,7 +19,7 @@ pub const PATH_DRAIN_PRESTOP: &str = "/drain/prestop";
 /// instead of exiting, so a Kubernetes container is not restarted into an empty, ready
 /// sidecar before the operator removes its pod.
 pub const QUERY_HOLD: &str = "hold=true";
-/// `POST /shed?count=N&spreadMs=M`: tell N of the newest connections to reconnect (the
+/// `POST /shed?count=N&spreadMs=M`: tell N of the oldest connections to reconnect (the
 /// drain's lossless handoff) over M milliseconds, staying ready: the operator's rebalancing
 /// after a scale-up. Answers a [`ShedReply`]; refused (409) while draining or shedding.
 pub const PATH_SHED: &str = "/shed";

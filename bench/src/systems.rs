@@ -190,6 +190,8 @@ struct SfFrame<'a> {
     #[serde(rename = "resumeToken")]
     resume_token: Option<String>,
     resumed: Option<bool>,
+    /// What a resumed session restored (the welcome says).
+    subscriptions: Option<Vec<String>>,
     #[serde(rename = "delayMs")]
     delay_ms: Option<u64>,
 }
@@ -221,9 +223,12 @@ fn socketfleet(text: &str, conn: &mut Conn, out: &mut Vec<Action>) {
             conn.token = frame.resume_token;
             match conn.channel {
                 None => ready(conn, out),
-                // A resumed session restores its subscription; a fresh one subscribes,
-                // from the last offset when there is one.
-                Some(_) if frame.resumed == Some(true) => {}
+                // A resumed session restores what its welcome lists (a subscribe still in
+                // flight when the client was handed off is not among it: the client
+                // library subscribes again); a fresh one subscribes, from the last offset
+                // when there is one.
+                Some(channel)
+                    if frame.resumed == Some(true) && frame.subscriptions.as_ref().is_some_and(|s| s.contains(&channel_name(channel))) => {}
                 Some(channel) => {
                     let mut sub = json!({"op": "subscribe", "channel": channel_name(channel), "id": SUBSCRIBE_ID});
                     if let (Some(offset), Some(epoch)) = (&conn.offset, &conn.epoch) {

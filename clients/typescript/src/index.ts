@@ -218,11 +218,22 @@ export class SocketFleetClient {
           const w = frame as unknown as Welcome & { resumeToken: string };
           this.resumeToken = w.resumeToken;
           this.session = w.session;
+          // A resumed session restores what its welcome lists. A subscription this client
+          // had that is not among it (the old server never got to record it, or Redis lost
+          // the session) is subscribed again, from the position this client has.
+          const restored = new Set(w.subscriptions ?? []);
+          const lost = w.resumed ? [...this.subscriptions].filter((ch) => !restored.has(ch)) : [];
           if (!w.resumed) this.subscriptions.clear();
-          for (const ch of w.subscriptions ?? []) this.subscriptions.add(ch);
+          for (const ch of restored) this.subscriptions.add(ch);
+          for (const ch of lost) this.subscriptions.delete(ch);
           this.setState("open");
           this.emit("welcome", w);
           resolve(w);
+          for (const ch of lost) {
+            this.subscribe(ch).catch((e: unknown) =>
+              this.emit("error", { code: e instanceof SocketFleetError ? e.code : "subscribe_failed", message: `subscribing again to ${ch}: ${String(e)}` }),
+            );
+          }
           return;
         }
         this.handle(frame);

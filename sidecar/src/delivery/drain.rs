@@ -15,8 +15,9 @@
 //!
 //! Shedding (`POST /shed?count=N&spreadMs=M`, the operator's rebalancing after a scale-up)
 //! is the same handoff for N of the connections, paced over M, while the pod stays ready and
-//! keeps accepting: the newest connections go first (they have the least to lose), and
-//! their clients reconnect through the Service, which spreads them over the pods.
+//! keeps accepting: the oldest connections go first, so a client that just arrived (maybe
+//! one shed by another pod, maybe one still subscribing) is not moved again, and their
+//! clients reconnect through the Service, which spreads them over the pods.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -124,7 +125,7 @@ impl Drain {
         tokio::time::timeout(limit, wait).await.is_ok()
     }
 
-    /// Tells up to `count` of the newest connections to go, evenly over `spread`, unless a
+    /// Tells up to `count` of the oldest connections to go, evenly over `spread`, unless a
     /// drain or another shed is under way; returns how many it will tell (0 when refused).
     pub fn shed(self: &std::sync::Arc<Self>, count: usize, spread: Duration, metrics: std::sync::Arc<Metrics>) -> usize {
         if self.started() || count == 0 || self.shedding.swap(true, Ordering::AcqRel) {
@@ -133,7 +134,7 @@ impl Drain {
         let victims: Vec<Arc<ConnSignals>> = {
             let c = self.connections();
             let mut v: Vec<_> = c.live.iter().map(|(id, s)| (*id, s.clone())).collect();
-            v.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+            v.sort_by_key(|(id, _)| *id);
             v.into_iter().take(count).map(|(_, s)| s).collect()
         };
         let n = victims.len();
