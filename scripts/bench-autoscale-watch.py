@@ -10,7 +10,7 @@ import urllib.request
 
 def get(url):
     try:
-        with urllib.request.urlopen(url, timeout=1) as r:
+        with urllib.request.urlopen(url, timeout=3) as r:
             return json.load(r)
     except Exception:
         return None

@@ -5,7 +5,7 @@
 #   - BASE clients (default 5,000) over CHANNELS channels publish at RATE/s for DURATION s,
 #     through local mode's one address (its balancer picks a sidecar per connection);
 #   - SURGE_AT s in, SURGE more clients (default 5,000) join for SURGE_FOR s, then leave;
-#   - at TARGET connections per sidecar (min 1, max 8, a WINDOW-second scale-down window)
+#   - at TARGET connections per sidecar (3,000; min 1, max 8, a WINDOW-second scale-down window)
 #     that asks for 2 → 4 → 2 sidecars.
 # Measured: when sidecars were added and drained (a timeline of every sidecar's connections,
 # polled each second), the spread after each change, messages lost and duplicated by each
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 source scripts/bench-fleet.sh
 BASE=${BASE:-5000}
 SURGE=${SURGE:-5000}
-TARGET=${TARGET:-2500}
+TARGET=${TARGET:-3000}
 CHANNELS=${CHANNELS:-100}
 RATE=${RATE:-100}
 DURATION=${DURATION:-160}

@@ -114,9 +114,9 @@ mod tests {
     fn a_shed_query_reads_back_and_bad_ones_say_why() {
         assert_eq!(parse_shed_query(&shed_query(7, 2500)), Ok((7, 2500)));
         assert_eq!(parse_shed_query("count=3"), Ok((3, 0)));
-        assert!(parse_shed_query("").unwrap_err().contains("count is required"));
-        assert!(parse_shed_query("count=x").unwrap_err().contains("not a whole number"));
-        assert!(parse_shed_query("count=1&spreadMs=900000").unwrap_err().contains("at most"));
-        assert!(parse_shed_query("count=1&all=1").unwrap_err().contains("unknown parameter"));
+        assert!(parse_shed_query("").expect_err("refused").contains("count is required"));
+        assert!(parse_shed_query("count=x").expect_err("refused").contains("not a whole number"));
+        assert!(parse_shed_query("count=1&spreadMs=900000").expect_err("refused").contains("at most"));
+        assert!(parse_shed_query("count=1&all=1").expect_err("refused").contains("unknown parameter"));
     }
 }

@@ -138,7 +138,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<Value> {
     let mut clients_missing = 0;
     for s in subscribers {
         let (channel, received) = s.await?;
-        let m = fleet.acked[channel as usize].lock().expect("ledger lock").missing_from(&received);
+        let ledger = fleet.acked[channel as usize].lock().expect("ledger lock");
+        let m = ledger.missing_from(&received);
+        // Which ones, for the first few clients: enough to tell a hole at a handoff from a
+        // tail the client never caught up on.
+        if m > 0 && clients_missing < 10 {
+            let lost = ledger.missing_list(&received, 5);
+            eprintln!("missing: channel {channel}: {m} acknowledged seqs, first {lost:?}; the client got up to {:?}", received.last());
+        }
         missing += m;
         clients_missing += u64::from(m > 0);
     }

@@ -159,6 +159,24 @@ impl Seqs {
     pub fn missing_from(&self, other: &Seqs) -> u64 {
         self.0.iter().enumerate().map(|(i, w)| (w & !other.0.get(i).copied().unwrap_or(0)).count_ones() as u64).sum()
     }
+
+    /// The seqs set here and not in `other`, at most `most`.
+    pub fn missing_list(&self, other: &Seqs, most: usize) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (i, w) in self.0.iter().enumerate() {
+            let mut left = w & !other.0.get(i).copied().unwrap_or(0);
+            while left != 0 && out.len() < most {
+                out.push(i as u64 * 64 + left.trailing_zeros() as u64);
+                left &= left - 1;
+            }
+        }
+        out
+    }
+
+    /// The highest seq set.
+    pub fn last(&self) -> Option<u64> {
+        self.0.iter().enumerate().rev().find(|(_, w)| **w != 0).map(|(i, w)| i as u64 * 64 + 63 - w.leading_zeros() as u64)
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +190,8 @@ mod tests {
             acked.insert(s);
         }
         assert!(got.insert(2));
+        assert_eq!(acked.missing_list(&got, 10), [1, 3, 64, 200]);
+        assert_eq!(acked.last(), Some(200));
         assert!(!got.insert(2));
         got.insert(200);
         assert_eq!(acked.missing_from(&got), 3);

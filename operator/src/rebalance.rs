@@ -58,6 +58,7 @@ pub async fn step(fleet: &SocketFleet, ctx: &Context, pods: &[GatewayPod], loads
     for s in &sheds {
         let Some(ip) = pods.iter().find(|p| p.name == s.pod).and_then(|p| p.ip.clone()) else { continue };
         match shed(&ip, s.count, period).await {
+            Ok(0) => {}
             Ok(n) => told.push(format!("{} sheds {n}", s.pod)),
             Err(e) => tracing::warn!(pod = %s.pod, error = %e, "shed request failed"),
         }

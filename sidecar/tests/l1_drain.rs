@@ -171,6 +171,48 @@ async fn run_client(
     }
 }
 
+/// The sidecars' settings for a handoff test: drain pacing, a shared resume key, session
+/// checkpoints every `checkpoint`.
+fn handoff_env(cluster: &RedisCluster, spread: &str, grace: &str, timeout: &str, checkpoint: &str) -> Vec<(&'static str, String)> {
+    let mut env = cluster_env(cluster);
+    env.push((settings::ENV_DRAIN_SPREAD, spread.into()));
+    env.push((settings::ENV_DRAIN_ACCEPT_GRACE, grace.into()));
+    env.push((settings::ENV_DRAIN_TIMEOUT, timeout.into()));
+    env.push((settings::ENV_RESUME_KEY, "l1-resume-key-l1-resume-key-l1-resume-key".into()));
+    env.push((settings::ENV_SESSION_CHECKPOINT, checkpoint.into()));
+    env.push((settings::ENV_SESSION_POSITION_CHECKPOINT, checkpoint.into()));
+    env
+}
+
+/// What a publisher had acknowledged, per channel, and when each publish was acknowledged.
+type Acked = (HashMap<String, Vec<u64>>, Vec<Instant>);
+
+/// A publisher on `url` over `channels` in turn, pausing `pause` between publishes, until
+/// the returned sender says stop.
+fn spawn_publisher(url: String, channels: Vec<String>, pause: Duration) -> (watch::Sender<bool>, tokio::task::JoinHandle<Acked>) {
+    let (stop_tx, stop) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut c = Client::connect(&url).await;
+        let mut acked: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut at = Vec::new();
+        for i in 0..100_000usize {
+            if *stop.borrow() {
+                break;
+            }
+            let ch = &channels[i % channels.len()];
+            let r = c.publish(ch, json!({"i": i})).await;
+            assert_eq!(r["ok"], true, "publish: {r}");
+            acked.entry(ch.clone()).or_default().push(seq_of(&r["offset"]));
+            at.push(Instant::now());
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        (acked, at)
+    });
+    (stop_tx, task)
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Departure {
     Drain,
@@ -189,13 +231,7 @@ async fn clients_of_a_sigkilled_sidecar_resume_elsewhere_without_losing_a_messag
 
 async fn scenario(departure: Departure) {
     let cluster = RedisCluster::start();
-    let mut env = cluster_env(&cluster);
-    env.push((settings::ENV_DRAIN_SPREAD, "3s".into()));
-    env.push((settings::ENV_DRAIN_ACCEPT_GRACE, "200ms".into()));
-    env.push((settings::ENV_DRAIN_TIMEOUT, "20s".into()));
-    env.push((settings::ENV_RESUME_KEY, "l1-resume-key-l1-resume-key-l1-resume-key".into()));
-    env.push((settings::ENV_SESSION_CHECKPOINT, CHECKPOINT_MS.to_string() + "ms"));
-    env.push((settings::ENV_SESSION_POSITION_CHECKPOINT, CHECKPOINT_MS.to_string() + "ms"));
+    let env = handoff_env(&cluster, "3s", "200ms", "20s", &format!("{CHECKPOINT_MS}ms"));
     let mut sidecars = start_sidecars(3, &env);
     let channels: Vec<String> = vec!["d:a".into(), "d:b".into()];
     let (stop_tx, stop) = watch::channel(false);
@@ -213,24 +249,7 @@ async fn scenario(departure: Departure) {
         tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await.expect("all clients subscribed");
     }
     // A publisher on a sidecar that stays, as fast as its acknowledgements come back.
-    let (pub_stop_tx, pub_stop) = watch::channel(false);
-    let publish_url = sidecars[1].url();
-    let publisher = tokio::spawn(async move {
-        let mut c = Client::connect(&publish_url).await;
-        let mut acked: HashMap<String, Vec<u64>> = HashMap::new();
-        let mut at = Vec::new();
-        for i in 0..100_000u64 {
-            if *pub_stop.borrow() {
-                break;
-            }
-            let ch = if i % 2 == 0 { "d:a" } else { "d:b" };
-            let r = c.publish(ch, json!({"i": i})).await;
-            assert_eq!(r["ok"], true, "publish: {r}");
-            acked.entry(ch.to_string()).or_default().push(seq_of(&r["offset"]));
-            at.push(Instant::now());
-        }
-        (acked, at)
-    });
+    let (pub_stop_tx, publisher) = spawn_publisher(sidecars[1].url(), channels.clone(), Duration::ZERO);
     // Long enough for every session to have been checkpointed with its subscriptions.
     tokio::time::sleep(Duration::from_millis(3 * CHECKPOINT_MS)).await;
 
@@ -372,13 +391,7 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
     const N: usize = 40;
     const SHED: usize = 10;
     let cluster = RedisCluster::start();
-    let mut env = cluster_env(&cluster);
-    env.push((settings::ENV_DRAIN_SPREAD, "1s".into()));
-    env.push((settings::ENV_DRAIN_ACCEPT_GRACE, "100ms".into()));
-    env.push((settings::ENV_DRAIN_TIMEOUT, "15s".into()));
-    env.push((settings::ENV_RESUME_KEY, "l1-resume-key-l1-resume-key-l1-resume-key".into()));
-    env.push((settings::ENV_SESSION_CHECKPOINT, CHECKPOINT_MS.to_string() + "ms"));
-    env.push((settings::ENV_SESSION_POSITION_CHECKPOINT, CHECKPOINT_MS.to_string() + "ms"));
+    let env = handoff_env(&cluster, "1s", "100ms", "15s", &format!("{CHECKPOINT_MS}ms"));
     let mut sidecars = start_sidecars(2, &env);
     let channels: Vec<String> = vec!["s:a".into(), "s:b".into()];
     let (stop_tx, stop) = watch::channel(false);
@@ -392,23 +405,7 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
     for _ in 0..N {
         tokio::time::timeout(Duration::from_secs(30), ready_rx.recv()).await.expect("all clients subscribed");
     }
-    let (pub_stop_tx, pub_stop) = watch::channel(false);
-    let publish_url = sidecars[1].url();
-    let publisher = tokio::spawn(async move {
-        let mut c = Client::connect(&publish_url).await;
-        let mut acked: HashMap<String, Vec<u64>> = HashMap::new();
-        for i in 0..100_000u64 {
-            if *pub_stop.borrow() {
-                break;
-            }
-            let ch = if i % 2 == 0 { "s:a" } else { "s:b" };
-            let r = c.publish(ch, json!({"i": i})).await;
-            assert_eq!(r["ok"], true, "publish: {r}");
-            acked.entry(ch.to_string()).or_default().push(seq_of(&r["offset"]));
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        acked
-    });
+    let (pub_stop_tx, publisher) = spawn_publisher(sidecars[1].url(), channels.clone(), Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(3 * CHECKPOINT_MS)).await;
     let admin = sidecars[0].admin_port;
     let post = |path: &'static str| tokio::task::spawn_blocking(move || http_request(admin, "POST", path, None));
@@ -456,7 +453,7 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
     assert_eq!(sidecars[0].http_get(admin, "/ready").0, 503);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = pub_stop_tx.send(true);
-    let acked = publisher.await.expect("publisher");
+    let (acked, _) = publisher.await.expect("publisher");
     let deadline = Instant::now() + Duration::from_secs(20);
     let complete = |seen: &Shared| {
         let s = seen.lock().expect("lock");
@@ -494,31 +491,10 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
 async fn clients_shed_while_they_subscribe_resume_without_losing_a_message() {
     const N: usize = 200;
     let cluster = RedisCluster::start();
-    let mut env = cluster_env(&cluster);
-    env.push((settings::ENV_DRAIN_ACCEPT_GRACE, "100ms".into()));
-    env.push((settings::ENV_RESUME_KEY, "l1-resume-key-l1-resume-key-l1-resume-key".into()));
-    env.push((settings::ENV_SESSION_CHECKPOINT, "60s".into()));
-    env.push((settings::ENV_SESSION_POSITION_CHECKPOINT, "60s".into()));
+    let env = handoff_env(&cluster, "3s", "100ms", "20s", "60s");
     let sidecars = start_sidecars(2, &env);
     let channels: Vec<String> = (0..10).map(|i| format!("w:{i}")).collect();
-    let (pub_stop_tx, pub_stop) = watch::channel(false);
-    let publish_url = sidecars[1].url();
-    let publish_channels = channels.clone();
-    let publisher = tokio::spawn(async move {
-        let mut c = Client::connect(&publish_url).await;
-        let mut acked: HashMap<String, Vec<u64>> = HashMap::new();
-        for i in 0..100_000usize {
-            if *pub_stop.borrow() {
-                break;
-            }
-            let ch = &publish_channels[i % publish_channels.len()];
-            let r = c.publish(ch, json!({"i": i})).await;
-            assert_eq!(r["ok"], true, "publish: {r}");
-            acked.entry(ch.clone()).or_default().push(seq_of(&r["offset"]));
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        acked
-    });
+    let (pub_stop_tx, publisher) = spawn_publisher(sidecars[1].url(), channels.clone(), Duration::from_millis(2));
     let (stop_tx, stop) = watch::channel(false);
     let (ready_tx, _ready_rx) = tokio::sync::mpsc::channel(N);
     let started = Instant::now();
@@ -542,7 +518,7 @@ async fn clients_shed_while_they_subscribe_resume_without_losing_a_message() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = pub_stop_tx.send(true);
-    let acked = publisher.await.expect("publisher");
+    let (acked, _) = publisher.await.expect("publisher");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = stop_tx.send(true);
     let mut missing = 0;
@@ -573,4 +549,39 @@ async fn clients_shed_while_they_subscribe_resume_without_losing_a_message() {
     );
     assert!(shed > 0, "the shedding reached connecting clients");
     assert!(missing_clients.is_empty(), "{} clients lost messages:\n{}", missing_clients.len(), missing_clients.join("\n"));
+}
+
+/// A client subscribed to a channel that has no publication yet is handed off before the
+/// first one; it resumes (no offsets of its own) after the channel's first publications and
+/// must get them from history. The autoscaling benchmark saw exactly seq 1 of a channel
+/// missing for clients that rebalancing moved around the channel's first publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_to_an_empty_channel_resumes_with_its_first_publications() {
+    let cluster = RedisCluster::start();
+    let env = handoff_env(&cluster, "1s", "100ms", "10s", "60s");
+    let sidecars = start_sidecars(2, &env);
+    let mut client = Client::connect(&sidecars[0].url()).await;
+    let subscribed = client.subscribe("e:fresh").await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    let admin = sidecars[0].admin_port;
+    let (status, body) = tokio::task::spawn_blocking(move || http_request(admin, "POST", "/shed?count=1", None)).await.expect("join");
+    assert_eq!(status, 200, "{body}");
+    let told = client.next_of("reconnect", Duration::from_secs(5)).await.expect("told to reconnect");
+    let token = told["resumeToken"].as_str().expect("a resume token").to_string();
+    let mut publisher = Client::connect(&sidecars[1].url()).await;
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        let r = publisher.publish("e:fresh", json!({"i": i})).await;
+        assert_eq!(r["ok"], true, "{r}");
+        acked.push(seq_of(&r["offset"]));
+    }
+    let mut resumed = Client::connect(&format!("{}?resume={token}", sidecars[1].url())).await;
+    assert_eq!(resumed.welcome["resumed"], true, "{}", resumed.welcome);
+    assert_eq!(resumed.welcome["subscriptions"], json!(["e:fresh"]), "{}", resumed.welcome);
+    let mut got = Vec::new();
+    while got.len() < acked.len() {
+        let Some(m) = resumed.next_of("message", Duration::from_secs(5)).await else { break };
+        got.push(seq_of(&m["offset"]));
+    }
+    assert_eq!(got, acked, "the first publications after the subscription, from history; subscribed said {subscribed}");
 }

@@ -276,6 +276,7 @@ impl Gateway {
         for shed in &sheds {
             if let Some(s) = self.sidecars.iter().find(|s| s.name == shed.pod)
                 && let Some(n) = s.shed(shed.count, period).await
+                && n > 0
             {
                 told.push(format!("{} hands off {}", shed.pod, plural(n, "connection")));
             }
