@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use serde::Deserialize;
 use socketfleet_api::admission;
 use socketfleet_api::crd::SocketFleet;
 
@@ -21,8 +22,23 @@ pub enum FleetFileError {
 
 /// Parses and validates the text of a fleet file (`name` is used in messages).
 pub fn parse(name: &str, text: &str) -> Result<SocketFleet, FleetFileError> {
-    let value: serde_json::Value =
-        serde_yaml::from_str(text).map_err(|e| FleetFileError::Parse(format!("{name} is not valid YAML: {e}")))?;
+    // A file may carry more than the fleet (examples/hpa.yaml has its HPA): the SocketFleet
+    // is the document of that kind, or the only document.
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(doc).map_err(|e| FleetFileError::Parse(format!("{name} is not valid YAML: {e}")))?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    let fleets: Vec<&serde_json::Value> = docs.iter().filter(|d| d["kind"] == "SocketFleet").collect();
+    let value = match (fleets.as_slice(), docs.as_slice()) {
+        ([one], _) => (*one).clone(),
+        ([], [only]) => only.clone(),
+        ([], []) => serde_json::Value::Null,
+        ([], _) => return Err(FleetFileError::Kind(format!("{name} has {} documents and no SocketFleet among them", docs.len()))),
+        (many, _) => return Err(FleetFileError::Kind(format!("{name} has {} SocketFleets; local mode runs one per file", many.len()))),
+    };
     let (api_version, kind) = (value["apiVersion"].as_str().unwrap_or(""), value["kind"].as_str().unwrap_or(""));
     if api_version != "socketfleet.io/v1alpha1" || kind != "SocketFleet" {
         return Err(FleetFileError::Kind(format!(
@@ -53,6 +69,18 @@ mod tests {
     fn a_valid_file_parses_with_defaults() {
         let f = parse("f.yaml", "apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: x}\nspec: {}\n").expect("valid");
         assert_eq!(f.spec.gateway.replicas.min, 2);
+    }
+
+    #[test]
+    fn a_file_with_more_than_the_fleet_gives_its_fleet() {
+        let text = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: x}\n---\n\
+                    apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: x}\nspec: {}\n";
+        assert_eq!(parse("f.yaml", text).expect("the fleet").metadata.name.as_deref(), Some("x"));
+        let two = "apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: a}\n---\n\
+                   apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: b}\n";
+        assert!(parse("f.yaml", two).expect_err("two fleets").to_string().contains("2 SocketFleets"));
+        let none = "kind: A\n---\nkind: B\n";
+        assert!(parse("f.yaml", none).expect_err("no fleet").to_string().contains("no SocketFleet"));
     }
 
     #[test]

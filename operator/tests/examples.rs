@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use kube::ResourceExt;
+use serde::Deserialize;
 use socketfleet_api::admission::validate;
 use socketfleet_api::crd::SocketFleet;
 use socketfleet_operator::children::{Generated, build};
@@ -11,7 +12,12 @@ use socketfleet_operator::children::{Generated, build};
 fn example(name: &str) -> SocketFleet {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut fleet: SocketFleet = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    // A file may carry more than the fleet (hpa.yaml, keda.yaml): take the SocketFleet.
+    let doc = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap_or_else(|e| panic!("{name}: {e}")))
+        .find(|d| d["kind"].as_str() == Some("SocketFleet"))
+        .unwrap_or_else(|| panic!("{name}: no SocketFleet"));
+    let mut fleet: SocketFleet = serde_yaml::from_value(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
     fleet.metadata.namespace = Some("demo".into());
     fleet.metadata.uid = Some("uid".into());
     fleet
