@@ -122,6 +122,11 @@ pub fn rebalance(pods: &[PodLoad], period_ms: u64) -> Vec<Shed> {
         .collect()
 }
 
+/// Whether the spread is within the rebalancing tolerance (no connections: balanced).
+pub fn balanced(pods: &[PodLoad]) -> bool {
+    spread(pods).is_none_or(|s| s <= 1.0 + REBALANCE_TOLERANCE)
+}
+
 /// The spread as people read it: the fullest pod over the mean (1.0 is even).
 pub fn spread(pods: &[PodLoad]) -> Option<f64> {
     let counts: Vec<u64> = pods.iter().filter_map(|p| p.connections).collect();
@@ -360,7 +365,7 @@ mod tests {
         let mut pods = vec![pod("a", 3000), pod("b", 3000), pod("c", 0), pod("d", 0), pod("e", 0), pod("f", 0)];
         let mut next = 0usize;
         let mut passes = 0;
-        while spread(&pods).is_some_and(|s| s > 1.0 + REBALANCE_TOLERANCE) {
+        while !balanced(&pods) {
             passes += 1;
             assert!(passes <= 40, "spread {:?} after 40 passes of 5 s: {pods:?}", spread(&pods));
             let sheds = rebalance(&pods, 5_000);

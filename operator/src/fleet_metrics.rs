@@ -24,6 +24,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use socketfleet_api::autoscale::{PodLoad, Policy, wanted_for};
 
 /// Three missed passes of a settled fleet.
 pub const STALE_AFTER: Duration = Duration::from_secs(180);
@@ -39,15 +40,6 @@ pub struct PodLabels {
     pub fleet_namespace: String,
     pub fleet: String,
     pub gateway_pod: String,
-}
-
-/// One pass's view of a fleet's gateway.
-pub struct FleetLoad<'a> {
-    pub namespace: &'a str,
-    pub fleet: &'a str,
-    /// Each pod and the connections its sidecar reported (None: it did not answer).
-    pub pods: Vec<(String, Option<u64>)>,
-    pub wanted: u32,
 }
 
 #[derive(Default)]
@@ -72,20 +64,21 @@ impl FleetMetrics {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sets a fleet's gauges from one pass; drops the series of pods no longer there.
-    pub fn set(&self, load: &FleetLoad<'_>) {
-        let fleet = FleetLabels { fleet_namespace: load.namespace.into(), fleet: load.fleet.into() };
+    /// Sets a fleet's gauges from one pass's pods (`connections` None: the sidecar did not
+    /// answer); drops the series of pods no longer there.
+    pub fn set(&self, namespace: &str, fleet: &str, pods: &[PodLoad], policy: &Policy) {
+        let fleet = FleetLabels { fleet_namespace: namespace.into(), fleet: fleet.into() };
         let pod_labels =
             |pod: &str| PodLabels { fleet_namespace: fleet.fleet_namespace.clone(), fleet: fleet.fleet.clone(), gateway_pod: pod.into() };
-        let known: Vec<&(String, Option<u64>)> = load.pods.iter().filter(|(_, c)| c.is_some()).collect();
-        let total: u64 = known.iter().filter_map(|(_, c)| *c).sum();
+        let known: Vec<(&str, u64)> = pods.iter().filter_map(|p| Some((p.name.as_str(), p.connections?))).collect();
+        let total: u64 = known.iter().map(|(_, c)| c).sum();
         self.connections.get_or_create(&fleet).set(total as i64);
-        self.unknown.get_or_create(&fleet).set((load.pods.len() - known.len()) as i64);
-        self.wanted.get_or_create(&fleet).set(load.wanted as i64);
+        self.unknown.get_or_create(&fleet).set((pods.len() - known.len()) as i64);
+        self.wanted.get_or_create(&fleet).set(wanted_for(policy, total) as i64);
         for (pod, c) in &known {
-            self.pod_connections.get_or_create(&pod_labels(pod)).set(c.unwrap_or(0) as i64);
+            self.pod_connections.get_or_create(&pod_labels(pod)).set(*c as i64);
         }
-        let now: Vec<String> = known.iter().map(|(p, _)| p.clone()).collect();
+        let now: Vec<String> = known.iter().map(|(p, _)| p.to_string()).collect();
         let before = self.seen().insert(fleet.clone(), (Instant::now(), now.clone()));
         for pod in before.map(|(_, pods)| pods).unwrap_or_default() {
             if !now.contains(&pod) {
@@ -116,6 +109,13 @@ impl FleetMetrics {
 mod tests {
     use super::*;
     use prometheus_client::encoding::text::encode;
+    use socketfleet_api::autoscale::PodDrain;
+
+    const POLICY: Policy = Policy { target_per_pod: 25, buffer: 0, min: 1, max: 10, stabilization_ms: 0, drain_timeout_ms: 0 };
+
+    fn pod(name: &str, connections: Option<u64>) -> PodLoad {
+        PodLoad { name: name.into(), ready: true, connections, drain: PodDrain::None }
+    }
 
     fn render(m: &FleetMetrics) -> String {
         let mut r = Registry::with_prefix("socketfleet_operator");
@@ -128,8 +128,7 @@ mod tests {
     #[test]
     fn a_fleet_exports_its_total_and_each_pod_and_forgets_pods_that_went() {
         let m = FleetMetrics::default();
-        let pods = vec![("gw-a".to_string(), Some(30)), ("gw-b".to_string(), Some(12)), ("gw-c".to_string(), None)];
-        m.set(&FleetLoad { namespace: "demo", fleet: "chat", pods, wanted: 2 });
+        m.set("demo", "chat", &[pod("gw-a", Some(30)), pod("gw-b", Some(12)), pod("gw-c", None)], &POLICY);
         let text = render(&m);
         assert!(text.contains(r#"socketfleet_operator_fleet_connections{fleet_namespace="demo",fleet="chat"} 42"#), "{text}");
         assert!(text.contains(r#"socketfleet_operator_fleet_unknown_pods{fleet_namespace="demo",fleet="chat"} 1"#), "{text}");
@@ -140,7 +139,7 @@ mod tests {
         );
         assert!(!text.contains(r#"gateway_pod="gw-c""#), "an unknown pod has no series, not a zero: {text}");
 
-        m.set(&FleetLoad { namespace: "demo", fleet: "chat", pods: vec![("gw-b".to_string(), Some(40))], wanted: 2 });
+        m.set("demo", "chat", &[pod("gw-b", Some(40))], &POLICY);
         let text = render(&m);
         assert!(!text.contains(r#"gateway_pod="gw-a""#), "a pod that went has no series: {text}");
         assert!(text.contains(r#"fleet_connections{fleet_namespace="demo",fleet="chat"} 40"#), "{text}");
@@ -149,7 +148,7 @@ mod tests {
     #[test]
     fn a_fleet_not_refreshed_is_pruned() {
         let m = FleetMetrics::default();
-        m.set(&FleetLoad { namespace: "demo", fleet: "gone", pods: vec![("gw-a".to_string(), Some(3))], wanted: 1 });
+        m.set("demo", "gone", &[pod("gw-a", Some(3))], &POLICY);
         m.prune();
         assert!(render(&m).contains(r#"fleet="gone""#), "fresh series stay");
         // Age it past the limit rather than sleeping three minutes.

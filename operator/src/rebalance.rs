@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kube::runtime::events::EventType;
 use socketfleet_api::admin::{PATH_SHED, ShedReply, shed_query};
-use socketfleet_api::autoscale::{PodLoad, REBALANCE_TOLERANCE, rebalance, spread};
+use socketfleet_api::autoscale::{PodLoad, REBALANCE_TOLERANCE, balanced, rebalance, spread};
 use socketfleet_api::crd::SocketFleet;
 
 use crate::events;
@@ -34,16 +34,13 @@ impl Rebalances {
     }
 }
 
-/// One pass: asks the pods above the mean to shed over `period`. Returns the spread (the
-/// fullest pod over the mean) it saw.
-pub async fn step(fleet: &SocketFleet, ctx: &Context, pods: &[GatewayPod], loads: &[PodLoad], period: Duration) -> Option<f64> {
+/// One pass: asks the pods above the mean to shed over `period`.
+pub async fn step(fleet: &SocketFleet, ctx: &Context, pods: &[GatewayPod], loads: &[PodLoad], period: Duration) {
     let uid = fleet.metadata.uid.clone().unwrap_or_default();
-    let seen = spread(loads);
     let sheds = rebalance(loads, period.as_millis() as u64);
     let started = ctx.rebalances.map().get(&uid).copied();
     if sheds.is_empty() {
-        let balanced = seen.is_none_or(|s| s <= 1.0 + REBALANCE_TOLERANCE);
-        if let (Some(since), true) = (started, balanced) {
+        if let (Some(since), true) = (started, balanced(loads)) {
             ctx.rebalances.map().remove(&uid);
             let note = format!(
                 "Connections spread within {:.0}% of the mean again after {:.0}s",
@@ -52,7 +49,7 @@ pub async fn step(fleet: &SocketFleet, ctx: &Context, pods: &[GatewayPod], loads
             );
             events::publish(fleet, ctx, EventType::Normal, "Rebalanced", note, "Rebalance").await;
         }
-        return seen;
+        return;
     }
     let mut told = Vec::new();
     for s in &sheds {
@@ -65,10 +62,9 @@ pub async fn step(fleet: &SocketFleet, ctx: &Context, pods: &[GatewayPod], loads
     }
     if started.is_none() && !told.is_empty() {
         ctx.rebalances.map().insert(uid, Instant::now());
-        let note = format!("The fullest pod holds {:.2}× the mean: {}", seen.unwrap_or(0.0), told.join(", "));
+        let note = format!("The fullest pod holds {:.2}× the mean: {}", spread(loads).unwrap_or(0.0), told.join(", "));
         events::publish(fleet, ctx, EventType::Normal, "Rebalancing", note, "Rebalance").await;
     }
-    seen
 }
 
 /// Forgets a fleet's rebalance (rebalancing turned off, a drain started).

@@ -22,7 +22,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use socketfleet_api::admission::validate;
-use socketfleet_api::autoscale::{PodLoad, Policy, wanted_for};
+use socketfleet_api::autoscale::Policy;
 use socketfleet_api::crd::{RedisMode, SocketFleet, SocketFleetStatus};
 use tracing::Instrument;
 
@@ -32,7 +32,6 @@ use crate::children::gateway::desired_replicas;
 use crate::children::{COMPONENT_GATEWAY, Ctx, LABEL_MANAGED_BY, MANAGER, build};
 use crate::error::{Error, Result};
 use crate::events;
-use crate::fleet_metrics::FleetLoad;
 use crate::generated::{SecretMemory, generated};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::observe;
@@ -164,7 +163,7 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     // replicas this pass applies.
     let pods = observe::gateway_pods(&ctx.client, &Ctx::new(fleet)).await?;
     let loads = autoscaler::loads(&pods);
-    export_load(fleet, ctx, &namespace, &loads);
+    ctx.metrics.fleets.set(&namespace, &fleet.name_any(), &loads, &Policy::from_spec(&fleet.spec));
     let autoscaler = if fleet.spec.autoscaling.builtin() {
         Some(autoscaler::step(fleet, ctx, &Ctx::new(fleet), &pods).await)
     } else {
@@ -223,17 +222,6 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
         REQUEUE_PROGRESSING
     };
     Ok(Action::requeue(every))
-}
-
-/// The fleet's live connections as Prometheus gauges (`fleet_metrics`).
-fn export_load(fleet: &SocketFleet, ctx: &Context, namespace: &str, loads: &[PodLoad]) {
-    let total = loads.iter().filter_map(|p| p.connections).sum();
-    ctx.metrics.fleets.set(&FleetLoad {
-        namespace,
-        fleet: &fleet.name_any(),
-        pods: loads.iter().map(|p| (p.name.clone(), p.connections)).collect(),
-        wanted: wanted_for(&Policy::from_spec(&fleet.spec), total),
-    });
 }
 
 /// Secrets the spec references must exist with their key: a clear error beats pods that

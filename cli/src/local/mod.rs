@@ -24,9 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketfleet_api::autoscale::{
-    Action, Decision, Memory, PodDrain, PodLoad, Policy, REBALANCE_TOLERANCE, decide, plural, rebalance, spread,
-};
+use socketfleet_api::autoscale::{Action, Decision, Memory, PodDrain, PodLoad, Policy, balanced, decide, plural, rebalance, spread};
 use socketfleet_api::crd::{AuthMode, SocketFleet};
 use socketfleet_api::settings::{Auth, Secret, SidecarSettings};
 use tokio::io::AsyncBufReadExt;
@@ -266,7 +264,7 @@ impl Gateway {
     async fn rebalance(&mut self, loads: &[PodLoad], period: Duration) {
         let sheds = rebalance(loads, period.as_millis() as u64);
         if sheds.is_empty() {
-            if self.rebalancing && spread(loads).is_none_or(|s| s <= 1.0 + REBALANCE_TOLERANCE) {
+            if self.rebalancing && balanced(loads) {
                 self.rebalancing = false;
                 println!("  rebalanced: the fullest sidecar holds {:.2}× the mean", spread(loads).unwrap_or(1.0));
             }

@@ -43,8 +43,6 @@ pub struct Drain {
     all_told_wake: Notify,
     total: AtomicUsize,
     told: AtomicUsize,
-    /// Connections told to go by shedding, over the process's life.
-    shed: AtomicUsize,
     /// A shed in progress (one at a time).
     shedding: AtomicBool,
     connections: Mutex<Connections>,
@@ -61,6 +59,27 @@ struct Connections {
 fn tell(signals: &ConnSignals) {
     signals.drain.store(true, Ordering::Relaxed);
     signals.drain_wake.notify_one();
+}
+
+/// The open connections, oldest first (connection ids grow).
+fn oldest_first(c: &Connections) -> Vec<Arc<ConnSignals>> {
+    let mut v: Vec<(ConnId, Arc<ConnSignals>)> = c.live.iter().map(|(id, s)| (*id, s.clone())).collect();
+    v.sort_by_key(|(id, _)| *id);
+    v.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Tells each connection to go, the i-th of n at `start + spread * i / n`, calling `told`
+/// after each; stops early once `stop` holds.
+async fn tell_paced(order: Vec<Arc<ConnSignals>>, spread: Duration, stop: impl Fn() -> bool, mut told: impl FnMut()) {
+    let (from, n) = (Instant::now(), order.len());
+    for (i, signals) in order.into_iter().enumerate() {
+        tokio::time::sleep_until(from + spread.mul_f64(i as f64 / n as f64)).await;
+        if stop() {
+            return;
+        }
+        tell(&signals);
+        told();
+    }
 }
 
 /// The drain's pacing settings.
@@ -125,39 +144,30 @@ impl Drain {
         tokio::time::timeout(limit, wait).await.is_ok()
     }
 
-    /// Tells up to `count` of the oldest connections to go, evenly over `spread`, unless a
-    /// drain or another shed is under way; returns how many it will tell (0 when refused).
-    pub fn shed(self: &std::sync::Arc<Self>, count: usize, spread: Duration, metrics: std::sync::Arc<Metrics>) -> usize {
-        if self.started() || count == 0 || self.shedding.swap(true, Ordering::AcqRel) {
-            return 0;
+    /// Tells up to `count` of the oldest connections to go, evenly over `spread`; returns
+    /// how many it will tell, or None when refused (a drain or another shed is under way).
+    pub fn shed(self: &Arc<Self>, count: usize, spread: Duration, metrics: Arc<Metrics>) -> Option<usize> {
+        if self.started() || self.shedding.swap(true, Ordering::AcqRel) {
+            return None;
         }
-        let victims: Vec<Arc<ConnSignals>> = {
-            let c = self.connections();
-            let mut v: Vec<_> = c.live.iter().map(|(id, s)| (*id, s.clone())).collect();
-            v.sort_by_key(|(id, _)| *id);
-            v.into_iter().take(count).map(|(_, s)| s).collect()
-        };
+        let victims: Vec<Arc<ConnSignals>> = oldest_first(&self.connections()).into_iter().take(count).collect();
         let n = victims.len();
         let this = self.clone();
         tokio::spawn(async move {
-            let from = Instant::now();
-            for (i, signals) in victims.into_iter().enumerate() {
-                tokio::time::sleep_until(from + spread.mul_f64(i as f64 / n as f64)).await;
-                if this.started() {
-                    break; // the drain tells everyone, these included
-                }
-                tell(&signals);
-                this.shed.fetch_add(1, Ordering::Relaxed);
-                metrics.shed.inc();
-            }
+            // A drain that starts meanwhile tells everyone, these included.
+            tell_paced(
+                victims,
+                spread,
+                || this.started(),
+                || {
+                    metrics.shed.inc();
+                },
+            )
+            .await;
             this.shedding.store(false, Ordering::Release);
         });
         tracing::info!(connections = n, spread = ?spread, "shedding");
-        n
-    }
-
-    pub fn shed_total(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed) as u64
+        Some(n)
     }
 
     pub fn status(&self) -> DrainStatus {
@@ -180,23 +190,23 @@ impl Drain {
         let deadline = start + pace.timeout;
         tokio::time::sleep(pace.accept_grace).await;
         let _ = stop_accepting.send(true);
-        let order: Vec<(ConnId, Arc<ConnSignals>)> = {
+        let order = {
             let mut c = self.connections();
             c.listed = true;
-            let mut v: Vec<_> = c.live.iter().map(|(id, s)| (*id, s.clone())).collect();
-            v.sort_by_key(|(id, _)| *id);
-            v
+            oldest_first(&c)
         };
-        let n = order.len();
-        self.total.store(n, Ordering::Relaxed);
-        tracing::info!(connections = n, spread = ?pace.spread, "draining");
-        let paced_from = Instant::now();
-        for (i, (_, signals)) in order.into_iter().enumerate() {
-            tokio::time::sleep_until(paced_from + pace.spread.mul_f64(i as f64 / n as f64)).await;
-            tell(&signals);
-            self.told.fetch_add(1, Ordering::Relaxed);
-            metrics.drained.inc();
-        }
+        self.total.store(order.len(), Ordering::Relaxed);
+        tracing::info!(connections = order.len(), spread = ?pace.spread, "draining");
+        tell_paced(
+            order,
+            pace.spread,
+            || false,
+            || {
+                self.told.fetch_add(1, Ordering::Relaxed);
+                metrics.drained.inc();
+            },
+        )
+        .await;
         self.all_told.store(true, Ordering::Release);
         self.all_told_wake.notify_waiters();
         while !self.connections().live.is_empty() && Instant::now() < deadline {

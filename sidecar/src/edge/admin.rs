@@ -68,7 +68,7 @@ fn status(app: &Admin) -> SidecarStatus {
         not_ready_reason: ready.err().map(str::to_string),
         connections: app.metrics.connections.get().max(0) as u64,
         drain: app.drain.status(),
-        shed: app.drain.shed_total(),
+        shed: app.metrics.shed.get(),
     }
 }
 
@@ -91,11 +91,10 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<Admin>) -> HttpRespo
         PATH_DRAIN => json(StatusCode::OK, &app.drain.status()),
         PATH_SHED if req.method() == http::Method::POST => match parse_shed_query(req.uri().query().unwrap_or("")) {
             Err(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
-            Ok((count, spread_ms)) => {
-                let n = app.drain.shed(count as usize, Duration::from_millis(spread_ms), app.metrics.clone());
-                let status = if n == 0 && count > 0 && app.metrics.connections.get() > 0 { StatusCode::CONFLICT } else { StatusCode::OK };
-                json(status, &ShedReply { shedding: n as u64 })
-            }
+            Ok((count, spread_ms)) => match app.drain.shed(count as usize, Duration::from_millis(spread_ms), app.metrics.clone()) {
+                Some(n) => json(StatusCode::OK, &ShedReply { shedding: n as u64 }),
+                None => text(StatusCode::CONFLICT, "draining, or a shed is under way\n"),
+            },
         },
         PATH_DRAIN_PRESTOP => {
             app.drain.request();
