@@ -384,6 +384,7 @@ mod tests {
         }
         let total: u64 = pods.iter().filter_map(|p| p.connections).sum();
         assert_eq!(total, 6000, "no connection lost by rebalancing");
+        eprintln!("MEASURE rebalancing 3000/3000/0/0/0/0: balanced after {passes} passes of 5 s, spread {:?}", spread(&pods));
         assert!(passes <= 12, "balanced within a minute at 5%/s: {passes} passes");
     }
 
