@@ -77,7 +77,11 @@ impl Metrics {
         r.register("shed", "Connections told to reconnect elsewhere by rebalancing (POST /shed)", m.shed.clone());
         r.register("session_checkpoints", "Session documents written to Redis", m.session_checkpoints.clone());
         r.register("sessions_resumed", "Connections that resumed a session from a resume token", m.sessions_resumed.clone());
-        r.register("recoveries", "Subscriptions with `since`, by outcome (recovered, gap)", m.recoveries.clone());
+        r.register(
+            "recoveries",
+            "Subscriptions with `since`, by outcome (recovered, gap, ahead: past the stream's end, served from the end)",
+            m.recoveries.clone(),
+        );
         r.register(
             "publish_to_deliver_seconds",
             "Time from the publish script to this pod receiving the message",

@@ -85,6 +85,45 @@ async fn every_kind_of_bad_input_gets_an_error_frame_and_nothing_breaks() {
     assert_eq!(fresh.call(json!({"op": "ping"})).await["ok"], true);
 }
 
+/// Issue 17, item 1: a `since` past the stream's end (same epoch), sent by a channel's first
+/// subscriber on a pod, used to become the pod's position and silence the channel for
+/// every subscriber there. It is now a subscription from the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_past_the_streams_end_starts_at_the_end_and_silences_no_one() {
+    let redis = RedisStandalone::start();
+    let sidecars = start_sidecars(1, &standalone_env(&redis));
+    let url = sidecars[0].url();
+    let ch = "ahead";
+    let mut publisher = Client::connect(&url).await;
+    let mut last = Value::Null;
+    for i in 0..3 {
+        last = publisher.publish(ch, json!(i)).await;
+        assert_eq!(last["ok"], true, "{last}");
+    }
+    let offset = last["offset"].as_str().expect("offset").to_string();
+    let (ms, seq) = offset.split_once('-').expect("<ms>-<seq>");
+    let forged = format!("{ms}-{}", seq.parse::<u64>().expect("seq") + 1000);
+    let mut forger = Client::connect(&url).await;
+    let r = forger.call(json!({"op": "subscribe", "channel": ch, "since": {"offset": forged, "epoch": last["epoch"]}})).await;
+    assert_eq!(r["type"], "subscribed", "{r}");
+    assert_eq!(r["recovered"], false, "nothing was recovered: {r}");
+    assert_eq!(r["offset"], offset.as_str(), "it starts at the stream's end: {r}");
+    assert!(r["gap"].is_null(), "nothing the stream holds is missing: {r}");
+    let mut other = Client::connect(&url).await;
+    other.subscribe(ch).await;
+    for i in 3..13 {
+        assert_eq!(publisher.publish(ch, json!(i)).await["ok"], true);
+    }
+    for (who, client) in [("the forger", &mut forger), ("another subscriber", &mut other)] {
+        let mut seqs = Vec::new();
+        while seqs.len() < 10 {
+            let Some(m) = client.next_of("message", STEP).await else { break };
+            seqs.push(seq_of(&m["offset"]));
+        }
+        assert_eq!(seqs, (4..=13).collect::<Vec<u64>>(), "{who} receives every later publication once");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_level_refusals_are_explicit() {
     let redis = RedisStandalone::start();

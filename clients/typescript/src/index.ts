@@ -310,6 +310,11 @@ export class SocketFleetClient {
         } else if (last.epoch !== s.epoch) {
           // The stream was recreated: everything of the new epoch is news.
           this.positions.set(s.channel, { offset: "0-0", epoch: s.epoch });
+        } else if (!s.recovered && !s.gap && isNewer(last.offset, s.offset)) {
+          // Our position is past the stream's end (history rewound by a failover that
+          // kept the epoch): the server starts us at its end; follow it, or its next
+          // publications would look old.
+          this.positions.set(s.channel, { offset: s.offset, epoch: s.epoch });
         }
         if (s.gap) this.emit("gap", { ...s.gap, channel: s.channel });
         this.emit("subscribed", s);

@@ -159,9 +159,34 @@ impl ChannelState {
 }
 
 impl ChannelState {
+    /// A live publication from Redis: dropped when already delivered, held while a
+    /// backfill runs, delivered otherwise.
+    fn on_live(&mut self, d: Arc<Delivery>, metrics: &Metrics) {
+        if self.is_duplicate(&d.epoch, d.offset) {
+            return;
+        }
+        match &mut self.backfill {
+            Some(buffer) => buffer.push(d),
+            None => self.deliver(&d, metrics),
+        }
+    }
+
+    /// Where a backfill after re-subscription starts: the last publication delivered or,
+    /// before the first one, the lowest position a live member was sent by its own
+    /// history read.
+    fn floor(&self) -> Option<(Arc<str>, Offset)> {
+        self.last.clone().or_else(|| self.members.values().filter_map(|m| m.sent_up_to.clone()).min_by(|(_, a), (_, b)| a.cmp(b)))
+    }
+
     /// See [`Hub::go_live`].
     fn go_live(&mut self, id: ConnId, client: &Position, stream_last: Offset, metrics: &Metrics) -> GoLive {
-        if self.last.is_none() {
+        // The hub's position moves only with what it delivers, so that every member still
+        // buffering receives every later publication. The one exception: a member alone on
+        // the channel seeds it from its own history read, since no one else can be behind
+        // (a member joining later reads history after this point). Seeding it with others
+        // present dropped a channel's first publication for a member whose history read
+        // came before it while another member's read already saw it (issue 17).
+        if self.last.is_none() && self.members.len() == 1 {
             self.last = Some((Arc::from(client.epoch.as_str()), stream_last.max(client.offset)));
         }
         let ahead = !self.is_duplicate(&client.epoch, client.offset);
@@ -350,7 +375,7 @@ impl Hub {
     async fn backfill(self: Arc<Hub>, channel: String) {
         let mut attempts = 0;
         loop {
-            let Some((epoch, after)) = self.with_channel(&channel, |map| map.get(&channel).and_then(|s| s.last.clone())) else {
+            let Some((epoch, after)) = self.with_channel(&channel, |map| map.get(&channel).and_then(ChannelState::floor)) else {
                 // Never delivered anything: nothing to catch up on; just release the buffer.
                 self.finish_backfill(&channel);
                 return;
@@ -426,14 +451,8 @@ impl MessageSink for Hub {
         };
         self.metrics.publish_to_deliver.observe(unix_ms().saturating_sub(offset.ms) as f64 / 1000.0);
         self.with_channel(channel, |map| {
-            let Some(state) = map.get_mut(channel) else { return };
-            if state.is_duplicate(epoch, offset) {
-                return;
-            }
-            let d = Arc::new(Delivery { offset, epoch: Arc::from(epoch), frame });
-            match &mut state.backfill {
-                Some(buffer) => buffer.push(d),
-                None => state.deliver(&d, &self.metrics),
+            if let Some(state) = map.get_mut(channel) {
+                state.on_live(Arc::new(Delivery { offset, epoch: Arc::from(epoch), frame }), &self.metrics);
             }
         });
     }
@@ -493,6 +512,49 @@ mod tests {
         assert_eq!(received(&mut first), ["m4", "m5", "m6"]);
         assert_eq!(received(&mut second), ["m6"], "4 and 5 came with its history already");
         assert!(state.members[&2].sent_up_to.is_none(), "the first delivery past it clears the floor");
+    }
+
+    #[test]
+    fn a_channels_first_publication_reaches_a_member_whose_history_read_came_before_it() {
+        let metrics = Metrics::new();
+        let mut state = ChannelState::default();
+        let at = |seq| Position { offset: Offset { ms: 1, seq }, epoch: "e".into() };
+        // Both join an empty channel. The first member's history read already saw
+        // publication 1; the second read the stream just before it was published.
+        let mut first = member(&mut state, 1);
+        let mut second = member(&mut state, 2);
+        assert_eq!(state.go_live(1, &at(1), Offset { ms: 1, seq: 1 }, &metrics), GoLive::Live);
+        assert_eq!(state.go_live(2, &at(0), Offset { ms: 1, seq: 0 }, &metrics), GoLive::Live);
+        // Then publication 1's PUB/SUB copy arrives, and 2 after it.
+        state.on_live(publication(1), &metrics);
+        state.on_live(publication(2), &metrics);
+        assert_eq!(received(&mut first), ["m2"], "1 came with its history");
+        assert_eq!(received(&mut second), ["m1", "m2"]);
+        // A re-subscription before any delivery would backfill from the lowest live member.
+        let mut quiet = ChannelState::default();
+        let _a = member(&mut quiet, 1);
+        let _b = member(&mut quiet, 2);
+        quiet.go_live(1, &at(4), Offset { ms: 1, seq: 4 }, &metrics);
+        quiet.go_live(2, &at(3), Offset { ms: 1, seq: 3 }, &metrics);
+        assert_eq!(quiet.floor().map(|(_, o)| o.seq), Some(3));
+    }
+
+    #[test]
+    fn a_member_alone_seeds_the_hub_and_later_copies_of_its_history_are_dropped() {
+        let metrics = Metrics::new();
+        let mut state = ChannelState::default();
+        let at = |seq| Position { offset: Offset { ms: 1, seq }, epoch: "e".into() };
+        let mut only = member(&mut state, 1);
+        assert_eq!(state.go_live(1, &at(2), Offset { ms: 1, seq: 2 }, &metrics), GoLive::Live);
+        state.on_live(publication(2), &metrics);
+        state.on_live(publication(3), &metrics);
+        assert_eq!(received(&mut only), ["m3"]);
+        // One who joins afterwards reads history past 3 itself; nothing is sent twice.
+        let mut later = member(&mut state, 2);
+        state.on_live(publication(4), &metrics);
+        assert_eq!(state.go_live(2, &at(3), Offset { ms: 1, seq: 3 }, &metrics), GoLive::Live);
+        assert_eq!(received(&mut later), ["m4"]);
+        assert_eq!(received(&mut only), ["m4"]);
     }
 
     #[test]

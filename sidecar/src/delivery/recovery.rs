@@ -8,6 +8,9 @@
 //! 4. Switch to live: buffered messages at or below the last sent offset are dropped as
 //!    duplicates, the rest are sent in order. If the buffer overflowed meanwhile, read
 //!    history again from the last sent offset and retry.
+//!
+//! A `since` past the stream's last entry (same epoch) is treated as no `since`: the
+//! client starts at the end, told so by `recovered: false`.
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -53,6 +56,18 @@ impl Subscribe<'_> {
         let want = if since.is_some() { self.page_size } else { 0 };
         let after = since.as_ref().map_or(Offset::ZERO, |p| p.offset);
         let mut page = self.store.read(channel, after, want).await?;
+        // A `since` past the stream's end in the same epoch names messages this stream does
+        // not hold (a forged offset, or history rewound by a failover that kept the epoch).
+        // It is answered as a subscription from the end (`recovered: false`, no gap: nothing
+        // the stream holds is missing) and never becomes the pod's position.
+        let since = match since {
+            Some(s) if s.epoch == page.epoch && s.offset > page.last => {
+                self.metrics.recoveries.get_or_create(&OutcomeLabel { outcome: "ahead" }).inc();
+                tracing::debug!(%channel, since = %s.offset, last = %page.last, "since is past the stream's end; subscribing from the end");
+                None
+            }
+            other => other,
+        };
         let gap = since.as_ref().and_then(|s| gap_for(s, &page.epoch, page.first, page.last));
         if let Some(s) = &since {
             let outcome = if gap.is_some() { "gap" } else { "recovered" };
