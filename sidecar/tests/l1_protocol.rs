@@ -188,6 +188,75 @@ async fn jwt_auth_refuses_bad_tokens_and_unauthorised_channels() {
     assert_eq!(who["members"][0]["user"], "ada");
 }
 
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}
+
+/// The `<expires>` field of a resume token `v1.<session>.<user>.<expires>.<mac>`.
+fn resume_token_expiry(token: &Value) -> u64 {
+    token.as_str().and_then(|t| t.split('.').nth(3)).and_then(|e| e.parse().ok()).expect("a v1 resume token")
+}
+
+/// Issue 17, item 6: a connection does not outlive its JWT. It is warned ahead of `exp`,
+/// closed with 4001 at `exp` (plus the 5 s leeway accepted at connect) unless it refreshed
+/// the token in band, and no resume token it is given outlives the identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_ends_with_its_token_unless_refreshed_and_resume_tokens_never_outlive_it() {
+    let redis = RedisStandalone::start();
+    let env = vec![
+        (settings::ENV_AUTH, "hs256".to_string()),
+        (settings::ENV_JWT_SECRET, SECRET.to_string()),
+        (settings::ENV_REDIS_ADDRS, redis.addr()),
+    ];
+    let sidecars = start_sidecars(1, &env);
+    let url = sidecars[0].url();
+    let grants = json!({"subscribe": ["room:*", "secret"], "publish": ["room:*"]});
+    let short = now_secs() + 2;
+    let mut leaving = Client::connect(&format!("{url}?token={}", token(json!({"sub": "ada", "exp": short, "channels": grants})))).await;
+    let mut staying = Client::connect(&format!("{url}?token={}", token(json!({"sub": "bob", "exp": short, "channels": grants})))).await;
+    for c in [&leaving, &staying] {
+        assert!(resume_token_expiry(&c.welcome["resumeToken"]) <= short, "resume token outlives the JWT: {}", c.welcome);
+    }
+    for c in [&mut leaving, &mut staying] {
+        let warning = c.next_of("expiring", STEP).await.expect("a warning ahead of expiry");
+        assert_eq!(warning["expiresAt"], short, "{warning}");
+    }
+    staying.subscribe("room:1").await;
+    staying.subscribe("secret").await;
+    // Refresh: wrong user and garbage are refused; the right one narrows the grants.
+    let eve = token(json!({"sub": "eve", "exp": short + 3600, "channels": grants}));
+    assert_eq!(staying.call(json!({"op": "refresh", "token": eve})).await["code"], "forbidden");
+    assert_eq!(staying.call(json!({"op": "refresh", "token": "garbage"})).await["code"], "forbidden");
+    assert_eq!(staying.call(json!({"op": "refresh"})).await["code"], "bad_request");
+    let later = now_secs() + 3600;
+    let narrower = token(json!({"sub": "bob", "exp": later, "channels": {"subscribe": ["room:*"], "publish": ["room:*"]}}));
+    let r = staying.call(json!({"op": "refresh", "token": narrower})).await;
+    assert_eq!(r["expiresAt"], later, "{r}");
+    let revoked = staying.next_of("error", STEP).await.expect("the channel no longer granted is ended");
+    assert_eq!((revoked["code"].as_str(), revoked["channel"].as_str()), (Some("forbidden"), Some("secret")), "{revoked}");
+    assert_eq!(staying.call(json!({"op": "unsubscribe", "channel": "secret"})).await["code"], "not_subscribed");
+    // The old token's end passes: the one that did not refresh is told and closed with 4001.
+    let error = leaving.next_of("error", Duration::from_secs(20)).await.expect("told its token expired");
+    assert_eq!(error["code"], "token_expired", "{error}");
+    let mut closed_with = None;
+    for _ in 0..10 {
+        match tokio::time::timeout(STEP, futures_util::StreamExt::next(&mut leaving.ws)).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                closed_with = Some(u16::from(frame.code));
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => break,
+        }
+    }
+    assert_eq!(closed_with, Some(4001));
+    // The refreshed one goes on, and its next resume token follows the new expiry.
+    assert!(now_secs() >= short + 5, "past the old token's end");
+    assert_eq!(staying.call(json!({"op": "ping"})).await["ok"], true);
+    assert_eq!(staying.publish("room:1", json!("still here")).await["ok"], true);
+    assert_eq!(staying.next_of("message", STEP).await.expect("live")["data"], "still here");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_disconnected_with_a_reconnect_hint_and_others_keep_receiving() {
     let redis = RedisStandalone::start();

@@ -51,7 +51,10 @@ export interface ClientEvents {
   leave: { channel: string; client: string; user: string };
   ephemeral: { channel: string; key: string; from: string; data: unknown; ttlMs: number };
   state: ConnectionState;
-  error: { code: string; message: string };
+  /** A server error without a request; `channel` when it ended that subscription. */
+  error: { code: string; message: string; channel?: string };
+  /** The token expires soon (Unix seconds); the server closes the connection at `closesAt`. */
+  expiring: { expiresAt: number; closesAt: number };
   /** A message the client already had (a resend), dropped. */
   duplicate: { channel: string; offset: string };
 }
@@ -339,9 +342,36 @@ export class SocketFleetClient {
       case "ephemeral":
         this.emit("ephemeral", frame as unknown as ClientEvents["ephemeral"]);
         return;
-      case "error":
-        this.emit("error", { code: String(frame.code), message: String(frame.message) });
+      case "error": {
+        // An error naming a channel ends that subscription on the server: a restored one
+        // that failed (subscribed again here, from our position) or one a refreshed token
+        // no longer grants.
+        const channel = typeof frame.channel === "string" ? frame.channel : undefined;
+        if (channel && this.subscriptions.delete(channel) && frame.code !== "forbidden") {
+          setTimeout(() => {
+            if (this.state === "open" && !this.subscriptions.has(channel)) {
+              this.subscribe(channel).catch((e: unknown) =>
+                this.emit("error", { code: e instanceof SocketFleetError ? e.code : "subscribe_failed", message: `subscribing again to ${channel}: ${String(e)}` }),
+              );
+            }
+          }, 250);
+        }
+        this.emit("error", { code: String(frame.code), message: String(frame.message), channel });
         return;
+      }
+      case "expiring": {
+        // The token runs out soon: with a token function, refresh in band; otherwise the
+        // server closes with 4001 at `closesAt` and the app should reconnect with a new one.
+        const expiring = { expiresAt: Number(frame.expiresAt), closesAt: Number(frame.closesAt) };
+        this.emit("expiring", expiring);
+        const t = this.options.token;
+        if (typeof t === "function") {
+          Promise.resolve(t())
+            .then((token) => this.request({ op: "refresh", token }))
+            .catch((e: unknown) => this.emit("error", { code: e instanceof SocketFleetError ? e.code : "refresh_failed", message: `refreshing the token: ${String(e)}` }));
+        }
+        return;
+      }
       default:
         return;
     }

@@ -91,6 +91,9 @@ pub struct SessionDoc {
 pub struct Session {
     pub id: String,
     pub user: String,
+    /// When the connection's token expires (Unix seconds, 0: never): resume tokens issued
+    /// for the session do not outlive it. Moves with an in-band refresh.
+    pub identity_expires: std::sync::atomic::AtomicU64,
     conn: ConnId,
     signals: Arc<ConnSignals>,
     inner: Mutex<Inner>,
@@ -314,7 +317,14 @@ impl Sessions {
             }
         }
         let inner = Inner { state: restored.as_ref().and_then(|d| d.state.clone()), version: 1, ..Inner::default() };
-        let session = Arc::new(Session { id: id.clone(), user: user.to_string(), conn, signals, inner: Mutex::new(inner) });
+        let session = Arc::new(Session {
+            id: id.clone(),
+            user: user.to_string(),
+            identity_expires: Default::default(),
+            conn,
+            signals,
+            inner: Mutex::new(inner),
+        });
         if let Some(old) = self.live().insert(id, session.clone()) {
             // The same session reconnected to this pod before its old connection ended.
             old.inner().superseded = true;
@@ -424,7 +434,14 @@ mod tests {
     fn session_with_channel() -> Session {
         let mut inner = Inner { version: 1, ..Inner::default() };
         inner.channels.insert("c".into(), Mark { offset: "1-1".into(), epoch: "e".into() }.position().expect("valid"));
-        Session { id: "s".into(), user: "u".into(), conn: 1, signals: Arc::default(), inner: Mutex::new(inner) }
+        Session {
+            id: "s".into(),
+            user: "u".into(),
+            identity_expires: Default::default(),
+            conn: 1,
+            signals: Arc::default(),
+            inner: Mutex::new(inner),
+        }
     }
 
     #[test]

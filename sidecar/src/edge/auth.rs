@@ -23,6 +23,7 @@ pub struct Grants {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     #[serde(default)]
     channels: Grants,
 }
@@ -33,6 +34,9 @@ pub struct Identity {
     pub user: String,
     /// `None`: unrestricted (auth disabled).
     pub grants: Option<Grants>,
+    /// When its token expires (Unix seconds); the connection ends then (`expiry.rs`).
+    /// `None` with auth disabled.
+    pub expires: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +47,7 @@ pub enum Action {
 
 impl Identity {
     pub fn anonymous(conn_id: u64) -> Identity {
-        Identity { user: format!("anon-{conn_id}"), grants: None }
+        Identity { user: format!("anon-{conn_id}"), grants: None, expires: None }
     }
 
     pub fn may(&self, action: Action, channel: &str) -> bool {
@@ -69,6 +73,9 @@ pub enum AuthError {
     #[error("the configured key cannot be used: {0}")]
     BadKey(String),
 }
+
+/// Clock skew allowed on `exp`, at connect and for a live connection alike.
+pub const LEEWAY_SECS: u64 = 5;
 
 pub enum Authenticator {
     Disabled,
@@ -100,7 +107,7 @@ impl Authenticator {
         };
         let mut validation = Validation::new(alg);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         Ok(Authenticator::Jwt { key: Box::new(key), validation: Box::new(validation) })
     }
 
@@ -114,7 +121,7 @@ impl Authenticator {
                 if data.claims.sub.is_empty() || data.claims.sub.len() > 256 {
                     return Err(AuthError::Invalid("\"sub\" must be 1-256 characters".into()));
                 }
-                Ok(Identity { user: data.claims.sub, grants: Some(data.claims.channels) })
+                Ok(Identity { user: data.claims.sub, grants: Some(data.claims.channels), expires: Some(data.claims.exp) })
             }
         }
     }
@@ -147,6 +154,7 @@ mod tests {
         let t = token(json!({"sub": "ada", "exp": far_future(), "channels": {"subscribe": ["room:*"], "publish": ["room:1"]}}), SECRET);
         let id = auth.authenticate(Some(&t), 1).expect("valid token");
         assert_eq!(id.user, "ada");
+        assert_eq!(id.expires, Some(far_future()));
         assert!(id.may(Action::Subscribe, "room:7"));
         assert!(!id.may(Action::Subscribe, "admin"));
         assert!(id.may(Action::Publish, "room:1"));

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
 use hyper::upgrade::Upgraded;
@@ -23,8 +24,9 @@ use crate::clock::unix_ms;
 use crate::delivery::hub::{ConnSignals, Outbox};
 use crate::delivery::offset::Position;
 use crate::delivery::session::Session;
-use crate::edge::auth::Identity;
+use crate::edge::auth::{Identity, LEEWAY_SECS};
 use crate::edge::dispatch::Conn;
+use crate::edge::expiry;
 use crate::edge::protocol::{self, ErrorCode, ProtocolError};
 use crate::edge::resume_token::TokenError;
 use crate::edge::server::Edge;
@@ -47,9 +49,15 @@ pub async fn serve(ws: Ws, edge: Arc<Edge>, identity: Identity, conn_id: u64, re
 }
 
 /// A resume token for the session, issued when sent (`welcome`, `reconnect`) so that a
-/// connection older than the resume window never hands out an expired one.
+/// connection older than the resume window never hands out an expired one. Valid for for the session: valid for the resume window, never past the identity's
+/// the resume window, never past the identity's own expiry (a drain must not extend a
+/// login).
 pub(super) fn resume_token(edge: &Edge, session: &Session) -> String {
-    let expires = unix_ms() / 1000 + edge.config.resume_window.as_secs();
+    let mut expires = unix_ms() / 1000 + edge.config.resume_window.as_secs();
+    let identity_expires = session.identity_expires.load(Ordering::Relaxed);
+    if identity_expires > 0 {
+        expires = expires.min(identity_expires);
+    }
     edge.resume_keys.issue(&session.id, &session.user, expires)
 }
 
@@ -100,6 +108,7 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
         restore.truncate(edge.config.max_subscriptions);
     }
     let session = opened.session;
+    session.identity_expires.store(identity.expires.unwrap_or(0), Ordering::Relaxed);
     let mut conn = Conn { edge: edge.clone(), identity, session: session.clone(), resumed, outbox };
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
     let names: Vec<String> = restore.iter().map(|(c, _)| c.clone()).collect();
@@ -118,16 +127,36 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
         conn.fail(ProtocolError::new(None, ErrorCode::ResumeRejected, format!("{e}; this is a new session"))).await;
     }
     for (channel, since) in restore {
-        if let Err(e) = Box::pin(conn.subscribe(None, channel, since)).await {
-            conn.fail(e).await;
+        // A restored subscription that fails names its channel, so the client subscribes
+        // again itself (the welcome listed it).
+        if let Err(e) = Box::pin(conn.subscribe(None, channel.clone(), since)).await {
+            conn.fail(e.with_channel(&channel)).await;
         }
     }
 
+    let mut warned = None;
     let close = loop {
+        let deadline = expiry::next(conn.identity.expires, warned, unix_ms());
         let next = tokio::select! {
             next = tokio::time::timeout(edge.config.idle_timeout, stream.next()) => next,
             // The writer ended (socket error, slow consumer, drain): the connection is over.
             _ = &mut writer => break close_frame(CloseCode::Normal, ""),
+            step = expiry::wait(deadline) => match step {
+                expiry::Step::Warn { expires } => {
+                    warned = Some(expires);
+                    conn.send(protocol::expiring_frame(expires, expires + LEEWAY_SECS)).await;
+                    continue;
+                }
+                expiry::Step::Expire { expires } => {
+                    conn.fail(ProtocolError::new(
+                        None,
+                        ErrorCode::TokenExpired,
+                        format!("your token expired at {expires} (Unix seconds); connect again with a fresh token"),
+                    ))
+                    .await;
+                    break close_frame(CloseCode::from(expiry::EXPIRED_CLOSE_CODE), "token expired");
+                }
+            },
         };
         let msg = match next {
             Err(_) => break close_frame(CloseCode::Away, "idle timeout"),

@@ -64,15 +64,12 @@ impl Conn {
             Op::Ping => self.send(protocol::reply_frame(id, json!({"pong": true}))).await,
             Op::Subscribe { channel, since } => self.subscribe(id, channel, since).await?,
             Op::Unsubscribe { channel } => {
-                if !self.session.unsubscribed(&channel) {
+                if !self.unsubscribe(&channel).await {
                     return Err(ProtocolError::new(id, ErrorCode::NotSubscribed, format!("not subscribed to {channel:?}")));
-                }
-                self.edge.hub.leave(&channel, self.outbox.id);
-                if let Err(e) = self.edge.presence.leave(&channel, &self.session.id, &self.identity.user).await {
-                    tracing::warn!(%channel, error = %e, "presence leave failed");
                 }
                 self.send(protocol::reply_frame(id, json!({"channel": channel}))).await;
             }
+            Op::Refresh { token } => self.refresh(id, &token).await?,
             Op::Publish { channel, data } => {
                 self.authorise(id, Action::Publish, &channel)?;
                 let (offset, epoch) = self.edge.store.publish(&channel, &data).await.map_err(|e| unavailable(&e))?;
@@ -148,6 +145,55 @@ impl Conn {
         if let Err(e) = self.edge.presence.join(&channel, &self.session.id, &self.identity.user, !self.resumed).await {
             tracing::warn!(%channel, error = %e, "presence join failed");
         }
+        Ok(())
+    }
+
+    /// Ends a subscription: out of the session, the hub and presence. False when there was
+    /// none.
+    async fn unsubscribe(&mut self, channel: &str) -> bool {
+        if !self.session.unsubscribed(channel) {
+            return false;
+        }
+        self.edge.hub.leave(channel, self.outbox.id);
+        if let Err(e) = self.edge.presence.leave(channel, &self.session.id, &self.identity.user).await {
+            tracing::warn!(%channel, error = %e, "presence leave failed");
+        }
+        true
+    }
+
+    /// Takes a fresh token for the same user in band: its grants apply from now on (a
+    /// subscription it no longer grants is ended, with a `forbidden` error naming the
+    /// channel) and its expiry replaces the old one.
+    async fn refresh(&mut self, id: Option<u64>, token: &str) -> Result<(), ProtocolError> {
+        if self.identity.grants.is_none() {
+            return Err(ProtocolError::new(
+                id,
+                ErrorCode::BadRequest,
+                "authentication is off (SF_AUTH=none): there is no token to refresh",
+            ));
+        }
+        let fresh = self
+            .edge
+            .auth
+            .authenticate(Some(token), self.outbox.id)
+            .map_err(|e| ProtocolError::new(id, ErrorCode::Forbidden, format!("refresh refused: {e}")))?;
+        if fresh.user != self.identity.user {
+            return Err(ProtocolError::new(
+                id,
+                ErrorCode::Forbidden,
+                "refresh refused: the token is for another user; connect again to change users",
+            ));
+        }
+        let expires = fresh.expires.unwrap_or(0);
+        self.identity = fresh;
+        self.session.identity_expires.store(expires, Ordering::Relaxed);
+        for channel in self.session.channels() {
+            if !self.identity.may(Action::Subscribe, &channel) && self.unsubscribe(&channel).await {
+                let message = format!("your new token does not allow you to subscribe to {channel:?}; you were unsubscribed");
+                self.fail(ProtocolError::new(None, ErrorCode::Forbidden, message).with_channel(&channel)).await;
+            }
+        }
+        self.send(protocol::reply_frame(id, json!({"expiresAt": expires}))).await;
         Ok(())
     }
 

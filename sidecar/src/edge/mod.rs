@@ -2,13 +2,14 @@
 //! [`admin`] for probes, status and drains, [`app_api`] for the app container), one
 //! connection's transport ([`connection`]), its requests (`dispatch.rs`) and writer
 //! (`writer.rs`), the wire protocol ([`protocol`]), and who a
-//! client is ([`auth`], [`resume_token`]).
+//! client is ([`auth`], [`resume_token`]) and how long it may stay ([`expiry`]).
 
 pub mod admin;
 pub mod app_api;
 pub mod auth;
 pub mod connection;
 mod dispatch;
+pub mod expiry;
 pub mod protocol;
 pub mod resume_token;
 pub mod server;

@@ -28,6 +28,7 @@ pub enum ErrorCode {
     TooManySubscriptions,
     ResumeRejected,
     Unavailable,
+    TokenExpired,
     Internal,
 }
 
@@ -46,6 +47,7 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::ResumeRejected => "resume_rejected",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Internal => "internal",
         }
     }
@@ -57,15 +59,30 @@ pub struct ProtocolError {
     pub id: Option<u64>,
     pub code: ErrorCode,
     pub message: String,
+    /// The channel an error without a request id is about (a restored subscription that
+    /// failed, one a refreshed token no longer grants), so a client can act on it.
+    pub channel: Option<String>,
 }
 
 impl ProtocolError {
     pub fn new(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ProtocolError { id, code, message: message.into() }
+        ProtocolError { id, code, message: message.into(), channel: None }
+    }
+
+    pub fn with_channel(mut self, channel: &str) -> Self {
+        self.channel = Some(channel.to_string());
+        self
     }
 
     pub fn to_frame(&self) -> String {
-        error_frame(self.id, self.code, &self.message)
+        let mut v = json!({"type": "error", "code": self.code.as_str(), "message": self.message});
+        if let Some(id) = self.id {
+            v["id"] = json!(id);
+        }
+        if let Some(channel) = &self.channel {
+            v["channel"] = json!(channel);
+        }
+        v.to_string()
     }
 }
 
@@ -73,6 +90,8 @@ pub const MAX_CHANNEL_LEN: usize = 128;
 pub const MAX_KEY_LEN: usize = 64;
 pub const MAX_TTL_MS: u64 = 60_000;
 pub const MAX_HISTORY_LIMIT: u64 = 1000;
+/// Longest JWT a `refresh` may carry (the connect-time one is bounded by the HTTP request).
+pub const MAX_TOKEN_LEN: usize = 8192;
 
 /// Channel names: 1-128 of `A-Z a-z 0-9 : _ - . @ /`. Braces are excluded because they
 /// would break the hash tag that keeps a channel's keys in one slot, and quotes or
@@ -87,12 +106,35 @@ fn valid_key(name: &str) -> bool {
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    Subscribe { channel: String, since: Option<Position> },
-    Unsubscribe { channel: String },
-    Publish { channel: String, data: Box<RawValue> },
-    Presence { channel: String },
-    Ephemeral { channel: String, key: String, data: Box<RawValue>, ttl_ms: u64 },
-    History { channel: String, since: Option<Position>, limit: u64 },
+    Subscribe {
+        channel: String,
+        since: Option<Position>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        channel: String,
+        data: Box<RawValue>,
+    },
+    Presence {
+        channel: String,
+    },
+    Ephemeral {
+        channel: String,
+        key: String,
+        data: Box<RawValue>,
+        ttl_ms: u64,
+    },
+    History {
+        channel: String,
+        since: Option<Position>,
+        limit: u64,
+    },
+    /// A fresh token for the same user: new grants and a later expiry.
+    Refresh {
+        token: String,
+    },
     Ping,
 }
 
@@ -114,6 +156,7 @@ struct Envelope {
     key: Option<Value>,
     #[serde(rename = "ttlMs")]
     ttl_ms: Option<Value>,
+    token: Option<Value>,
 }
 
 /// Parses one client text frame.
@@ -183,12 +226,16 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
             };
             Op::History { channel: channel()?, since: since()?, limit }
         }
+        "refresh" => match &env.token {
+            Some(Value::String(t)) if !t.is_empty() && t.len() <= MAX_TOKEN_LEN => Op::Refresh { token: t.clone() },
+            _ => return Err(bad(format!("refresh needs \"token\": the new JWT, at most {MAX_TOKEN_LEN} characters"))),
+        },
         "ping" => Op::Ping,
         other => {
             return Err(ProtocolError::new(
                 id,
                 ErrorCode::UnknownOp,
-                format!("unknown op {other:?}; expected subscribe, unsubscribe, publish, presence, ephemeral, history or ping"),
+                format!("unknown op {other:?}; expected subscribe, unsubscribe, publish, presence, ephemeral, history, refresh or ping"),
             ));
         }
     };
@@ -238,11 +285,7 @@ fn parse_since(v: Option<&Value>) -> Result<Option<Position>, &'static str> {
 
 /// `{"type":"error",...}`.
 pub fn error_frame(id: Option<u64>, code: ErrorCode, message: &str) -> String {
-    let mut v = json!({"type": "error", "code": code.as_str(), "message": message});
-    if let Some(id) = id {
-        v["id"] = json!(id);
-    }
-    v.to_string()
+    ProtocolError::new(id, code, message).to_frame()
 }
 
 /// `{"type":"reply","id":7,"ok":true, ...extra}`; `extra` must be an object.
@@ -308,6 +351,12 @@ pub fn welcome_frame(
         v["state"] = state.and_then(|s| serde_json::from_str::<Value>(s.get()).ok()).unwrap_or(Value::Null);
     }
     v.to_string()
+}
+
+/// The connection's token expires at `expires` (Unix seconds) and the connection ends at
+/// `closes_at`: refresh it in band or reconnect with a fresh one.
+pub fn expiring_frame(expires: u64, closes_at: u64) -> String {
+    json!({"type": "expiring", "expiresAt": expires, "closesAt": closes_at}).to_string()
 }
 
 pub fn reconnect_frame(resume_token: &str, delay_ms: u64, reason: &str) -> String {
