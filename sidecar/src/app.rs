@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::backend::router::Router;
+use crate::backend::slot::SLOTS;
 use crate::backend::subscriber::Subscriber;
 use crate::backend::topology::Topology;
 use crate::delivery::drain::{Drain, Pace};
@@ -66,7 +67,10 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
             history_size: config.history_size,
             history_ttl_ms: config.history_ttl.as_millis() as u64,
             durable_publish: config.redis.durable_publish,
-            wait_timeout_ms: config.redis.timeout.as_millis() as u64,
+            // WAIT must give up before the command's response timeout does: then a publish
+            // no replica confirmed is answered as that (`not_durable`), the connection is
+            // kept, and it is never mistaken for an unanswered one (`unconfirmed`).
+            wait_timeout_ms: (config.redis.timeout / 2).as_millis().max(1) as u64,
         },
     ));
     let hub = Hub::new(store.clone(), metrics.clone());
@@ -164,18 +168,35 @@ fn resume_keys(config: &Config) -> ResumeKeys {
     ResumeKeys::new(current, bytes(&config.resume_key_previous))
 }
 
-/// Keeps `/ready` truthful: Redis must answer a topology resolution.
+/// Keeps `/ready` truthful, as a latch. Until it first holds, ready means what a client's
+/// first publish and subscribe need: every slot has a primary, and every primary answers
+/// PING over the connection commands use (opened and authenticated now, not within a
+/// client's first command's budget), in every mode (standalone and Sentinel included).
+/// After that, Redis must still answer (the topology resolves, some primary answers PING):
+/// a primary in the middle of a failover must not take every pod out of the Service.
 async fn check_redis_forever(health: Arc<Health>, router: Arc<Router>, every: Duration) {
     let mut tick = tokio::time::interval(every);
+    let mut latched = false;
     loop {
         tick.tick().await;
         let ok = match router.refresh().await {
-            Ok(map) => map.covered() > 0,
+            Ok(map) => {
+                let primaries = map.primaries();
+                let mut answered = 0;
+                for addr in &primaries {
+                    match router.ping(addr).await {
+                        Ok(()) => answered += 1,
+                        Err(e) => tracing::warn!(%addr, error = %e, "Redis primary does not answer PING"),
+                    }
+                }
+                if latched { answered > 0 } else { answered > 0 && answered == primaries.len() && map.covered() == u32::from(SLOTS) }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "Redis health check failed");
                 false
             }
         };
+        latched |= ok;
         health.set_redis_ok(ok);
     }
 }

@@ -124,6 +124,75 @@ async fn a_since_past_the_streams_end_starts_at_the_end_and_silences_no_one() {
     }
 }
 
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill runs").success());
+}
+
+/// Issue 17, item 3: `/ready` follows Redis in standalone mode too (it said 200 with Redis
+/// gone: the standalone topology never contacted it), and a publish Redis never received
+/// is answered `unavailable`, which now always means "not published".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_readiness_follows_redis_and_a_publish_never_sent_is_not_published() {
+    let mut redis = RedisStandalone::start();
+    let sidecars = start_sidecars(1, &standalone_env(&redis));
+    let s = &sidecars[0];
+    let mut c = Client::connect(&s.url()).await;
+    assert_eq!(c.publish("ready", json!(1)).await["ok"], true);
+    redis.proc.kill();
+    wait_until("not ready without Redis", Duration::from_secs(10), || s.http_get(s.admin_port, "/ready").0 == 503);
+    assert!(s.http_get(s.admin_port, "/ready").1.contains("redis"), "the reason names Redis");
+    let r = c.publish("ready", json!(2)).await;
+    assert_eq!(r["code"], "unavailable", "{r}");
+    assert!(r["message"].as_str().is_some_and(|m| m.starts_with("not published")), "{r}");
+}
+
+/// Issue 17, item 4: a publish whose answer never came (primary frozen with SIGSTOP) is
+/// `unconfirmed`, not `unavailable` (it may be published when Redis wakes). A publish id
+/// makes the retry safe: a `pid` used twice is stored once, the second answer `repeated`
+/// with the first offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_publish_is_unconfirmed_and_a_retry_with_its_pid_is_stored_once() {
+    let redis = RedisStandalone::start();
+    let mut env = standalone_env(&redis);
+    env.push((settings::ENV_REDIS_TIMEOUT, "1s".into()));
+    let sidecars = start_sidecars(1, &env);
+    let url = sidecars[0].url();
+    let ch = "once";
+    let mut subscriber = Client::connect(&url).await;
+    subscriber.subscribe(ch).await;
+    let mut publisher = Client::connect(&url).await;
+    // A publish id used twice is stored once.
+    let first = publisher.call(json!({"op": "publish", "channel": ch, "data": "first", "pid": "p-0"})).await;
+    let again = publisher.call(json!({"op": "publish", "channel": ch, "data": "first", "pid": "p-0"})).await;
+    assert_eq!(
+        (again["ok"].clone(), again["repeated"].clone(), again["offset"].clone()),
+        (json!(true), json!(true), first["offset"].clone()),
+        "{again}"
+    );
+    // Frozen: the answer cannot say "not published".
+    let pid = redis.proc.child.id();
+    signal(pid, "-STOP");
+    let r = publisher.call(json!({"op": "publish", "channel": ch, "data": "frozen", "pid": "p-1"})).await;
+    signal(pid, "-CONT");
+    assert_eq!(r["code"], "unconfirmed", "{r}");
+    assert!(r["message"].as_str().is_some_and(|m| m.contains("pid")), "the answer says how to retry: {r}");
+    // Whether the frozen one reached Redis or not, its retry leaves exactly one copy.
+    let retried = publisher.call(json!({"op": "publish", "channel": ch, "data": "frozen", "pid": "p-1"})).await;
+    assert_eq!(retried["ok"], true, "{retried}");
+    let next = publisher.call(json!({"op": "publish", "channel": ch, "data": "next", "pid": "p-2"})).await;
+    assert_eq!(seq_of(&next["offset"]), seq_of(&retried["offset"]) + 1, "one offset per publish id: {next}");
+    let mut got = Vec::new();
+    while let Some(m) = subscriber.next_of("message", Duration::from_secs(5)).await {
+        got.push(m["data"].as_str().unwrap_or_default().to_string());
+        if got.len() == 3 {
+            break;
+        }
+    }
+    assert!(subscriber.next_of("message", Duration::from_secs(1)).await.is_none(), "nothing more: {got:?}");
+    assert_eq!(got, ["first", "frozen", "next"]);
+    assert_eq!(publisher.call(json!({"op": "publish", "channel": ch, "data": 1, "pid": "has space"})).await["code"], "bad_request");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_level_refusals_are_explicit() {
     let redis = RedisStandalone::start();

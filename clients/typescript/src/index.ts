@@ -84,6 +84,8 @@ export interface ClientOptions {
   WebSocket?: WebSocketLike;
   /** How long a request waits for its answer. */
   requestTimeoutMs?: number;
+  /** How many times a publish whose outcome is unknown is sent again with its publish id (3). */
+  publishRetries?: number;
   /** Positions kept from an earlier run (e.g. localStorage): nothing at or before them is delivered again. */
   positions?: Record<string, Position>;
 }
@@ -121,6 +123,11 @@ async function defaultWebSocket(): Promise<WebSocketLike> {
 export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
   const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * cap);
+}
+
+/** A publish id: random, unique enough within a channel's history window. */
+function randomPid(): string {
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
 }
 
 /** Whether `offset` is newer than `last` ("<ms>-<seq>" compared numerically). */
@@ -417,10 +424,25 @@ export class SocketFleetClient {
     this.positions.delete(channel);
   }
 
-  /** Publishes; resolves with the offset the server assigned. */
-  async publish(channel: string, data: unknown): Promise<Position> {
-    const r = await this.request({ op: "publish", channel, data });
-    return { offset: String(r.offset), epoch: String(r.epoch) };
+  /**
+   * Publishes; resolves with the offset the server assigned. Each publish carries a publish
+   * id (`pid`), so when its outcome is unknown (`unconfirmed`, the connection dropped, no
+   * answer in time) it is sent again, up to `publishRetries` times (default 3), and the
+   * server stores it once: a retry of a stored one answers its first offset.
+   */
+  async publish(channel: string, data: unknown, opts: { pid?: string } = {}): Promise<Position> {
+    const pid = opts.pid ?? randomPid();
+    const retries = this.options.publishRetries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await this.request({ op: "publish", channel, data, pid });
+        return { offset: String(r.offset), epoch: String(r.epoch) };
+      } catch (e) {
+        const unknownOutcome = e instanceof SocketFleetError && ["unconfirmed", "disconnected", "timeout"].includes(e.code);
+        if (!unknownOutcome || attempt >= retries || this.closedByUser) throw e;
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      }
+    }
   }
 
   async presence(channel: string): Promise<PresenceMember[]> {

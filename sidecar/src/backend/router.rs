@@ -5,7 +5,8 @@
 //! could not be opened) is retried against a refreshed slot map until the retry budget is
 //! spent. A command whose connection broke after it was sent may or may not have run, so it
 //! is retried only when the caller says it is idempotent: a publish is not, and a retried
-//! publish would deliver the same message twice under two offsets.
+//! publish would deliver the same message twice under two offsets. Its caller gets
+//! [`RouterError::Unconfirmed`] instead, which it must not report as "not done".
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,6 +27,10 @@ pub enum RouterError {
     Topology(#[from] TopologyError),
     #[error("slot {0} has no reachable primary")]
     Uncovered(u16),
+    /// The connection broke (or the answer timed out) after a command that is not safe to
+    /// repeat was sent: it may or may not have run.
+    #[error("no answer from Redis after the command was sent ({0}): it may or may not have run")]
+    Unconfirmed(RedisError),
 }
 
 impl RouterError {
@@ -136,6 +141,19 @@ impl Router {
         }
     }
 
+    /// PINGs a node over the connection commands use, opening it (with AUTH) when there is
+    /// none: what readiness checks, so a client's first command does not pay for it.
+    pub async fn ping(&self, addr: &Addr) -> Result<(), RouterError> {
+        let answer = match self.conn(addr).await {
+            Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await,
+            Err(e) => Err(e),
+        };
+        answer.map(drop).map_err(|e| {
+            self.forget(addr);
+            RouterError::Redis(e)
+        })
+    }
+
     /// Runs `pipe` on the primary owning `slot` and returns one value per command.
     pub async fn query(&self, slot: u16, pipe: &Pipeline, idempotent: bool) -> Result<Vec<Value>, RouterError> {
         let deadline = Instant::now() + self.retry_budget;
@@ -190,10 +208,18 @@ impl Router {
                 Ok(values) => return Ok(values),
                 Err(e) => e,
             };
+            let verdict = classify(&err);
+            if matches!(verdict, Verdict::Broken) {
+                self.forget(&addr);
+                if !idempotent {
+                    // Never "not done": the caller must not tell its client it failed.
+                    return Err(RouterError::Unconfirmed(err));
+                }
+            }
             if Instant::now() >= deadline {
                 return Err(err.into());
             }
-            match classify(&err) {
+            match verdict {
                 Verdict::Moved(to) => {
                     let _ = self.refresh().await;
                     redirect = Some((to, false));
@@ -205,10 +231,6 @@ impl Router {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Verdict::Broken => {
-                    self.forget(&addr);
-                    if !idempotent {
-                        return Err(err.into());
-                    }
                     let _ = self.refresh().await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -1,8 +1,10 @@
 //! The app's localhost API. It binds to loopback by default because it is not
 //! authenticated: only the app container in the same pod should reach it.
 //!
-//! - `POST /publish` with `{"channel": "...", "data": <json>}` answers
-//!   `{"offset": "...", "epoch": "..."}`;
+//! - `POST /publish` with `{"channel": "...", "data": <json>}` (optional `"pid"`, a publish
+//!   id that makes a retry safe) answers `{"offset": "...", "epoch": "...", "repeated":
+//!   bool}`; failures are `unavailable` (503, not published), `unconfirmed` (504, may be
+//!   published: retry with the same pid) or `not_durable` (503, published, no replica);
 //! - `PUT /sessions/{sid}/state` with any JSON sets the custom state of a session connected
 //!   to this pod; it is written to Redis before the answer and restored on resume;
 //! - `GET /sessions/{sid}` returns the stored session (user, subscriptions with positions,
@@ -18,15 +20,18 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::delivery::session::{SessionError, Sessions};
-use crate::edge::protocol::valid_channel;
+use crate::edge::protocol::{MAX_PID_LEN, valid_channel, valid_pid};
 use crate::metrics::Metrics;
-use crate::store::channels::ChannelStore;
+use crate::store::channels::{ChannelStore, PublishFailure};
 use socketfleet_plumbing::http_server::{HttpResponse, json};
 
 #[derive(Deserialize)]
 struct PublishBody {
     channel: String,
     data: Option<Box<RawValue>>,
+    /// A publish id, as on the WebSocket: a retry of it is stored once.
+    #[serde(default)]
+    pid: Option<String>,
 }
 
 fn problem(status: StatusCode, code: &str, message: &str) -> HttpResponse {
@@ -120,11 +125,30 @@ async fn publish(req: hyper::Request<Incoming>, app: &AppApi) -> HttpResponse {
     let Some(data) = body.data else {
         return problem(StatusCode::BAD_REQUEST, "bad_request", "\"data\" is required (any JSON value but null)");
     };
-    match app.store.publish(&body.channel, &data).await {
-        Ok((offset, epoch)) => {
-            app.metrics.messages_in.inc();
-            json(StatusCode::OK, &json!({"channel": body.channel, "offset": offset.to_string(), "epoch": epoch}))
+    if body.pid.as_deref().is_some_and(|p| !valid_pid(p)) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("\"pid\" must be 1-{MAX_PID_LEN} characters of A-Z a-z 0-9 _ - . :"),
+        );
+    }
+    match app.store.publish(&body.channel, &data, body.pid.as_deref()).await {
+        Ok(p) => {
+            if !p.repeated {
+                app.metrics.messages_in.inc();
+            }
+            json(
+                StatusCode::OK,
+                &json!({"channel": body.channel, "offset": p.offset.to_string(), "epoch": p.epoch, "repeated": p.repeated}),
+            )
         }
-        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string()),
+        // The same three outcomes as the WebSocket answer (see `dispatch.rs`).
+        Err(e) => match e.publish_failure() {
+            PublishFailure::NotPublished => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &format!("not published: {e}")),
+            PublishFailure::Unconfirmed => {
+                problem(StatusCode::GATEWAY_TIMEOUT, "unconfirmed", &format!("{e}; retry with the same \"pid\""))
+            }
+            PublishFailure::NotDurable => problem(StatusCode::SERVICE_UNAVAILABLE, "not_durable", &e.to_string()),
+        },
     }
 }

@@ -16,6 +16,21 @@ use crate::delivery::session::Session;
 use crate::edge::auth::{Action, Identity};
 use crate::edge::protocol::{self, ErrorCode, Op, ProtocolError, Request};
 use crate::edge::server::Edge;
+use crate::store::channels::{ChannelError, PublishFailure};
+
+/// A failed publish, answered as what the client may conclude: `unavailable` only when it
+/// was certainly not published.
+fn publish_error(id: Option<u64>, e: &ChannelError) -> ProtocolError {
+    match e.publish_failure() {
+        PublishFailure::NotPublished => ProtocolError::new(id, ErrorCode::Unavailable, format!("not published: Redis is unavailable: {e}")),
+        PublishFailure::Unconfirmed => ProtocolError::new(
+            id,
+            ErrorCode::Unconfirmed,
+            format!("{e}; publish again with the same \"pid\" to have it stored exactly once"),
+        ),
+        PublishFailure::NotDurable => ProtocolError::new(id, ErrorCode::NotDurable, e.to_string()),
+    }
+}
 
 /// One connection's request state: who it is, its session, where replies go.
 pub(super) struct Conn {
@@ -70,11 +85,17 @@ impl Conn {
                 self.send(protocol::reply_frame(id, json!({"channel": channel}))).await;
             }
             Op::Refresh { token } => self.refresh(id, &token).await?,
-            Op::Publish { channel, data } => {
+            Op::Publish { channel, data, pid } => {
                 self.authorise(id, Action::Publish, &channel)?;
-                let (offset, epoch) = self.edge.store.publish(&channel, &data).await.map_err(|e| unavailable(&e))?;
-                self.edge.metrics.messages_in.inc();
-                self.send(protocol::reply_frame(id, json!({"channel": channel, "offset": offset.to_string(), "epoch": epoch}))).await;
+                let published = self.edge.store.publish(&channel, &data, pid.as_deref()).await.map_err(|e| publish_error(id, &e))?;
+                if !published.repeated {
+                    self.edge.metrics.messages_in.inc();
+                }
+                let mut reply = json!({"channel": channel, "offset": published.offset.to_string(), "epoch": published.epoch});
+                if published.repeated {
+                    reply["repeated"] = json!(true);
+                }
+                self.send(protocol::reply_frame(id, reply)).await;
             }
             Op::Presence { channel } => {
                 self.authorise(id, Action::Subscribe, &channel)?;

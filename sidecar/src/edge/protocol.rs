@@ -28,6 +28,8 @@ pub enum ErrorCode {
     TooManySubscriptions,
     ResumeRejected,
     Unavailable,
+    Unconfirmed,
+    NotDurable,
     TokenExpired,
     Internal,
 }
@@ -47,6 +49,8 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::ResumeRejected => "resume_rejected",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unconfirmed => "unconfirmed",
+            ErrorCode::NotDurable => "not_durable",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Internal => "internal",
         }
@@ -90,6 +94,8 @@ pub const MAX_CHANNEL_LEN: usize = 128;
 pub const MAX_KEY_LEN: usize = 64;
 pub const MAX_TTL_MS: u64 = 60_000;
 pub const MAX_HISTORY_LIMIT: u64 = 1000;
+/// Longest publish id.
+pub const MAX_PID_LEN: usize = 64;
 /// Longest JWT a `refresh` may carry (the connect-time one is bounded by the HTTP request).
 pub const MAX_TOKEN_LEN: usize = 8192;
 
@@ -104,6 +110,11 @@ fn valid_key(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_KEY_LEN && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
+/// A publish id becomes part of a Redis key: the same restricted alphabet, plus `:`.
+pub fn valid_pid(pid: &str) -> bool {
+    !pid.is_empty() && pid.len() <= MAX_PID_LEN && pid.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+}
+
 #[derive(Debug, Clone)]
 pub enum Op {
     Subscribe {
@@ -113,9 +124,11 @@ pub enum Op {
     Unsubscribe {
         channel: String,
     },
+    /// `pid`: the client's publish id, so a retry is stored once.
     Publish {
         channel: String,
         data: Box<RawValue>,
+        pid: Option<String>,
     },
     Presence {
         channel: String,
@@ -157,6 +170,7 @@ struct Envelope {
     #[serde(rename = "ttlMs")]
     ttl_ms: Option<Value>,
     token: Option<Value>,
+    pid: Option<Value>,
 }
 
 /// Parses one client text frame.
@@ -198,7 +212,14 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
     let op = match op.as_str() {
         "subscribe" => Op::Subscribe { channel: channel()?, since: since()? },
         "unsubscribe" => Op::Unsubscribe { channel: channel()? },
-        "publish" => Op::Publish { channel: channel()?, data: data()? },
+        "publish" => {
+            let pid = match &env.pid {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) if valid_pid(p) => Some(p.clone()),
+                Some(_) => return Err(bad(format!("\"pid\" must be 1-{MAX_PID_LEN} characters of A-Z a-z 0-9 _ - . :"))),
+            };
+            Op::Publish { channel: channel()?, data: data()?, pid }
+        }
         "presence" => Op::Presence { channel: channel()? },
         "ephemeral" => {
             let key = match &env.key {

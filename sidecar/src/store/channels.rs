@@ -9,6 +9,7 @@
 //! | `sf:{<ch>}:meta` | hash | `e` epoch, `s` last seq, `m` last ms |
 //! | `sf:{<ch>}:presence` | zset | members, scored by expiry (ms) |
 //! | `sf:{<ch>}:eph:<key>:<user>` | string | ephemeral state, with a TTL |
+//! | `sf:{<ch>}:pid:<pid>` | string | `<offset> <epoch>` of a publish id, as long as history |
 //! | `sf:{<ch>}` | shard channel | live publications and events |
 //!
 //! A shard-channel payload is a header line then the client frame, rendered once:
@@ -29,7 +30,17 @@ use crate::store::keys::{self, shard_channel};
 
 /// XADD with our own `<ms>-<seq>` id, trim, expire, SPUBLISH the rendered frame.
 /// A missing meta hash means the stream is new (or was lost): start a new epoch.
+/// With a publish id (KEYS[4]) already used in the current epoch, nothing is published and
+/// the first publication's id and epoch are returned, flagged 1: a retry is stored once.
 const PUBLISH: &str = r#"
+if KEYS[4] then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    local sep = string.find(seen, ' ', 1, true)
+    local epoch = string.sub(seen, sep + 1)
+    if epoch == redis.call('HGET', KEYS[2], 'e') then return {string.sub(seen, 1, sep - 1), epoch, 1} end
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local epoch = redis.call('HGET', KEYS[2], 'e')
@@ -47,7 +58,8 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], id, 'd', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SPUBLISH', KEYS[3], 'm ' .. id .. ' ' .. epoch .. '\n{"type":"message","channel":"' .. ARGV[4] .. '","offset":"' .. id .. '","epoch":"' .. epoch .. '","data":' .. ARGV[1] .. '}')
-return {id, epoch}
+if KEYS[4] then redis.call('SET', KEYS[4], id .. ' ' .. epoch, 'PX', ARGV[3]) end
+return {id, epoch, 0}
 "#;
 
 /// Returns `{epoch, last_ms, last_seq, first_id|false, entries}` where entries are the
@@ -74,10 +86,42 @@ return {meta[1], meta[3], meta[2], first_id, entries}
 pub enum ChannelError {
     #[error("Redis: {0}")]
     Redis(#[from] RouterError),
-    #[error("the publication was stored but no replica confirmed it in time")]
+    #[error("the publication was stored and delivered, but no replica confirmed it in time: a primary failover may lose it")]
     NotDurable,
     #[error("unexpected reply from Redis: {0}")]
     Reply(&'static str),
+}
+
+/// What a publisher may conclude from a failed publish: one classification for the
+/// WebSocket and the HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishFailure {
+    /// Certainly not published: Redis refused or was never reached.
+    NotPublished,
+    /// Sent, no answer: it may have been published. A retry with the same publish id is safe.
+    Unconfirmed,
+    /// Published, but no replica confirmed it (durable publish).
+    NotDurable,
+}
+
+impl ChannelError {
+    pub fn publish_failure(&self) -> PublishFailure {
+        match self {
+            ChannelError::NotDurable => PublishFailure::NotDurable,
+            ChannelError::Redis(RouterError::Unconfirmed(_)) | ChannelError::Reply(_) => PublishFailure::Unconfirmed,
+            ChannelError::Redis(_) => PublishFailure::NotPublished,
+        }
+    }
+}
+
+/// An acknowledged publication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub offset: Offset,
+    pub epoch: String,
+    /// Its publish id was used before: this is the first publication's offset, nothing new
+    /// was stored.
+    pub repeated: bool,
 }
 
 /// Where a channel stands, and history after a position.
@@ -114,21 +158,25 @@ impl ChannelStore {
         ChannelStore { router, settings, publish: Script::new(PUBLISH), read: Script::new(READ) }
     }
 
-    /// Runs one of the channel scripts on the channel's keys.
+    /// Runs one of the channel scripts on the channel's keys (and `extra`, of the same slot).
     async fn run(
         &self,
         script: &Script,
         channel: &str,
+        extra: Option<&str>,
         args: &[&[u8]],
         idempotent: bool,
         then: Option<&redis::Cmd>,
     ) -> Result<Vec<Value>, ChannelError> {
         let (log, meta, shard) = keys(channel);
-        Ok(script.run(&self.router, &[log.as_str(), meta.as_str(), shard.as_str()], args, idempotent, then).await?)
+        let mut all = vec![log.as_str(), meta.as_str(), shard.as_str()];
+        all.extend(extra);
+        Ok(script.run(&self.router, &all, args, idempotent, then).await?)
     }
 
-    /// Appends to history and publishes; returns the offset and epoch.
-    pub async fn publish(&self, channel: &str, data: &RawValue) -> Result<(Offset, String), ChannelError> {
+    /// Appends to history and publishes. With a publish id, a second publish of that id
+    /// within the history window stores nothing and answers the first one's offset.
+    pub async fn publish(&self, channel: &str, data: &RawValue, pid: Option<&str>) -> Result<Published, ChannelError> {
         let size = self.settings.history_size.to_string();
         let ttl = self.settings.history_ttl_ms.to_string();
         let wait = self.settings.durable_publish.then(|| {
@@ -137,14 +185,16 @@ impl ChannelStore {
             c
         });
         let args: [&[u8]; 4] = [data.get().as_bytes(), size.as_bytes(), ttl.as_bytes(), channel.as_bytes()];
-        let reply = self.run(&self.publish, channel, &args, false, wait.as_ref()).await?;
+        let pid_key = pid.map(|p| keys::publish_id(channel, p));
+        let reply = self.run(&self.publish, channel, pid_key.as_deref(), &args, false, wait.as_ref()).await?;
         let Some(Value::Array(parts)) = reply.first() else { return Err(ChannelError::Reply("publish")) };
         let offset = parts.first().and_then(text).and_then(|s| s.parse().ok()).ok_or(ChannelError::Reply("publish id"))?;
         let epoch = parts.get(1).and_then(text).ok_or(ChannelError::Reply("publish epoch"))?;
+        let repeated = matches!(parts.get(2), Some(Value::Int(1)));
         if self.settings.durable_publish && !matches!(reply.get(1), Some(Value::Int(n)) if *n >= 1) {
             return Err(ChannelError::NotDurable);
         }
-        Ok((offset, epoch))
+        Ok(Published { offset, epoch, repeated })
     }
 
     /// Reads the channel's position and up to `limit` entries strictly after `after`.
@@ -153,7 +203,7 @@ impl ChannelStore {
         let limit = limit.to_string();
         let ttl = self.settings.history_ttl_ms.to_string();
         let args: [&[u8]; 3] = [start.as_bytes(), limit.as_bytes(), ttl.as_bytes()];
-        let reply = self.run(&self.read, channel, &args, true, None).await?;
+        let reply = self.run(&self.read, channel, None, &args, true, None).await?;
         let Some(Value::Array(parts)) = reply.first() else { return Err(ChannelError::Reply("read")) };
         let field = |i: usize| parts.get(i).and_then(text);
         let epoch = field(0).ok_or(ChannelError::Reply("read epoch"))?;

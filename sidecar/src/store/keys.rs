@@ -32,6 +32,12 @@ pub fn ephemeral(channel: &str, key: &str, user: &str) -> String {
     format!("sf:{{{channel}}}:eph:{key}:{user}")
 }
 
+/// A publish id a client chose (`"pid"`): the offset and epoch its publication got, kept as
+/// long as history, so a retried publish is stored once.
+pub fn publish_id(channel: &str, pid: &str) -> String {
+    format!("sf:{{{channel}}}:pid:{pid}")
+}
+
 /// A session document; its own hash tag, so it lives wherever its id hashes to.
 pub fn session(session: &str) -> String {
     format!("sf:session:{{{session}}}")
@@ -45,7 +51,7 @@ mod tests {
     #[test]
     fn every_key_of_a_channel_is_in_its_shard_channel_slot() {
         let slot = key_slot(shard_channel("room:1").as_bytes());
-        for k in [log("room:1"), meta("room:1"), presence("room:1"), ephemeral("room:1", "typing", "ada")] {
+        for k in [log("room:1"), meta("room:1"), presence("room:1"), ephemeral("room:1", "typing", "ada"), publish_id("room:1", "p-7")] {
             assert_eq!(key_slot(k.as_bytes()), slot, "{k}");
         }
         assert_eq!(client_channel(shard_channel("room:1").as_bytes()), Some("room:1"));
