@@ -109,6 +109,8 @@ interface Pending {
   resolve: (frame: Record<string, unknown>) => void;
   reject: (e: Error) => void;
   timer: ReturnType<typeof setTimeout>;
+  /** The connection it was sent on: only that one closing leaves it unanswered. */
+  socket: SocketLike;
 }
 
 async function defaultWebSocket(): Promise<WebSocketLike> {
@@ -249,13 +251,16 @@ export class SocketFleetClient {
         this.handle(frame);
       };
       socket.onclose = (ev) => {
-        this.socket = null;
-        this.opened = null;
-        for (const [, p] of this.pending) {
+        for (const [id, p] of this.pending) {
+          if (p.socket !== socket) continue;
           clearTimeout(p.timer);
+          this.pending.delete(id);
           p.reject(new SocketFleetError("disconnected", "the connection closed before the answer"));
         }
-        this.pending.clear();
+        // A connection we already switched away from (after a drain): nothing else changes.
+        if (this.socket !== socket) return;
+        this.socket = null;
+        this.opened = null;
         if (!welcomed) reject(new SocketFleetError("connect_failed", `could not connect (close ${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`));
         if (this.closedByUser) {
           this.setState("closed");
@@ -267,6 +272,21 @@ export class SocketFleetClient {
         // onclose follows with the details.
       };
     });
+  }
+
+  /** Opens a new connection after `delayMs`, then closes the current one. */
+  private switchAfter(delayMs: number): void {
+    if (this.reconnectTimer || this.closedByUser) return;
+    const old = this.socket;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.opened = null;
+      this.connect()
+        .then(() => {
+          if (old && old !== this.socket) old.close(1000, "switched");
+        })
+        .catch(() => this.scheduleReconnect(null));
+    }, delayMs);
   }
 
   private scheduleReconnect(delayMs: number | null): void {
@@ -338,8 +358,10 @@ export class SocketFleetClient {
       }
       case "reconnect": {
         // The pod is going away: take the fresh token, wait as asked, come back elsewhere.
+        // The old connection still answers what was sent on it; it is closed once the new
+        // one is up (the pod closes it itself after a short grace).
         this.resumeToken = String(frame.resumeToken);
-        this.scheduleReconnect(Number(frame.delayMs ?? 0));
+        this.switchAfter(Number(frame.delayMs ?? 0));
         return;
       }
       case "join":
@@ -394,7 +416,7 @@ export class SocketFleetClient {
         this.pending.delete(id);
         reject(new SocketFleetError("timeout", `no answer to ${String(frame.op)} in time`));
       }, this.options.requestTimeoutMs ?? 15_000);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, socket });
       socket.send(JSON.stringify({ ...frame, id }));
     });
   }

@@ -261,6 +261,9 @@ pub struct Sessions {
     /// Unique per process, so owners from a restarted pod never match old ones.
     boot: String,
     live: Mutex<HashMap<String, Arc<Session>>>,
+    /// The Redis reconnect count the last round saw: when it moved, a node may have come
+    /// back empty (restarted without persistence), so every session is written again.
+    reconnects_seen: std::sync::atomic::AtomicU64,
     save: Script,
     claim: Script,
 }
@@ -285,6 +288,7 @@ impl Sessions {
             state_max,
             boot: format!("{node}/{:016x}", rand::random::<u64>()),
             live: Mutex::new(HashMap::new()),
+            reconnects_seen: Default::default(),
             save: Script::new(SAVE),
             claim: Script::new(CLAIM),
         })
@@ -398,11 +402,18 @@ impl Sessions {
         }
     }
 
-    /// One checkpoint round: advance every position, write what is due.
+    /// One checkpoint round: advance every position, write what is due. After a Redis
+    /// connection dropped, every session is due: a node that restarted empty lost the
+    /// documents it held, and a resume must not find them missing until the next change.
     async fn round(&self) {
         let sessions: Vec<Arc<Session>> = self.live().values().cloned().collect();
+        let reconnects = self.metrics.redis_reconnects.get();
+        let rewrite = self.reconnects_seen.swap(reconnects, std::sync::atomic::Ordering::Relaxed) != reconnects;
         for s in &sessions {
             s.advance(&self.hub);
+            if rewrite {
+                s.inner().version += 1;
+            }
         }
         let refresh_after = self.ttl / 2;
         futures_util::stream::iter(sessions)

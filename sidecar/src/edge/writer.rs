@@ -1,6 +1,7 @@
 //! A connection's writer: drains its bounded send queue (the outbox the hub offers frames
 //! to) with write coalescing, pings, and takes the connection's farewell when the client is
-//! slow or the pod drains (queued frames flushed, a checkpoint, the reconnect hint, close).
+//! slow or the pod drains (queued frames flushed, a checkpoint, the reconnect hint, replies
+//! to what the client still sends until it switches, close).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,11 @@ pub(super) fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
 /// hint, the close frame) before the socket is dropped: one that stopped reading must not
 /// hold its writer, or a drain, forever.
 pub(super) const FAREWELL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a drained client is still answered after its `reconnect` hint: requests it sent
+/// before it switched get their replies; it closes this connection once its new one is up
+/// (the TypeScript client does), or the pod closes it when this has passed.
+pub(super) const SWITCH_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Jitter of the `delayMs` a drained client is asked to wait before reconnecting.
 const MAX_RECONNECT_DELAY_MS: u64 = 500;
@@ -102,7 +108,7 @@ pub(super) async fn write_loop(
         None => (None, close_rx.try_recv().ok()),
     };
     let drained = matches!(farewell, Some(Farewell::Drain));
-    let _ = tokio::time::timeout(FAREWELL_GRACE, async {
+    let told = tokio::time::timeout(FAREWELL_GRACE, async {
         while drained && let Ok(frame) = rx.try_recv() {
             write_burst(&mut sink, &mut rx, frame, &signals).await?;
         }
@@ -118,6 +124,28 @@ pub(super) async fn write_loop(
         if let Some(hint) = hint {
             sink.send(Message::Text(hint.into())).await?;
         }
+        Ok::<(), WsError>(())
+    })
+    .await;
+    if !matches!(told, Ok(Ok(()))) {
+        return;
+    }
+    // A drained client is still answered until it has switched: it closes this connection
+    // (the reader then ends, and with it every sender of the queue), or the grace passes.
+    if drained {
+        let until = tokio::time::Instant::now() + SWITCH_GRACE;
+        loop {
+            tokio::select! {
+                frame = rx.recv() => match frame {
+                    Some(frame) => if write_burst(&mut sink, &mut rx, frame, &signals).await.is_err() { return },
+                    None => break,
+                },
+                _ = &mut close_rx => break,
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+    }
+    let _ = tokio::time::timeout(FAREWELL_GRACE, async {
         sink.send(Message::Close(close)).await?;
         sink.close().await
     })
