@@ -40,11 +40,11 @@ async fn no_acknowledged_message_is_lost_when_a_cluster_primary_is_killed() {
     // Bring the node back, as Kubernetes would restart the pod: it rejoins as a replica,
     // so durable publishes on that shard succeed again.
     cluster.restart(victim);
-    let probe = publish_until_acked(&sidecars[1].url(), "chaos:0", Duration::from_secs(30)).await;
-    traffic.wait_all_received("chaos:0", probe, Duration::from_secs(30));
+    let (key, probe) = publish_until_acked(&sidecars[1].url(), "chaos:0", Duration::from_secs(30)).await;
+    traffic.wait_all_received(&key, probe, Duration::from_secs(30));
     let recovered = killed_at.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (total, refused) = traffic.finish(&[("chaos:0", probe)]).await;
+    let (total, refused) = traffic.finish(&[(&key, probe)]).await;
     let resubscribes: f64 = sidecars.iter().map(|s| s.metric("socketfleet_sidecar_resubscribes_total")).sum();
     assert!(resubscribes > 0.0, "the sidecars resubscribed after the failover");
     eprintln!(
@@ -89,10 +89,10 @@ async fn no_acknowledged_message_is_lost_while_a_slot_migrates() {
     }
     wait_until("slot owned by the destination", Duration::from_secs(10), || cluster.primary_for_slot(slot) == dst);
     // A publication on the moved channel after the migration reaches everyone.
-    let probe = publish_until_acked(&sidecars[2].url(), "move:me", Duration::from_secs(10)).await;
-    traffic.wait_all_received("move:me", probe, Duration::from_secs(20));
+    let (key, probe) = publish_until_acked(&sidecars[2].url(), "move:me", Duration::from_secs(10)).await;
+    traffic.wait_all_received(&key, probe, Duration::from_secs(20));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (total, refused) = traffic.finish(&[("move:me", probe)]).await;
+    let (total, refused) = traffic.finish(&[(&key, probe)]).await;
     let resubscribes: f64 = sidecars.iter().map(|s| s.metric("socketfleet_sidecar_resubscribes_total")).sum();
     assert!(resubscribes >= 3.0, "every sidecar moved its subscription to the new owner ({resubscribes})");
     eprintln!(

@@ -33,11 +33,11 @@ async fn sidecars_follow_a_sentinel_failover_without_losing_acknowledged_message
     }
     let promoted = killed_at.elapsed();
     // Publishing resumes once the remaining replica follows the new primary (WAIT 1).
-    let probe = publish_until_acked(&sidecars[1].url(), "s:0", Duration::from_secs(40)).await;
-    traffic.wait_all_received("s:0", probe, Duration::from_secs(20));
+    let (key, probe) = publish_until_acked(&sidecars[1].url(), "s:0", Duration::from_secs(40)).await;
+    traffic.wait_all_received(&key, probe, Duration::from_secs(20));
     let recovered = killed_at.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (total, refused) = traffic.finish(&[("s:0", probe)]).await;
+    let (total, refused) = traffic.finish(&[(&key, probe)]).await;
     eprintln!(
         "MEASURE sentinel: primary :{old} killed; new primary after {:.2}s; a post-failover publish reached every subscriber {:.2}s after the kill; \
          {total} acked, 0 missing, {refused} refused",

@@ -400,6 +400,13 @@ impl Client {
     }
 }
 
+/// Where the chaos ledgers file a publication: its channel and epoch. Seqs restart at 1 in a
+/// new epoch (a stream lost with a primary that never replicated it), so ordering and
+/// exactly-once hold per epoch; an epoch change is announced to clients as a gap.
+pub fn ledger_key(channel: &Value, epoch: &Value) -> String {
+    format!("{}@{}", channel.as_str().unwrap_or_default(), epoch.as_str().unwrap_or_default())
+}
+
 /// Splits `"<ms>-<seq>"`.
 pub fn seq_of(offset: &Value) -> u64 {
     offset.as_str().and_then(|s| s.split_once('-')).and_then(|(_, s)| s.parse().ok()).expect("offset")
@@ -450,7 +457,8 @@ impl Drop for RedisStandalone {
     }
 }
 
-/// Messages each subscriber received, per channel, as (seq, offset) in arrival order.
+/// Messages each subscriber received, per channel and epoch ([`ledger_key`]), as seqs in
+/// arrival order.
 pub type Received = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u64>>>>;
 
 /// Subscribes a client to every channel and records messages until `stop` flips.
@@ -468,8 +476,7 @@ pub async fn collect(
     let handle = tokio::spawn(async move {
         let record = |f: &Value| {
             if f["type"] == "message" {
-                let ch = f["channel"].as_str().unwrap_or_default().to_string();
-                sink.lock().expect("lock").entry(ch).or_default().push(seq_of(&f["offset"]));
+                sink.lock().expect("lock").entry(ledger_key(&f["channel"], &f["epoch"])).or_default().push(seq_of(&f["offset"]));
             }
         };
         for f in std::mem::take(&mut client.inbox) {
@@ -502,7 +509,7 @@ pub async fn publish_until(
         let ch = &channels[(i as usize) % channels.len()];
         let r = client.publish(ch, json!({"n": i})).await;
         if r["ok"] == true {
-            acked.entry(ch.clone()).or_default().push(seq_of(&r["offset"]));
+            acked.entry(ledger_key(&r["channel"], &r["epoch"])).or_default().push(seq_of(&r["offset"]));
         } else {
             refused += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -528,6 +535,11 @@ pub async fn assert_exactly_once(subscribers: &[Received], acked: &std::collecti
     }
     for (i, r) in subscribers.iter().enumerate() {
         let r = r.lock().expect("lock");
+        let mut epochs: Vec<&String> = r.keys().collect();
+        epochs.sort();
+        if epochs.len() > acked.len() {
+            eprintln!("MEASURE subscriber {i} saw more channel epochs than were acknowledged (a stream recreated): {epochs:?}");
+        }
         for (ch, seqs) in acked {
             let got = r.get(ch).cloned().unwrap_or_default();
             assert!(got.windows(2).all(|w| w[0] < w[1]), "subscriber {i} channel {ch}: out of order or duplicated: {got:?}");
@@ -581,23 +593,24 @@ impl Traffic {
         (acked.values().map(Vec::len).sum(), refused)
     }
 
-    /// Waits until every subscriber has received publication `seq` of `channel`.
-    pub fn wait_all_received(&self, channel: &str, seq: u64, timeout: Duration) {
+    /// Waits until every subscriber has received publication `seq` filed under `key`
+    /// (see [`ledger_key`]).
+    pub fn wait_all_received(&self, key: &str, seq: u64, timeout: Duration) {
         wait_until("every subscriber received the probe", timeout, || {
-            self.subscribers.iter().all(|r| r.lock().expect("lock").get(channel).is_some_and(|v| v.contains(&seq)))
+            self.subscribers.iter().all(|r| r.lock().expect("lock").get(key).is_some_and(|v| v.contains(&seq)))
         });
     }
 }
 
 /// Publishes `data` on `channel` until the server acknowledges it (e.g. once a failover
-/// completed); returns its seq.
-pub async fn publish_until_acked(url: &str, channel: &str, timeout: Duration) -> u64 {
+/// completed); returns its ledger key and seq.
+pub async fn publish_until_acked(url: &str, channel: &str, timeout: Duration) -> (String, u64) {
     let mut client = Client::connect(url).await;
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         let r = client.publish(channel, json!("probe")).await;
         if r["ok"] == true {
-            return seq_of(&r["offset"]);
+            return (ledger_key(&r["channel"], &r["epoch"]), seq_of(&r["offset"]));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
