@@ -42,6 +42,14 @@ async fn every_kind_of_bad_input_gets_an_error_frame_and_nothing_breaks() {
         (r#"{"op":"history","channel":"ok","limit":0,"id":11}"#, "bad_request"),
         (r#"{"op":"ephemeral","channel":"ok","key":"k","data":1,"ttlMs":999999,"id":12}"#, "bad_request"),
         (r#"{"op":"ping","id":"seven"}"#, "bad_request"),
+        // Issue 17, item 7: offsets no server issues (they answered `unavailable`, or a gap
+        // of `missed: 1` from wrapped arithmetic).
+        (
+            r#"{"op":"subscribe","channel":"ok","since":{"offset":"18446744073709551615-18446744073709551615","epoch":"e"},"id":13}"#,
+            "bad_request",
+        ),
+        (r#"{"op":"subscribe","channel":"ok","since":{"offset":"1-18446744073709551615","epoch":"e"},"id":14}"#, "bad_request"),
+        (r#"{"op":"history","channel":"ok","since":{"offset":"18446744073709551615-0","epoch":"e"},"id":15}"#, "bad_request"),
     ];
     for (input, code) in &cases {
         c.send_raw(Message::Text((*input).into())).await;
@@ -191,6 +199,31 @@ async fn an_unanswered_publish_is_unconfirmed_and_a_retry_with_its_pid_is_stored
     assert!(subscriber.next_of("message", Duration::from_secs(1)).await.is_none(), "nothing more: {got:?}");
     assert_eq!(got, ["first", "frozen", "next"]);
     assert_eq!(publisher.call(json!({"op": "publish", "channel": ch, "data": 1, "pid": "has space"})).await["code"], "bad_request");
+}
+
+/// Issue 17, item 7: a text frame that is not UTF-8 is closed with 1007 (RFC 6455 7.4.1),
+/// not 1002.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let redis = RedisStandalone::start();
+    let sidecars = start_sidecars(1, &standalone_env(&redis));
+    let mut c = Client::connect(&sidecars[0].url()).await;
+    let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    c.send_raw(Message::Frame(bad)).await;
+    let mut closed_with = None;
+    for _ in 0..10 {
+        match tokio::time::timeout(STEP, futures_util::StreamExt::next(&mut c.ws)).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                closed_with = Some(frame.code);
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => break,
+        }
+    }
+    assert_eq!(closed_with, Some(CloseCode::Invalid));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -397,8 +397,7 @@ impl Hub {
                 let Some(state) = map.get_mut(&channel) else { return true };
                 if *page.epoch != *epoch {
                     // The stream was recreated (lost with a failed primary): say so.
-                    let gap =
-                        Gap { from: after, to: page.first.unwrap_or(Offset { ms: page.last.ms, seq: page.last.seq + 1 }), missed: None };
+                    let gap = Gap { from: after, to: page.first.unwrap_or(page.last.next()), missed: None };
                     let frame = Utf8Bytes::from(protocol::gap_frame(&channel, &page.epoch, &gap));
                     for m in state.members.values() {
                         m.outbox.offer(frame.clone());

@@ -17,6 +17,16 @@ pub struct Offset {
 
 impl Offset {
     pub const ZERO: Offset = Offset { ms: 0, seq: 0 };
+    /// No part of an offset this server issues goes past 2^53 (a Redis clock in ms, a
+    /// count of publications), which also keeps both exact as JavaScript numbers. Larger
+    /// ones are refused as input, so offset arithmetic never wraps and no Redis range
+    /// command is handed an id it rejects.
+    pub const MAX_PART: u64 = 1 << 53;
+
+    /// The offset right after this one within its millisecond.
+    pub fn next(self) -> Offset {
+        Offset { ms: self.ms, seq: self.seq.saturating_add(1) }
+    }
 }
 
 impl fmt::Display for Offset {
@@ -25,16 +35,17 @@ impl fmt::Display for Offset {
     }
 }
 
-/// The offset string was not `<u64>-<u64>`.
+/// The offset string was not `<ms>-<seq>` with both parts at most [`Offset::MAX_PART`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("offset must look like <ms>-<seq>, e.g. \"1700000000000-42\"")]
+#[error("offset must look like <ms>-<seq>, e.g. \"1700000000000-42\", each part at most 2^53")]
 pub struct BadOffset;
 
 impl FromStr for Offset {
     type Err = BadOffset;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (ms, seq) = s.split_once('-').ok_or(BadOffset)?;
-        Ok(Offset { ms: ms.parse().map_err(|_| BadOffset)?, seq: seq.parse().map_err(|_| BadOffset)? })
+        let part = |p: &str| p.parse::<u64>().ok().filter(|v| *v <= Offset::MAX_PART).ok_or(BadOffset);
+        Ok(Offset { ms: part(ms)?, seq: part(seq)? })
     }
 }
 
@@ -63,20 +74,18 @@ pub struct Position {
 /// `since` up to the first retained entry of the new epoch is reported missing.
 pub fn gap_for(since: &Position, epoch: &str, first: Option<Offset>, last: Offset) -> Option<Gap> {
     if since.epoch != epoch {
-        let to = first.unwrap_or(Offset { ms: last.ms, seq: last.seq + 1 });
+        let to = first.unwrap_or(last.next());
         return Some(Gap { from: since.offset, to, missed: None });
     }
     match first {
         // Everything after `since` is retained when the oldest entry directly follows it.
-        Some(first) if first.seq > since.offset.seq + 1 => {
+        Some(first) if first.seq > since.offset.seq.saturating_add(1) => {
             Some(Gap { from: since.offset, to: first, missed: Some(first.seq - since.offset.seq - 1) })
         }
         Some(_) => None,
         // No entries retained but the epoch has moved past `since`: all of them were trimmed
         // or expired; the next publication is the first the client can get.
-        None if last.seq > since.offset.seq => {
-            Some(Gap { from: since.offset, to: Offset { ms: last.ms, seq: last.seq + 1 }, missed: Some(last.seq - since.offset.seq) })
-        }
+        None if last.seq > since.offset.seq => Some(Gap { from: since.offset, to: last.next(), missed: Some(last.seq - since.offset.seq) }),
         None => None,
     }
 }
@@ -102,6 +111,9 @@ mod tests {
         assert!("a-1".parse::<Offset>().is_err());
         assert!("1-".parse::<Offset>().is_err());
         assert!("-1-2".parse::<Offset>().is_err());
+        assert!("18446744073709551615-18446744073709551615".parse::<Offset>().is_err(), "past 2^53");
+        assert!(format!("1-{}", Offset::MAX_PART + 1).parse::<Offset>().is_err());
+        assert_eq!(format!("{}-1", Offset::MAX_PART).parse::<Offset>(), Ok(o(Offset::MAX_PART, 1)));
     }
 
     #[test]

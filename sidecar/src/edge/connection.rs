@@ -165,6 +165,11 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
                 conn.send(protocol::error_frame(None, ErrorCode::TooLarge, &format!("frame too large: {e}"))).await;
                 break close_frame(CloseCode::Size, "frame too large");
             }
+            // RFC 6455 7.4.1: a text frame that is not UTF-8 closes with 1007, not 1002.
+            Ok(Some(Err(WsError::Utf8(e)))) => {
+                tracing::debug!(error = %e, "text frame is not valid UTF-8");
+                break close_frame(CloseCode::Invalid, "text frame is not valid UTF-8");
+            }
             Ok(Some(Err(e))) => {
                 tracing::debug!(error = %e, "websocket error");
                 break close_frame(CloseCode::Protocol, "protocol error");
