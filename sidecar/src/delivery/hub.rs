@@ -26,7 +26,7 @@ use crate::clock::unix_ms;
 use crate::delivery::offset::{Gap, Offset, Position};
 use crate::edge::protocol;
 use crate::metrics::Metrics;
-use crate::store::channels::ChannelStore;
+use crate::store::channels::{ChannelStore, HistoryPage};
 
 pub type ConnId = u64;
 
@@ -123,6 +123,9 @@ struct ChannelState {
     last: Option<(Arc<str>, Offset)>,
     /// `Some` while a backfill after re-subscription runs: live messages wait here.
     backfill: Option<Vec<Arc<Delivery>>>,
+    /// Live traffic was interrupted again while a backfill ran: copies lost then may be
+    /// newer than the page it read, so it reads once more before finishing.
+    backfill_again: bool,
 }
 
 impl ChannelState {
@@ -176,6 +179,67 @@ impl ChannelState {
     /// history read.
     fn floor(&self) -> Option<(Arc<str>, Offset)> {
         self.last.clone().or_else(|| self.members.values().filter_map(|m| m.sent_up_to.clone()).min_by(|(_, a), (_, b)| a.cmp(b)))
+    }
+
+    /// Live traffic was interrupted (the subscriber re-subscribed): hold live messages until
+    /// the stream has been read since the floor. False when a backfill already runs.
+    fn begin_backfill(&mut self) -> bool {
+        if self.backfill.is_some() {
+            self.backfill_again = true;
+            return false;
+        }
+        self.backfill = Some(Vec::new());
+        true
+    }
+
+    /// Where the running backfill reads next, or None when there is nothing to read from.
+    /// Before the hub has delivered anything it does not know where a member still
+    /// buffering read history up to, so the backfill may start past it: such a member is
+    /// sent back to read its own history again, as after a buffer overflow. (Once the hub
+    /// has delivered, every buffering member holds every copy up to its position.)
+    fn backfill_from(&mut self) -> Option<(Arc<str>, Offset)> {
+        let floor = self.floor();
+        if self.last.is_none() {
+            for m in self.members.values_mut() {
+                if let Mode::Buffering { overflowed, .. } = &mut m.mode {
+                    *overflowed = true;
+                }
+            }
+        }
+        floor
+    }
+
+    /// Applies one page a backfill read after `from`: a recreated stream is announced as a
+    /// gap (and reading restarts at its beginning), new entries are delivered. True when
+    /// the page was the last.
+    fn apply_backfill(&mut self, channel: &str, from: (&Arc<str>, Offset), page: &HistoryPage, metrics: &Metrics) -> bool {
+        let (epoch, after) = from;
+        if *page.epoch != **epoch {
+            let gap = Gap { from: after, to: page.first.unwrap_or(page.last.next()), missed: None };
+            let frame = Utf8Bytes::from(protocol::gap_frame(channel, &page.epoch, &gap));
+            for m in self.members.values() {
+                m.outbox.offer(frame.clone());
+            }
+            self.last = Some((Arc::from(page.epoch.as_str()), Offset::ZERO));
+            return false;
+        }
+        for (offset, data) in &page.entries {
+            if self.is_duplicate(epoch, *offset) {
+                continue;
+            }
+            let frame = Utf8Bytes::from(protocol::message_frame(channel, *offset, epoch, data));
+            self.deliver(&Arc::new(Delivery { offset: *offset, epoch: epoch.clone(), frame }), metrics);
+        }
+        page.entries.len() < BACKFILL_PAGE as usize && !std::mem::take(&mut self.backfill_again)
+    }
+
+    /// The backfill is over: what arrived live meanwhile is delivered, in order.
+    fn finish_backfill(&mut self, metrics: &Metrics) {
+        for d in self.backfill.take().unwrap_or_default() {
+            if !self.is_duplicate(&d.epoch, d.offset) {
+                self.deliver(&d, metrics);
+            }
+        }
     }
 
     /// See [`Hub::go_live`].
@@ -375,8 +439,8 @@ impl Hub {
     async fn backfill(self: Arc<Hub>, channel: String) {
         let mut attempts = 0;
         loop {
-            let Some((epoch, after)) = self.with_channel(&channel, |map| map.get(&channel).and_then(ChannelState::floor)) else {
-                // Never delivered anything: nothing to catch up on; just release the buffer.
+            let Some((epoch, after)) = self.with_channel(&channel, |map| map.get_mut(&channel).and_then(ChannelState::backfill_from))
+            else {
                 self.finish_backfill(&channel);
                 return;
             };
@@ -393,30 +457,9 @@ impl Hub {
                     continue;
                 }
             };
-            let done = self.with_channel(&channel, |map| {
-                let Some(state) = map.get_mut(&channel) else { return true };
-                if *page.epoch != *epoch {
-                    // The stream was recreated (lost with a failed primary): say so.
-                    let gap = Gap { from: after, to: page.first.unwrap_or(page.last.next()), missed: None };
-                    let frame = Utf8Bytes::from(protocol::gap_frame(&channel, &page.epoch, &gap));
-                    for m in state.members.values() {
-                        m.outbox.offer(frame.clone());
-                    }
-                    state.last = Some((Arc::from(page.epoch.as_str()), Offset::ZERO));
-                    return false;
-                }
-                for (offset, data) in &page.entries {
-                    if state.is_duplicate(&epoch, *offset) {
-                        continue;
-                    }
-                    let d = Arc::new(Delivery {
-                        offset: *offset,
-                        epoch: epoch.clone(),
-                        frame: Utf8Bytes::from(protocol::message_frame(&channel, *offset, &epoch, data)),
-                    });
-                    state.deliver(&d, &self.metrics);
-                }
-                page.entries.len() < BACKFILL_PAGE as usize
+            let done = self.with_channel(&channel, |map| match map.get_mut(&channel) {
+                Some(state) => state.apply_backfill(&channel, (&epoch, after), &page, &self.metrics),
+                None => true,
             });
             if done {
                 self.finish_backfill(&channel);
@@ -427,11 +470,8 @@ impl Hub {
 
     fn finish_backfill(&self, channel: &str) {
         self.with_channel(channel, |map| {
-            let Some(state) = map.get_mut(channel) else { return };
-            for d in state.backfill.take().unwrap_or_default() {
-                if !state.is_duplicate(&d.epoch, d.offset) {
-                    state.deliver(&d, &self.metrics);
-                }
+            if let Some(state) = map.get_mut(channel) {
+                state.finish_backfill(&self.metrics);
             }
         });
     }
@@ -458,13 +498,7 @@ impl MessageSink for Hub {
 
     fn on_resubscribed(&self, channel: &str) {
         self.metrics.resubscribes.inc();
-        let start = self.with_channel(channel, |map| match map.get_mut(channel) {
-            Some(state) if state.backfill.is_none() => {
-                state.backfill = Some(Vec::new());
-                true
-            }
-            _ => false,
-        });
+        let start = self.with_channel(channel, |map| map.get_mut(channel).is_some_and(ChannelState::begin_backfill));
         if start && let Some(hub) = self.this.upgrade() {
             tokio::spawn(hub.backfill(channel.to_string()));
         }
@@ -474,6 +508,10 @@ impl MessageSink for Hub {
         self.metrics.redis_reconnects.inc();
     }
 }
+
+#[cfg(test)]
+#[path = "hub_model_tests.rs"]
+mod model_tests;
 
 #[cfg(test)]
 mod tests {
