@@ -129,3 +129,43 @@ async fn a_sigkilled_session_comes_back_with_its_state_and_an_exact_gap() {
         Ok(_) => panic!("a malformed since was accepted"),
     }
 }
+
+/// Issue 17, item 2: after Redis lost the session documents (its node restarted empty), a
+/// session came back resumed with none of its subscriptions until its next change or the
+/// half-window TTL refresh rewrote it. A pod now writes every session again right after a
+/// Redis connection dropped, so a resume elsewhere finds them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_lost_with_a_restarted_redis_are_written_again_promptly() {
+    let mut redis = RedisStandalone::start();
+    let env = vec![
+        (settings::ENV_AUTH, "none".to_string()),
+        (settings::ENV_REDIS_ADDRS, redis.addr()),
+        (settings::ENV_SESSION_CHECKPOINT, "200ms".into()),
+        (settings::ENV_SESSION_POSITION_CHECKPOINT, "60s".into()),
+        (settings::ENV_RESUME_KEY, "l1-resume-key-l1-resume-key-l1-resume-key".into()),
+    ];
+    let sidecars = start_sidecars(2, &env);
+    let mut c = Client::connect(&sidecars[0].url()).await;
+    let sid = c.welcome["session"].as_str().expect("session").to_string();
+    let token = c.welcome["resumeToken"].as_str().expect("token").to_string();
+    let channels = ["lost:a", "lost:b", "lost:c"];
+    for ch in channels {
+        c.subscribe(ch).await;
+    }
+    let stored_channels = |sidecar: &Sidecar| -> usize {
+        let (status, body) = http_request(sidecar.api_port, "GET", &format!("/sessions/{sid}"), None);
+        if status != 200 {
+            return 0;
+        }
+        serde_json::from_str::<Value>(&body).ok().and_then(|v| v["stored"]["channels"].as_object().map(|m| m.len())).unwrap_or(0)
+    };
+    wait_until("the session is stored", Duration::from_secs(10), || stored_channels(&sidecars[1]) == 3);
+    redis.restart_empty();
+    let lost_at = std::time::Instant::now();
+    wait_until("the session is written again", Duration::from_secs(10), || stored_channels(&sidecars[1]) == 3);
+    let rewritten = lost_at.elapsed();
+    let resumed = Client::connect(&format!("{}?resume={token}", sidecars[1].url())).await;
+    assert_eq!(resumed.welcome["resumed"], true, "{}", resumed.welcome);
+    assert_eq!(resumed.welcome["subscriptions"], json!(channels), "{}", resumed.welcome);
+    eprintln!("MEASURE a session lost with Redis was stored again {:.1}s after Redis restarted empty", rewritten.as_secs_f64());
+}

@@ -445,6 +445,13 @@ impl RedisStandalone {
         RedisStandalone { port, proc, dir }
     }
 
+    /// SIGKILLs it and starts it again on its port: empty, as a node without persistence.
+    pub fn restart_empty(&mut self) {
+        self.proc.kill();
+        let _ = std::fs::remove_dir_all(self.dir.join(self.port.to_string()));
+        self.proc = start_redis(&self.dir, self.port, &[]);
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
