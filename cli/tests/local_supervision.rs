@@ -191,3 +191,21 @@ fn help_lists_the_options_and_succeeds() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--restart-after needs a duration"));
 }
+
+/// Issue 17, item 3: right after `socketfleet local` said a fresh `examples/chat.yaml` fleet
+/// was running, the first publish to a new channel was answered `unavailable: ... timed out`
+/// (3 of 3 runs). Running now means serving: every sidecar stores a durable publish at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_fleet_serves_a_durable_publish_as_soon_as_it_says_it_runs() {
+    let chat = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/chat.yaml");
+    let local = Local::start(&chat, &[]).await;
+    let fleet = local.fleet().await;
+    let sidecars = fleet["sidecars"].as_array().expect("sidecars").clone();
+    assert!(sidecars.len() >= 2, "{fleet}");
+    for (i, s) in sidecars.iter().enumerate() {
+        let api = s["api"].as_str().expect("an app API").trim_start_matches("http://").to_string();
+        let body = format!(r#"{{"channel":"first:{i}","data":{{"n":{i}}}}}"#);
+        let reply = http_client::send(&api, http::Method::POST, "/publish", Some(&body), Duration::from_secs(10)).await.expect("an answer");
+        assert_eq!(reply.status, 200, "the first publish through {}: {}", s["name"], reply.text());
+    }
+}

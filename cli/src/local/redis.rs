@@ -13,7 +13,7 @@ use socketfleet_api::crd::{RedisMode, RedisSpec};
 use socketfleet_api::settings::{self, RedisSettings, Secret};
 use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
 use socketfleet_harness::process::Proc;
-use socketfleet_harness::redis::{IN_MEMORY_ARGS, spawn_async, start_anywhere_async};
+use socketfleet_harness::redis::{IN_MEMORY_ARGS, redis_cli_async, spawn_async, start_anywhere_async};
 use socketfleet_harness::wait::poll_until_async;
 use socketfleet_operator::redis_cluster::{self, Access, Layout, Member};
 
@@ -132,6 +132,29 @@ async fn node(dir: &Path, name: &str, password: &str, extra: &[&str], pick: fn()
     Ok(Node { name: name.into(), port, how, proc: Some(proc), down_since: None })
 }
 
+/// Waits until every replica among `nodes` has finished its first sync with its primary:
+/// before that a durable publish cannot be confirmed, so the fleet is not ready to serve
+/// one (a fresh `examples/chat.yaml` fleet answered its first publishes with timeouts).
+async fn in_sync(nodes: &[Node], password: &str) -> anyhow::Result<()> {
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let synced = poll_until_async(Duration::from_secs(30), || {
+        let ports = ports.clone();
+        async move {
+            for port in ports {
+                let info = redis_cli_async(port, Some(password), &["INFO", "replication"]).await;
+                let replica = info.contains("role:slave");
+                if !info.contains("role:") || (replica && !info.contains("master_link_status:up")) {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    anyhow::ensure!(synced, "the local Redis replicas did not finish their first sync in 30 s");
+    Ok(())
+}
+
 async fn wait_listening(port: u16) -> anyhow::Result<()> {
     let up = poll_until_async(Duration::from_secs(10), || async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() })
         .await;
@@ -185,6 +208,7 @@ async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result
         anyhow::ensure!(Instant::now() < deadline, "the local Redis Cluster did not form in 60 s: {report:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    in_sync(&nodes, password).await?;
     let addrs: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
     Ok(LocalRedis {
         nodes,
@@ -201,6 +225,7 @@ async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Resul
     for i in 1..=spec.replicas_per_shard {
         nodes.push(node(dir, &format!("redis-{i}"), password, &["--replicaof", "127.0.0.1", &primary_text], try_free_port).await?);
     }
+    in_sync(&nodes, password).await?;
     let mut sentinels = Vec::new();
     for i in 0..3 {
         let port = try_free_port()?;
