@@ -46,6 +46,11 @@ pub struct ConnSignals {
     /// for the connection so far is written: what session checkpoints rely on.
     pub queued: AtomicU64,
     pub written: AtomicU64,
+    /// The client was told to reconnect, with the checkpoint written just before: that is
+    /// where it resumes. What this connection writes afterwards (it still answers until the
+    /// client switches) must not move the stored positions, or a client that stopped
+    /// reading at the hint would resume past messages it never read.
+    pub handed_off: AtomicBool,
 }
 
 impl ConnSignals {

@@ -161,6 +161,9 @@ impl Session {
 
     /// Moves each position forward to what the hub vouches was written to the client.
     fn advance(&self, hub: &Hub) {
+        if self.signals.handed_off.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let channels = self.channels();
         let moved: Vec<(String, Position)> =
             channels.into_iter().filter_map(|ch| hub.written_position(&ch, self.conn, &self.signals).map(|p| (ch, p))).collect();

@@ -116,6 +116,7 @@ pub(super) async fn write_loop(
         // where it is (a client without offsets resumes exactly, not from the last round).
         let hint = if drained {
             Box::pin(edge.sessions.checkpoint(&session)).await;
+            signals.handed_off.store(true, Ordering::Release);
             let delay = rand::random::<u64>() % MAX_RECONNECT_DELAY_MS;
             Some(protocol::reconnect_frame(&resume_token(&edge, &session), delay, "drain"))
         } else {
