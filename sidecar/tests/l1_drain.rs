@@ -412,13 +412,7 @@ async fn a_drained_connection_answers_until_its_client_switches() {
     }
     assert_eq!(lingering.call(json!({"op": "ping"})).await["ok"], true);
     let _ = switching.ws.close(None).await;
-    let mut closed_with = None;
-    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(10), lingering.ws.next()).await {
-        if let Ok(Message::Close(Some(f))) = frame {
-            closed_with = Some(f.code);
-            break;
-        }
-    }
+    let closed_with = lingering.close_code().await;
     assert_eq!(closed_with, Some(CloseCode::Restart), "the pod closes a client that never switched");
     let lingered = told.elapsed();
     assert!(lingered < Duration::from_secs(8), "closed within the switch grace, not left open: {lingered:?}");

@@ -72,17 +72,7 @@ async fn every_kind_of_bad_input_gets_an_error_frame_and_nothing_breaks() {
     // An oversized frame is answered, then the connection is closed with 1009.
     c.send_raw(Message::Text("x".repeat(8192).into())).await;
     assert_eq!(c.next_of("error", STEP).await.expect("error")["code"], "too_large");
-    let mut closed_with = None;
-    for _ in 0..10 {
-        match tokio::time::timeout(STEP, futures_util::StreamExt::next(&mut c.ws)).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => {
-                closed_with = Some(frame.code);
-                break;
-            }
-            Ok(Some(Ok(_))) => continue,
-            _ => break,
-        }
-    }
+    let closed_with = c.close_code().await;
     assert_eq!(closed_with, Some(CloseCode::Size));
     // The process is healthy and nothing leaked: connections drop back to zero.
     drop(c);
@@ -212,17 +202,7 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
     let mut c = Client::connect(&sidecars[0].url()).await;
     let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
     c.send_raw(Message::Frame(bad)).await;
-    let mut closed_with = None;
-    for _ in 0..10 {
-        match tokio::time::timeout(STEP, futures_util::StreamExt::next(&mut c.ws)).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => {
-                closed_with = Some(frame.code);
-                break;
-            }
-            Ok(Some(Ok(_))) => continue,
-            _ => break,
-        }
-    }
+    let closed_with = c.close_code().await;
     assert_eq!(closed_with, Some(CloseCode::Invalid));
 }
 
@@ -340,17 +320,7 @@ async fn a_connection_ends_with_its_token_unless_refreshed_and_resume_tokens_nev
     // The old token's end passes: the one that did not refresh is told and closed with 4001.
     let error = leaving.next_of("error", Duration::from_secs(20)).await.expect("told its token expired");
     assert_eq!(error["code"], "token_expired", "{error}");
-    let mut closed_with = None;
-    for _ in 0..10 {
-        match tokio::time::timeout(STEP, futures_util::StreamExt::next(&mut leaving.ws)).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => {
-                closed_with = Some(u16::from(frame.code));
-                break;
-            }
-            Ok(Some(Ok(_))) => continue,
-            _ => break,
-        }
-    }
+    let closed_with = leaving.close_code().await.map(u16::from);
     assert_eq!(closed_with, Some(4001));
     // The refreshed one goes on, and its next resume token follows the new expiry.
     assert!(now_secs() >= short + 5, "past the old token's end");

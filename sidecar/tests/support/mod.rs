@@ -389,6 +389,20 @@ impl Client {
         }
     }
 
+    /// The code of the close frame the server sends next (other frames are skipped), or
+    /// None when the connection ends without one or nothing comes within 10 frames of
+    /// [`STEP`] each.
+    pub async fn close_code(&mut self) -> Option<tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode> {
+        for _ in 0..10 {
+            match tokio::time::timeout(STEP, futures_util::StreamExt::next(&mut self.ws)).await {
+                Ok(Some(Ok(Message::Close(Some(frame))))) => return Some(frame.code),
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+        None
+    }
+
     pub async fn subscribe(&mut self, channel: &str) -> Value {
         let r = self.call(json!({"op": "subscribe", "channel": channel})).await;
         assert_eq!(r["type"], "subscribed", "subscribe {channel}: {r}");
