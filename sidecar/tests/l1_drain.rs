@@ -174,6 +174,18 @@ async fn run_client(
 
 /// The sidecars' settings for a handoff test: drain pacing, a shared resume key, session
 /// checkpoints every `checkpoint`.
+/// One standalone Redis, no auth, a quick drain: `spread` to tell every client, 100 ms of
+/// accept grace, `timeout` in all.
+fn standalone_drain_env(redis: &RedisStandalone, spread: &str, timeout: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (settings::ENV_AUTH, "none".into()),
+        (settings::ENV_REDIS_ADDRS, redis.addr()),
+        (settings::ENV_DRAIN_SPREAD, spread.into()),
+        (settings::ENV_DRAIN_ACCEPT_GRACE, "100ms".into()),
+        (settings::ENV_DRAIN_TIMEOUT, timeout.into()),
+    ]
+}
+
 fn handoff_env(cluster: &RedisCluster, spread: &str, grace: &str, timeout: &str, checkpoint: &str) -> Vec<(&'static str, String)> {
     let mut env = cluster_env(cluster);
     env.push((settings::ENV_DRAIN_SPREAD, spread.into()));
@@ -358,20 +370,12 @@ async fn scenario(departure: Departure) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prestop_hook_answers_once_every_client_was_told() {
     let redis = RedisStandalone::start();
-    let env = vec![
-        (settings::ENV_AUTH, "none".to_string()),
-        (settings::ENV_REDIS_ADDRS, redis.addr()),
-        (settings::ENV_DRAIN_SPREAD, "1s".into()),
-        (settings::ENV_DRAIN_ACCEPT_GRACE, "100ms".into()),
-        (settings::ENV_DRAIN_TIMEOUT, "10s".into()),
-    ];
-    let mut sidecars = start_sidecars(1, &env);
+    let mut sidecars = start_sidecars(1, &standalone_drain_env(&redis, "1s", "10s"));
     let mut clients = Vec::new();
     for _ in 0..5 {
         clients.push(Client::connect(&sidecars[0].url()).await);
     }
-    let admin = sidecars[0].admin_port;
-    let (status, body) = tokio::task::spawn_blocking(move || http_request(admin, "GET", "/drain/prestop", None)).await.expect("join");
+    let (status, body) = sidecars[0].admin("GET", "/drain/prestop");
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).expect("json");
     assert_eq!((answer["draining"].as_bool(), answer["told"].as_u64(), answer["total"].as_u64()), (Some(true), Some(5), Some(5)));
@@ -389,18 +393,10 @@ async fn the_prestop_hook_answers_once_every_client_was_told() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_connection_answers_until_its_client_switches() {
     let redis = RedisStandalone::start();
-    let env = vec![
-        (settings::ENV_AUTH, "none".to_string()),
-        (settings::ENV_REDIS_ADDRS, redis.addr()),
-        (settings::ENV_DRAIN_SPREAD, "500ms".into()),
-        (settings::ENV_DRAIN_ACCEPT_GRACE, "100ms".into()),
-        (settings::ENV_DRAIN_TIMEOUT, "15s".into()),
-    ];
-    let sidecars = start_sidecars(1, &env);
+    let sidecars = start_sidecars(1, &standalone_drain_env(&redis, "500ms", "15s"));
     let mut switching = Client::connect(&sidecars[0].url()).await;
     let mut lingering = Client::connect(&sidecars[0].url()).await;
-    let admin = sidecars[0].admin_port;
-    let (status, body) = tokio::task::spawn_blocking(move || http_request(admin, "POST", "/drain", None)).await.expect("join");
+    let (status, body) = sidecars[0].admin("POST", "/drain");
     assert_eq!(status, 202, "the drain is accepted: {body}");
     for c in [&mut switching, &mut lingering] {
         assert_eq!(c.next_of("reconnect", Duration::from_secs(5)).await.expect("told to reconnect")["reason"], "drain");
@@ -431,8 +427,7 @@ async fn a_client_that_stops_reading_at_the_hint_resumes_from_the_hint() {
     let ch = "h:quiet";
     let mut client = Client::connect(&sidecars[0].url()).await;
     client.subscribe(ch).await;
-    let admin = sidecars[0].admin_port;
-    let (status, body) = tokio::task::spawn_blocking(move || http_request(admin, "POST", "/drain?hold=true", None)).await.expect("join");
+    let (status, body) = sidecars[0].admin("POST", "/drain?hold=true");
     assert_eq!(status, 202, "{body}");
     let told = client.next_of("reconnect", Duration::from_secs(5)).await.expect("told to reconnect");
     let token = told["resumeToken"].as_str().expect("a resume token").to_string();
@@ -481,16 +476,15 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
     }
     let (pub_stop_tx, publisher) = spawn_publisher(sidecars[1].url(), channels.clone(), Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(3 * CHECKPOINT_MS)).await;
-    let admin = sidecars[0].admin_port;
-    let post = |path: &'static str| tokio::task::spawn_blocking(move || http_request(admin, "POST", path, None));
+    let post = |path: &str| sidecars[0].admin("POST", path);
 
     // Shed: bad queries say why; the shed answers how many; a second one meanwhile is refused.
-    let (status, body) = post("/shed?count=ten").await.expect("join");
+    let (status, body) = post("/shed?count=ten");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("not a whole number"), "{body}");
-    let (status, body) = post("/shed?count=10&spreadMs=1000").await.expect("join");
+    let (status, body) = post("/shed?count=10&spreadMs=1000");
     assert_eq!((status, serde_json::from_str::<Value>(&body).expect("json")["shedding"].as_u64()), (200, Some(SHED as u64)), "{body}");
-    let (status, body) = post("/shed?count=10&spreadMs=1000").await.expect("join");
+    let (status, body) = post("/shed?count=10&spreadMs=1000");
     assert_eq!(status, 409, "one shed at a time: {body}");
     let told = |clients: &[Shared]| clients.iter().filter(|s| s.lock().expect("lock").reconnect_told_at.is_some()).count();
     let resumed = |clients: &[Shared]| clients.iter().filter(|s| s.lock().expect("lock").resumed == Some(true)).count();
@@ -500,7 +494,7 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((told(&clients), resumed(&clients)), (SHED, SHED), "exactly the shed clients moved and resumed");
-    let status: Value = serde_json::from_str(&sidecars[0].http_get(admin, "/status").1).expect("status");
+    let status: Value = serde_json::from_str(&sidecars[0].admin("GET", "/status").1).expect("status");
     assert_eq!((status["ready"].as_bool(), status["shed"].as_u64()), (Some(true), Some(SHED as u64)), "{status}");
     assert_eq!(status["connections"].as_u64(), Some((N - SHED) as u64), "{status}");
     assert_eq!(sidecars[0].metric("socketfleet_sidecar_shed_total"), SHED as f64);
@@ -509,12 +503,12 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
     drop(newcomer);
 
     // Held drain: the rest move, the process stays drained and not ready until SIGTERM.
-    let (status, _) = post("/drain?hold=true").await.expect("join");
+    let (status, _) = post("/drain?hold=true");
     assert_eq!(status, 202);
     let mut drain = Value::Null;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        drain = serde_json::from_str::<Value>(&sidecars[0].http_get(admin, "/status").1).unwrap_or(Value::Null);
+        drain = serde_json::from_str::<Value>(&sidecars[0].admin("GET", "/status").1).unwrap_or(Value::Null);
         if drain["drain"]["finished"] == true {
             break;
         }
@@ -524,7 +518,7 @@ async fn a_shed_and_a_held_drain_hand_clients_off_without_losing_a_message() {
     assert_eq!(drain["ready"], false, "{drain}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(sidecars[0].proc.exited().is_none(), "a held drain keeps the process until it is stopped");
-    assert_eq!(sidecars[0].http_get(admin, "/ready").0, 503);
+    assert_eq!(sidecars[0].admin("GET", "/ready").0, 503);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = pub_stop_tx.send(true);
     let (acked, _) = publisher.await.expect("publisher");
@@ -580,11 +574,9 @@ async fn clients_shed_while_they_subscribe_resume_without_losing_a_message() {
         tokio::spawn(run_client(sidecars[0].url(), sidecars[1].url(), mine, false, seen, ready_tx.clone(), stop.clone()));
     }
     // Shed as the clients arrive: every 100 ms, the newest 20 over 50 ms.
-    let admin = sidecars[0].admin_port;
     let mut shed = 0;
     while started.elapsed() < Duration::from_secs(4) {
-        let (status, body) =
-            tokio::task::spawn_blocking(move || http_request(admin, "POST", "/shed?count=20&spreadMs=50", None)).await.expect("join");
+        let (status, body) = sidecars[0].admin("POST", "/shed?count=20&spreadMs=50");
         if status == 200 {
             shed += serde_json::from_str::<Value>(&body).ok().and_then(|v| v["shedding"].as_u64()).unwrap_or(0);
         }
@@ -637,8 +629,7 @@ async fn a_subscription_to_an_empty_channel_resumes_with_its_first_publications(
     let mut client = Client::connect(&sidecars[0].url()).await;
     let subscribed = client.subscribe("e:fresh").await;
     assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
-    let admin = sidecars[0].admin_port;
-    let (status, body) = tokio::task::spawn_blocking(move || http_request(admin, "POST", "/shed?count=1", None)).await.expect("join");
+    let (status, body) = sidecars[0].admin("POST", "/shed?count=1");
     assert_eq!(status, 200, "{body}");
     let told = client.next_of("reconnect", Duration::from_secs(5)).await.expect("told to reconnect");
     let token = told["resumeToken"].as_str().expect("a resume token").to_string();

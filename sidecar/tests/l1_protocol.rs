@@ -219,6 +219,11 @@ async fn http_level_refusals_are_explicit() {
     assert!(s.http_get(s.admin_port, "/metrics").1.contains("socketfleet_sidecar_connections"));
 }
 
+/// HS256 tokens signed with [`SECRET`], standalone Redis.
+fn jwt_env(redis: &RedisStandalone) -> Vec<(&'static str, String)> {
+    vec![(settings::ENV_AUTH, "hs256".into()), (settings::ENV_JWT_SECRET, SECRET.into()), (settings::ENV_REDIS_ADDRS, redis.addr())]
+}
+
 fn token(claims: Value) -> String {
     encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("token")
 }
@@ -226,12 +231,7 @@ fn token(claims: Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_auth_refuses_bad_tokens_and_unauthorised_channels() {
     let redis = RedisStandalone::start();
-    let env = vec![
-        (settings::ENV_AUTH, "hs256".to_string()),
-        (settings::ENV_JWT_SECRET, SECRET.to_string()),
-        (settings::ENV_REDIS_ADDRS, redis.addr()),
-    ];
-    let sidecars = start_sidecars(1, &env);
+    let sidecars = start_sidecars(1, &jwt_env(&redis));
     let url = sidecars[0].url();
     let exp = 4_000_000_000u64;
     for bad in [
@@ -285,12 +285,7 @@ fn resume_token_expiry(token: &Value) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_ends_with_its_token_unless_refreshed_and_resume_tokens_never_outlive_it() {
     let redis = RedisStandalone::start();
-    let env = vec![
-        (settings::ENV_AUTH, "hs256".to_string()),
-        (settings::ENV_JWT_SECRET, SECRET.to_string()),
-        (settings::ENV_REDIS_ADDRS, redis.addr()),
-    ];
-    let sidecars = start_sidecars(1, &env);
+    let sidecars = start_sidecars(1, &jwt_env(&redis));
     let url = sidecars[0].url();
     let grants = json!({"subscribe": ["room:*", "secret"], "publish": ["room:*"]});
     let short = now_secs() + 2;

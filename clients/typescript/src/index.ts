@@ -241,11 +241,7 @@ export class SocketFleetClient {
           this.setState("open");
           this.emit("welcome", w);
           resolve(w);
-          for (const ch of lost) {
-            this.subscribe(ch).catch((e: unknown) =>
-              this.emit("error", { code: e instanceof SocketFleetError ? e.code : "subscribe_failed", message: `subscribing again to ${ch}: ${String(e)}` }),
-            );
-          }
+          for (const ch of lost) this.subscribeAgain(ch);
           return;
         }
         this.handle(frame);
@@ -272,6 +268,16 @@ export class SocketFleetClient {
         // onclose follows with the details.
       };
     });
+  }
+
+  /** Subscribes again to a channel the server dropped, from the position this client has. */
+  private subscribeAgain(channel: string): void {
+    this.subscribe(channel).catch((e: unknown) => this.reportFailure(e, "subscribe_failed", `subscribing again to ${channel}`));
+  }
+
+  /** A failure of something the client did by itself, as an `error` event. */
+  private reportFailure(e: unknown, fallbackCode: string, what: string): void {
+    this.emit("error", { code: e instanceof SocketFleetError ? e.code : fallbackCode, message: `${what}: ${String(e)}` });
   }
 
   /** Opens a new connection after `delayMs`, then closes the current one. */
@@ -378,11 +384,7 @@ export class SocketFleetClient {
         const channel = typeof frame.channel === "string" ? frame.channel : undefined;
         if (channel && this.subscriptions.delete(channel) && frame.code !== "forbidden") {
           setTimeout(() => {
-            if (this.state === "open" && !this.subscriptions.has(channel)) {
-              this.subscribe(channel).catch((e: unknown) =>
-                this.emit("error", { code: e instanceof SocketFleetError ? e.code : "subscribe_failed", message: `subscribing again to ${channel}: ${String(e)}` }),
-              );
-            }
+            if (this.state === "open" && !this.subscriptions.has(channel)) this.subscribeAgain(channel);
           }, 250);
         }
         this.emit("error", { code: String(frame.code), message: String(frame.message), channel });
@@ -397,7 +399,7 @@ export class SocketFleetClient {
         if (typeof t === "function") {
           Promise.resolve(t())
             .then((token) => this.request({ op: "refresh", token }))
-            .catch((e: unknown) => this.emit("error", { code: e instanceof SocketFleetError ? e.code : "refresh_failed", message: `refreshing the token: ${String(e)}` }));
+            .catch((e: unknown) => this.reportFailure(e, "refresh_failed", "refreshing the token"));
         }
         return;
       }

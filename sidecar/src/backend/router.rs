@@ -83,6 +83,8 @@ pub struct Router {
     retry_budget: Duration,
     /// Called whenever a node connection is dropped (metrics).
     on_reconnect: Box<dyn Fn() + Send + Sync>,
+    /// Node connections dropped so far (see [`Router::dropped_connections`]).
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 /// Refreshes closer together than this share one resolution.
@@ -98,6 +100,7 @@ impl Router {
             last_refresh: tokio::sync::Mutex::new(None),
             retry_budget,
             on_reconnect,
+            dropped: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -137,8 +140,15 @@ impl Router {
         if let Ok(mut conns) = self.conns.lock()
             && conns.remove(addr).is_some()
         {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             (self.on_reconnect)();
         }
+    }
+
+    /// How many node connections have been dropped so far: when it moves, a node may have
+    /// restarted and lost what it held.
+    pub fn dropped_connections(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// PINGs a node over the connection commands use, opening it (with AUTH) when there is

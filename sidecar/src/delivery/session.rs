@@ -264,9 +264,10 @@ pub struct Sessions {
     /// Unique per process, so owners from a restarted pod never match old ones.
     boot: String,
     live: Mutex<HashMap<String, Arc<Session>>>,
-    /// The Redis reconnect count the last round saw: when it moved, a node may have come
-    /// back empty (restarted without persistence), so every session is written again.
-    reconnects_seen: std::sync::atomic::AtomicU64,
+    /// The router's dropped-connection count the last round saw: when it moved, a node may
+    /// have come back empty (restarted without persistence), so every session is written
+    /// again.
+    dropped_seen: std::sync::atomic::AtomicU64,
     save: Script,
     claim: Script,
 }
@@ -291,7 +292,7 @@ impl Sessions {
             state_max,
             boot: format!("{node}/{:016x}", rand::random::<u64>()),
             live: Mutex::new(HashMap::new()),
-            reconnects_seen: Default::default(),
+            dropped_seen: Default::default(),
             save: Script::new(SAVE),
             claim: Script::new(CLAIM),
         })
@@ -410,8 +411,8 @@ impl Sessions {
     /// documents it held, and a resume must not find them missing until the next change.
     async fn round(&self) {
         let sessions: Vec<Arc<Session>> = self.live().values().cloned().collect();
-        let reconnects = self.metrics.redis_reconnects.get();
-        let rewrite = self.reconnects_seen.swap(reconnects, std::sync::atomic::Ordering::Relaxed) != reconnects;
+        let dropped = self.router.dropped_connections();
+        let rewrite = self.dropped_seen.swap(dropped, std::sync::atomic::Ordering::Relaxed) != dropped;
         for s in &sessions {
             s.advance(&self.hub);
             if rewrite {

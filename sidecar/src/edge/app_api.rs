@@ -20,9 +20,10 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::delivery::session::{SessionError, Sessions};
-use crate::edge::protocol::{MAX_PID_LEN, valid_channel, valid_pid};
+use crate::edge::dispatch::publish_error;
+use crate::edge::protocol::{ErrorCode, pid_rule, valid_channel, valid_pid};
 use crate::metrics::Metrics;
-use crate::store::channels::{ChannelStore, PublishFailure};
+use crate::store::channels::ChannelStore;
 use socketfleet_plumbing::http_server::{HttpResponse, json};
 
 #[derive(Deserialize)]
@@ -126,11 +127,7 @@ async fn publish(req: hyper::Request<Incoming>, app: &AppApi) -> HttpResponse {
         return problem(StatusCode::BAD_REQUEST, "bad_request", "\"data\" is required (any JSON value but null)");
     };
     if body.pid.as_deref().is_some_and(|p| !valid_pid(p)) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("\"pid\" must be 1-{MAX_PID_LEN} characters of A-Z a-z 0-9 _ - . :"),
-        );
+        return problem(StatusCode::BAD_REQUEST, "bad_request", &pid_rule());
     }
     match app.store.publish(&body.channel, &data, body.pid.as_deref()).await {
         Ok(p) => {
@@ -142,13 +139,11 @@ async fn publish(req: hyper::Request<Incoming>, app: &AppApi) -> HttpResponse {
                 &json!({"channel": body.channel, "offset": p.offset.to_string(), "epoch": p.epoch, "repeated": p.repeated}),
             )
         }
-        // The same three outcomes as the WebSocket answer (see `dispatch.rs`).
-        Err(e) => match e.publish_failure() {
-            PublishFailure::NotPublished => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &format!("not published: {e}")),
-            PublishFailure::Unconfirmed => {
-                problem(StatusCode::GATEWAY_TIMEOUT, "unconfirmed", &format!("{e}; retry with the same \"pid\""))
-            }
-            PublishFailure::NotDurable => problem(StatusCode::SERVICE_UNAVAILABLE, "not_durable", &e.to_string()),
-        },
+        // The WebSocket's answer; an unknown outcome is a gateway timeout, the rest 503.
+        Err(e) => {
+            let answer = publish_error(None, &e);
+            let status = if answer.code == ErrorCode::Unconfirmed { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::SERVICE_UNAVAILABLE };
+            problem(status, answer.code.as_str(), &answer.message)
+        }
     }
 }

@@ -49,7 +49,7 @@ pub async fn serve(ws: Ws, edge: Arc<Edge>, identity: Identity, conn_id: u64, re
 }
 
 /// A resume token for the session, issued when sent (`welcome`, `reconnect`) so that a
-/// connection older than the resume window never hands out an expired one. Valid for for the session: valid for the resume window, never past the identity's
+/// connection older than the resume window never hands out an expired one. It is valid for
 /// the resume window, never past the identity's own expiry (a drain must not extend a
 /// login).
 pub(super) fn resume_token(edge: &Edge, session: &Session) -> String {

@@ -19,8 +19,8 @@ use crate::edge::server::Edge;
 use crate::store::channels::{ChannelError, PublishFailure};
 
 /// A failed publish, answered as what the client may conclude: `unavailable` only when it
-/// was certainly not published.
-fn publish_error(id: Option<u64>, e: &ChannelError) -> ProtocolError {
+/// was certainly not published. The app API answers the same (`app_api.rs`).
+pub(super) fn publish_error(id: Option<u64>, e: &ChannelError) -> ProtocolError {
     match e.publish_failure() {
         PublishFailure::NotPublished => ProtocolError::new(id, ErrorCode::Unavailable, format!("not published: Redis is unavailable: {e}")),
         PublishFailure::Unconfirmed => ProtocolError::new(

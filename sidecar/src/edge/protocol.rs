@@ -106,13 +106,24 @@ pub fn valid_channel(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_CHANNEL_LEN && name.bytes().all(|b| b.is_ascii_alphanumeric() || b":_-.@/".contains(&b))
 }
 
-fn valid_key(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_KEY_LEN && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+/// 1 to `max` ASCII letters, digits and the bytes of `extra`: names that become part of a
+/// Redis key.
+fn restricted_name(name: &str, max: usize, extra: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= max && name.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
-/// A publish id becomes part of a Redis key: the same restricted alphabet, plus `:`.
+fn valid_key(name: &str) -> bool {
+    restricted_name(name, MAX_KEY_LEN, b"_-.")
+}
+
+/// A publish id becomes part of a Redis key: the ephemeral keys' alphabet, plus `:`.
 pub fn valid_pid(pid: &str) -> bool {
-    !pid.is_empty() && pid.len() <= MAX_PID_LEN && pid.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    restricted_name(pid, MAX_PID_LEN, b"_-.:")
+}
+
+/// What a `pid` must look like, for the WebSocket and the app API alike.
+pub fn pid_rule() -> String {
+    format!("\"pid\" must be 1-{MAX_PID_LEN} characters of A-Z a-z 0-9 _ - . :")
 }
 
 #[derive(Debug, Clone)]
@@ -216,7 +227,7 @@ pub fn parse_request(text: &str) -> Result<Request, ProtocolError> {
             let pid = match &env.pid {
                 None | Some(Value::Null) => None,
                 Some(Value::String(p)) if valid_pid(p) => Some(p.clone()),
-                Some(_) => return Err(bad(format!("\"pid\" must be 1-{MAX_PID_LEN} characters of A-Z a-z 0-9 _ - . :"))),
+                Some(_) => return Err(bad(pid_rule())),
             };
             Op::Publish { channel: channel()?, data: data()?, pid }
         }

@@ -286,6 +286,12 @@ impl Sidecar {
         http_request(port, "GET", path, None)
     }
 
+    /// A request to its admin listener (`/drain`, `/shed`...), waiting off the async
+    /// worker like every blocking call in these tests.
+    pub fn admin(&self, method: &str, path: &str) -> (u16, String) {
+        http_request(self.admin_port, method, path, None)
+    }
+
     pub fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.http_get(self.admin_port, "/metrics");
         prometheus_value(&body, name).unwrap_or(0.0)
