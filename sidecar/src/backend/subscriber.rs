@@ -48,7 +48,12 @@ enum Cmd {
 }
 
 enum NodeCmd {
-    Subscribe(String),
+    /// SSUBSCRIBE a shard channel; `again`: it was confirmed before (on any node), so its
+    /// confirmation must start a backfill.
+    Subscribe {
+        shard: String,
+        again: bool,
+    },
     Unsubscribe(String),
 }
 
@@ -178,12 +183,11 @@ impl Actor {
                 if sub.node.as_ref() != Some(&(addr, generation)) {
                     return;
                 }
+                // A re-subscription was reported to the sink by the node task itself, at the
+                // confirmation's place among the node's frames (see `NodeTask::dispatch`).
                 sub.confirmed = true;
                 for w in sub.waiters.drain(..) {
                     let _ = w.send(());
-                }
-                if sub.ever_confirmed {
-                    self.sink.on_resubscribed(&channel);
                 }
                 sub.ever_confirmed = true;
             }
@@ -271,7 +275,8 @@ impl Actor {
             }
         };
         let generation = node.generation;
-        let _ = node.tx.send(NodeCmd::Subscribe(shard_channel(channel)));
+        let again = self.channels.get(channel).is_some_and(|s| s.ever_confirmed);
+        let _ = node.tx.send(NodeCmd::Subscribe { shard: shard_channel(channel), again });
         if let Some(sub) = self.channels.get_mut(channel) {
             sub.node = Some((addr, generation));
             sub.confirmed = false;
@@ -326,8 +331,8 @@ impl NodeTask {
             }
         }
         // Replies to SSUBSCRIBE arrive in order; errors (MOVED) carry no channel name, so the
-        // oldest pending request is the one refused.
-        let mut pending: VecDeque<String> = VecDeque::new();
+        // oldest pending request is the one refused. Each is kept with its `again` flag.
+        let mut pending: VecDeque<(String, bool)> = VecDeque::new();
         let mut unsubscribing: HashSet<String> = HashSet::new();
         let mut ping = tokio::time::interval(self.ping_every);
         let mut last_read = tokio::time::Instant::now();
@@ -336,10 +341,10 @@ impl NodeTask {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { return Ok(()) };
                     match cmd {
-                        NodeCmd::Subscribe(shard) => {
+                        NodeCmd::Subscribe { shard, again } => {
                             unsubscribing.remove(&shard);
                             resp::encode(&[b"SSUBSCRIBE", shard.as_bytes()], &mut out);
-                            pending.push_back(shard);
+                            pending.push_back((shard, again));
                         }
                         NodeCmd::Unsubscribe(shard) => {
                             resp::encode(&[b"SUNSUBSCRIBE", shard.as_bytes()], &mut out);
@@ -368,7 +373,7 @@ impl NodeTask {
         }
     }
 
-    fn dispatch(&self, frame: Resp, pending: &mut VecDeque<String>, unsubscribing: &mut HashSet<String>) {
+    fn dispatch(&self, frame: Resp, pending: &mut VecDeque<(String, bool)>, unsubscribing: &mut HashSet<String>) {
         match frame {
             Resp::Array(Some(items)) => {
                 let kind = items.first().and_then(Resp::as_bytes).map(|b| b.as_ref());
@@ -381,10 +386,16 @@ impl NodeTask {
                     }
                     (Some(b"ssubscribe"), Some(shard)) => {
                         let shard = String::from_utf8_lossy(shard).into_owned();
-                        if let Some(i) = pending.iter().position(|p| *p == shard) {
-                            pending.remove(i);
-                        }
+                        let again = pending.iter().position(|(p, _)| *p == shard).and_then(|i| pending.remove(i)).is_some_and(|(_, a)| a);
                         if let Some(channel) = client_channel(shard.as_bytes()) {
+                            // Here, before the next frame: a publication that follows the
+                            // confirmation in this connection must find the backfill begun,
+                            // or its delivery would move the hub's position past everything
+                            // published while the channel was not subscribed (a Sentinel
+                            // failover lost 58 messages for one sidecar that way).
+                            if again {
+                                self.sink.on_resubscribed(channel);
+                            }
                             let _ = self.events.send(Cmd::Confirmed {
                                 addr: self.addr.clone(),
                                 generation: self.generation,
@@ -410,7 +421,7 @@ impl NodeTask {
             }
             Resp::Error(e) => {
                 let message = String::from_utf8_lossy(&e);
-                if let Some(shard) = pending.pop_front() {
+                if let Some((shard, _)) = pending.pop_front() {
                     tracing::info!(node = %self.addr, %shard, error = %message, "SSUBSCRIBE refused; re-resolving");
                     if let Some(channel) = client_channel(shard.as_bytes()) {
                         let _ = self.events.send(Cmd::Lost {

@@ -197,12 +197,13 @@ impl ChannelState {
         true
     }
 
-    /// Where the running backfill reads next, or None when there is nothing to read from.
-    /// Before the hub has delivered anything it does not know where a member still
-    /// buffering read history up to, so the backfill may start past it: such a member is
-    /// sent back to read its own history again, as after a buffer overflow. (Once the hub
-    /// has delivered, every buffering member holds every copy up to its position.)
-    fn backfill_from(&mut self) -> Option<(Arc<str>, Offset)> {
+    /// Where the running backfill reads next, or None when there is nothing to read from
+    /// (the backfill is then finished here). Before the hub has delivered anything it does
+    /// not know where a member still buffering read history up to, so the backfill may
+    /// start past it: such a member is sent back to read its own history again, as after a
+    /// buffer overflow. (Once the hub has delivered, every buffering member holds every
+    /// copy up to its position.)
+    fn backfill_from(&mut self, metrics: &Metrics) -> Option<(Arc<str>, Offset)> {
         let floor = self.floor();
         if self.last.is_none() {
             for m in self.members.values_mut() {
@@ -211,12 +212,17 @@ impl ChannelState {
                 }
             }
         }
+        if floor.is_none() {
+            self.finish_backfill(metrics);
+        }
         floor
     }
 
     /// Applies one page a backfill read after `from`: a recreated stream is announced as a
     /// gap (and reading restarts at its beginning), new entries are delivered. True when
-    /// the page was the last.
+    /// the page was the last: the backfill is then finished here, under the same lock, so
+    /// an interruption reported from now on starts a backfill of its own instead of
+    /// marking one that is about to end.
     fn apply_backfill(&mut self, channel: &str, from: (&Arc<str>, Offset), page: &HistoryPage, metrics: &Metrics) -> bool {
         let (epoch, after) = from;
         if *page.epoch != **epoch {
@@ -235,11 +241,16 @@ impl ChannelState {
             let frame = Utf8Bytes::from(protocol::message_frame(channel, *offset, epoch, data));
             self.deliver(&Arc::new(Delivery { offset: *offset, epoch: epoch.clone(), frame }), metrics);
         }
-        page.entries.len() < BACKFILL_PAGE as usize && !std::mem::take(&mut self.backfill_again)
+        let done = page.entries.len() < BACKFILL_PAGE as usize && !std::mem::take(&mut self.backfill_again);
+        if done {
+            self.finish_backfill(metrics);
+        }
+        done
     }
 
     /// The backfill is over: what arrived live meanwhile is delivered, in order.
     fn finish_backfill(&mut self, metrics: &Metrics) {
+        self.backfill_again = false;
         for d in self.backfill.take().unwrap_or_default() {
             if !self.is_duplicate(&d.epoch, d.offset) {
                 self.deliver(&d, metrics);
@@ -444,9 +455,9 @@ impl Hub {
     async fn backfill(self: Arc<Hub>, channel: String) {
         let mut attempts = 0;
         loop {
-            let Some((epoch, after)) = self.with_channel(&channel, |map| map.get_mut(&channel).and_then(ChannelState::backfill_from))
+            let Some((epoch, after)) =
+                self.with_channel(&channel, |map| map.get_mut(&channel).and_then(|s| s.backfill_from(&self.metrics)))
             else {
-                self.finish_backfill(&channel);
                 return;
             };
             let page = match self.store.read(&channel, after, BACKFILL_PAGE).await {
@@ -455,7 +466,7 @@ impl Hub {
                     attempts += 1;
                     if attempts >= BACKFILL_ATTEMPTS {
                         tracing::error!(%channel, error = %e, "backfill abandoned");
-                        self.finish_backfill(&channel);
+                        self.abandon_backfill(&channel);
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -467,13 +478,12 @@ impl Hub {
                 None => true,
             });
             if done {
-                self.finish_backfill(&channel);
                 return;
             }
         }
     }
 
-    fn finish_backfill(&self, channel: &str) {
+    fn abandon_backfill(&self, channel: &str) {
         self.with_channel(channel, |map| {
             if let Some(state) = map.get_mut(channel) {
                 state.finish_backfill(&self.metrics);

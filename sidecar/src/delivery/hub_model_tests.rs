@@ -171,16 +171,15 @@ impl Sim {
                 self.state.begin_backfill();
             }
             Step::Interrupt => {}
-            Step::BackfillRead if self.state.backfill.is_some() && self.read.is_none() => match self.state.backfill_from() {
-                Some((epoch, after)) => self.read = Some(((epoch, after), self.page_after(after.seq))),
-                None => self.state.finish_backfill(&self.metrics),
-            },
+            Step::BackfillRead if self.state.backfill.is_some() && self.read.is_none() => {
+                if let Some((epoch, after)) = self.state.backfill_from(&self.metrics) {
+                    self.read = Some(((epoch, after), self.page_after(after.seq)));
+                }
+            }
             Step::BackfillRead => {}
             Step::BackfillApply => {
-                if let Some(((epoch, after), page)) = self.read.take()
-                    && self.state.apply_backfill("ch", (&epoch, after), &page, &self.metrics)
-                {
-                    self.state.finish_backfill(&self.metrics);
+                if let Some(((epoch, after), page)) = self.read.take() {
+                    self.state.apply_backfill("ch", (&epoch, after), &page, &self.metrics);
                 }
             }
         }
