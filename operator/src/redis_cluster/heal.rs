@@ -14,24 +14,30 @@
 //!    pod; a failed primary whose slots no replica took over is forgotten too, so its slots
 //!    can be served again (that shard's data is lost: reported as a warning);
 //! 3. **slots**: create-or-join is decided by coverage. With no slot assigned anywhere the
-//!    designated primaries get the even split (a new cluster, or a scale from zero without
-//!    persistence); otherwise only unassigned slots are given to their shard's primary.
-//!    Slots that have an owner are never reassigned;
-//! 4. **replicas**: every other pod of a shard that is an empty primary, or follows a pod
-//!    outside its shard, replicates the shard's primary (`CLUSTER REPLICATE`);
-//! 5. **open slots**: a migration left half done is finished when the target already holds
-//!    keys of the slot (remaining keys are migrated, then `SETSLOT NODE`), else rolled back
-//!    (`SETSLOT STABLE`).
+//!    lowest `shards` ordinals get the even split (a new cluster, or a scale from zero
+//!    without persistence); otherwise unassigned slots go to the chosen primary holding the
+//!    fewest. Slots that have an owner are never reassigned here;
+//! 4. **open slots**: a migration left half done (an interrupted pass, an operator that
+//!    restarted mid-reshard) is finished when the target already holds keys of the slot
+//!    (remaining keys are migrated, then `SETSLOT NODE`), else rolled back (`SETSLOT STABLE`);
+//! 5. **handover**: a primary on a pod the layout removes gives its role to a replica that
+//!    stays (`CLUSTER FAILOVER`, no data moves);
+//! 6. **replicas**: pods the plan ([`super::plan`]) makes replicas follow their primary
+//!    (`CLUSTER REPLICATE`);
+//! 7. **reshard**: slots move from pods holding more than their share to those holding
+//!    less ([`super::migrate`]), for at most [`super::migrate::PASS_BUDGET`] per pass.
+//!
+//! Handover and resharding wait until every pod of the layout answers, so a pod that is
+//! still starting is not mistaken for a missing one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::time::Duration;
-
-use redis::FromRedisValue;
-use redis::aio::MultiplexedConnection;
 
 use super::layout::{Layout, Member};
-use super::nodes::{NodeLine, OpenSlot, SLOTS, parse_nodes, ranges};
+use super::migrate;
+use super::nodes::{NodeLine, OpenSlot, SLOTS, ranges};
+use super::plan::{self, Plan};
+use super::pod::{Access, HealError, Pod, cmd};
 
 /// What a pass changed; each becomes a Kubernetes Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +48,12 @@ pub enum Action {
     Replicate { pod: String, primary: String },
     FinishMigration { slot: u16, to: String, keys_moved: usize },
     RollBackMigration { slot: u16 },
+    /// A primary on a pod the layout removes gave its role to a replica that stays.
+    HandOver { from: String, to: String },
+    /// Resharding: slots (and their keys) moved between primaries.
+    MoveSlots { from: String, to: String, slots: usize, keys: usize },
+    /// Resharding waits: the receiving primary lacks memory for what would move.
+    MoveBlocked { to: String, reason: String },
 }
 
 impl Action {
@@ -56,12 +68,15 @@ impl Action {
             Action::Replicate { .. } => "RedisReplicaAttached",
             Action::FinishMigration { .. } => "RedisMigrationFinished",
             Action::RollBackMigration { .. } => "RedisMigrationRolledBack",
+            Action::HandOver { .. } => "RedisPrimaryHandedOver",
+            Action::MoveSlots { .. } => "RedisSlotsMoved",
+            Action::MoveBlocked { .. } => "RedisReshardBlocked",
         }
     }
 
     /// Loses data or follows a loss: a Warning rather than a Normal event.
     pub fn is_warning(&self) -> bool {
-        matches!(self, Action::Forget { owned_slots: 1.., .. })
+        matches!(self, Action::Forget { owned_slots: 1.., .. } | Action::MoveBlocked { .. })
     }
 }
 
@@ -80,6 +95,9 @@ impl fmt::Display for Action {
                 write!(f, "finished the interrupted migration of slot {slot} to {to} ({keys_moved} keys moved)")
             }
             Action::RollBackMigration { slot } => write!(f, "rolled back the interrupted migration of slot {slot}"),
+            Action::HandOver { from, to } => write!(f, "{from} is leaving: its replica {to} took over its slots"),
+            Action::MoveSlots { from, to, slots, keys } => write!(f, "moved {slots} slots ({keys} keys) from {from} to {to}"),
+            Action::MoveBlocked { to, reason } => write!(f, "resharding waits: {to} {reason}"),
         }
     }
 }
@@ -97,77 +115,22 @@ pub struct Report {
     pub slots_covered: usize,
     /// `cluster_state` of the anchor (`ok`, `fail`), `pending` without one.
     pub cluster_state: String,
+    /// Slots the layout still asks to move after this pass (resharding).
+    pub slots_to_move: usize,
+    /// Pods beyond the layout (a scale-in) that still own slots or did not answer: the
+    /// StatefulSet must keep them.
+    pub leaving_busy: usize,
     /// Everything is as the layout asks and nothing was changed.
     pub converged: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum HealError {
-    #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error(transparent)]
-    Nodes(#[from] super::nodes::ParseError),
-    #[error("{0} pods were given for a layout of {1}")]
-    Layout(usize, usize),
-}
-
-/// Connection settings for the pods.
-#[derive(Debug, Clone)]
-pub struct Access {
-    pub password: Option<String>,
-    pub timeout: Duration,
-}
-
-/// One reachable pod and its view.
-struct Pod {
-    member: Member,
-    conn: MultiplexedConnection,
-    id: String,
-    view: Vec<NodeLine>,
-}
-
-impl Pod {
-    fn me(&self) -> Option<&NodeLine> {
-        self.view.iter().find(|n| n.myself)
-    }
-
-    fn line(&self, id: &str) -> Option<&NodeLine> {
-        self.view.iter().find(|n| n.id == id)
-    }
-
-    async fn run<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, redis::RedisError> {
-        let mut conn = self.conn.clone();
-        cmd.query_async(&mut conn).await
-    }
-}
-
-fn cmd(args: &[&str]) -> redis::Cmd {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c
-}
-
-async fn observe(member: &Member, access: &Access) -> Result<Pod, HealError> {
-    // The sidecar's connection helper: the same password and timeout handling.
-    let conn = socketfleet_plumbing::redis_conn::connect(&member.addr, access.password.as_deref(), access.timeout).await?;
-    let mut pod = Pod { member: member.clone(), conn, id: String::new(), view: Vec::new() };
-    pod.id = pod.run(&cmd(&["CLUSTER", "MYID"])).await?;
-    let nodes: String = pod.run(&cmd(&["CLUSTER", "NODES"])).await?;
-    pod.view = parse_nodes(&nodes)?;
-    Ok(pod)
-}
-
-/// One pass over the cluster. `members` are the pods that exist now (any order).
+/// One pass over the cluster. `members` are the pods that exist now (any order); those
+/// beyond the layout's pod count are leaving (a scale-in): their slots move away first.
 pub async fn heal(layout: Layout, members: &[Member], access: &Access) -> Result<Report, HealError> {
-    if members.len() > layout.pods() {
-        return Err(HealError::Layout(members.len(), layout.pods()));
-    }
     let mut report = Report { cluster_state: "pending".into(), ..Report::default() };
     let mut pods = Vec::new();
     for m in members {
-        match observe(m, access).await {
+        match Pod::observe(m, access).await {
             Ok(p) => pods.push(p),
             Err(e) => {
                 tracing::debug!(pod = %m.name, error = %e, "Redis pod did not answer");
@@ -176,20 +139,50 @@ pub async fn heal(layout: Layout, members: &[Member], access: &Access) -> Result
         }
     }
     pods.sort_by_key(|p| p.member.ordinal);
+    let leaving = |ordinal: usize| !plan::stays(layout, ordinal);
     let Some(anchor) = pods.iter().find(|p| p.me().is_some_and(|me| !me.slots.is_empty())).or_else(|| pods.first()) else {
+        report.leaving_busy = members.iter().filter(|m| leaving(m.ordinal)).count();
         return Ok(report);
     };
-    let pass = Pass { layout, pods: &pods, anchor, access };
-    for phase in [Phase::Meet, Phase::Forget, Phase::Slots, Phase::Replicas, Phase::OpenSlots] {
+    let nodes: Vec<plan::Node> = pods
+        .iter()
+        .map(|p| {
+            let line = anchor.line(&p.id).or(p.me());
+            plan::Node {
+                ordinal: p.member.ordinal,
+                id: p.id.clone(),
+                master: p.me().is_some_and(|me| me.master),
+                slots: line.map_or(0, |n| n.slots.len()),
+                master_id: p.me().and_then(|me| me.master_id.clone()),
+                healthy: line.is_some_and(|n| !n.failed && !n.handshake && !n.noaddr),
+            }
+        })
+        .collect();
+    let plan = plan::plan(layout, &nodes);
+    // Every pod of the layout answers and every pod knows every other: the plan's choice
+    // of new primaries is stable, and a new owner can be announced to all.
+    let whole = (0..layout.pods()).all(|o| pods.iter().any(|p| p.member.ordinal == o))
+        && pods.iter().all(|p| pods.iter().all(|q| p.line(&q.id).is_some_and(|n| !n.handshake && !n.noaddr)));
+    let pass = Pass { layout, pods: &pods, anchor, access, plan: &plan, whole };
+    for phase in [Phase::Meet, Phase::Forget, Phase::Slots, Phase::OpenSlots, Phase::HandOver, Phase::Replicas, Phase::Reshard] {
         report.actions = pass.run(phase).await?;
         if !report.actions.is_empty() {
             break;
         }
     }
+    let moved: usize = report.actions.iter().map(|a| if let Action::MoveSlots { slots, .. } = a { *slots } else { 0 }).sum();
+    report.slots_to_move = plan.slots_to_move().saturating_sub(moved);
+    report.leaving_busy = members
+        .iter()
+        .filter(|m| leaving(m.ordinal))
+        .filter(|m| !pods.iter().any(|p| p.member.name == m.name && anchor.line(&p.id).is_some_and(|n| n.slots.is_empty())))
+        .count();
     pass.describe(&mut report).await;
     report.converged = report.actions.is_empty()
         && report.unreachable.is_empty()
         && members.len() == layout.pods()
+        && report.slots_to_move == 0
+        && plan.handovers.is_empty()
         && report.slots_covered == SLOTS as usize
         && report.primaries == layout.shards
         && report.replicas == layout.shards * layout.replicas_per_shard;
@@ -201,8 +194,10 @@ enum Phase {
     Meet,
     Forget,
     Slots,
-    Replicas,
     OpenSlots,
+    HandOver,
+    Replicas,
+    Reshard,
 }
 
 struct Pass<'a> {
@@ -210,21 +205,38 @@ struct Pass<'a> {
     pods: &'a [Pod],
     anchor: &'a Pod,
     access: &'a Access,
+    plan: &'a Plan,
+    /// Every pod of the layout answered.
+    whole: bool,
 }
 
 impl Pass<'_> {
     async fn run(&self, phase: Phase) -> Result<Vec<Action>, HealError> {
+        // Roles and slots move only in a cluster that exists.
+        let created = self.pods.iter().flat_map(|p| p.view.iter()).any(|n| !n.slots.is_empty());
         match phase {
             Phase::Meet => self.meet().await,
             Phase::Forget => self.forget().await,
             Phase::Slots => self.slots().await,
-            Phase::Replicas => self.replicas().await,
             Phase::OpenSlots => self.open_slots().await,
+            Phase::HandOver if created && self.whole => self.hand_over().await,
+            Phase::Replicas if created => self.replicas().await,
+            Phase::Reshard if created && self.whole => self.reshard().await,
+            _ => Ok(Vec::new()),
         }
     }
 
     fn pod_by_id(&self, id: &str) -> Option<&Pod> {
         self.pods.iter().find(|p| p.id == id)
+    }
+
+    fn name_of(&self, id: &str) -> String {
+        self.pod_by_id(id).map_or_else(|| id.to_string(), |p| p.member.name.clone())
+    }
+
+    /// The primaries every new owner of a slot is announced to.
+    fn primaries(&self) -> Vec<&Pod> {
+        self.pods.iter().filter(|p| p.me().is_some_and(|me| me.master)).collect()
     }
 
     async fn meet(&self) -> Result<Vec<Action>, HealError> {
@@ -234,7 +246,7 @@ impl Pass<'_> {
             if known {
                 continue;
             }
-            let (ip, port) = pod.member.addr.rsplit_once(':').unwrap_or((&pod.member.addr, "6379"));
+            let (ip, port) = pod.host_port();
             self.anchor.run::<()>(&cmd(&["CLUSTER", "MEET", ip, port])).await?;
             actions.push(Action::Meet { pod: pod.member.name.clone(), addr: pod.member.addr.clone() });
         }
@@ -267,58 +279,98 @@ impl Pass<'_> {
         Ok(actions)
     }
 
-    /// The pod serving a shard now: a healthy primary of the shard that owns slots, else
-    /// an empty primary of the shard (the designated one first).
-    fn shard_primary(&self, shard: usize) -> Option<&Pod> {
-        let of_shard = || self.pods.iter().filter(move |p| self.layout.shard_of(p.member.ordinal) == shard);
-        let serving = of_shard().find(|p| self.anchor.line(&p.id).is_some_and(|n| n.healthy_master() && !n.slots.is_empty()));
-        serving.or_else(|| of_shard().find(|p| p.me().is_some_and(|me| me.master && me.slots.is_empty() && me.master_id.is_none())))
-    }
-
     async fn slots(&self) -> Result<Vec<Action>, HealError> {
         // Every pod's view, not just the anchor's: a slot assigned in the last pass may not
         // have reached the anchor by gossip yet, and assigning it twice is refused.
         let assigned: BTreeSet<u16> = self.pods.iter().flat_map(|p| p.view.iter()).flat_map(|n| n.slots.iter().copied()).collect();
-        let fresh = assigned.is_empty();
-        if fresh && (0..self.layout.shards).any(|s| !self.pods.iter().any(|p| p.member.ordinal == s)) {
-            return Ok(Vec::new()); // create only once every designated primary answers
+        if assigned.is_empty() {
+            return self.create().await;
+        }
+        let missing: BTreeSet<u16> = (0..SLOTS).filter(|s| !assigned.contains(s)).collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Unserved slots go to a chosen primary that holds none (a pod that came back
+        // empty), never to one serving others: a primary that was only away may return
+        // with its data (persistence) and nodes.conf, and must find its slots unclaimed.
+        // Resharding evens out the shares later.
+        let holding = |p: &Pod| self.anchor.line(&p.id).map_or(0, |n| n.slots.len());
+        let Some(target) = self.plan.primaries.iter().filter_map(|id| self.pod_by_id(id)).find(|p| holding(p) == 0) else {
+            return Ok(Vec::new());
+        };
+        for (a, b) in ranges(&missing) {
+            target.run::<()>(&cmd(&["CLUSTER", "ADDSLOTSRANGE", &a.to_string(), &b.to_string()])).await?;
+        }
+        Ok(vec![Action::AssignSlots { pod: target.member.name.clone(), slots: missing.len(), fresh: false }])
+    }
+
+    /// A new cluster: the even split over the pods with the lowest ordinals, once every one
+    /// of them answers.
+    async fn create(&self) -> Result<Vec<Action>, HealError> {
+        let designated: Vec<&Pod> = (0..self.layout.shards).filter_map(|o| self.pods.iter().find(|p| p.member.ordinal == o)).collect();
+        if designated.len() < self.layout.shards {
+            return Ok(Vec::new());
         }
         let mut actions = Vec::new();
-        for shard in 0..self.layout.shards {
-            let missing: BTreeSet<u16> = self.layout.slots_of(shard).difference(&assigned).copied().collect();
-            if missing.is_empty() {
-                continue;
-            }
-            let target = if fresh { self.pods.iter().find(|p| p.member.ordinal == shard) } else { self.shard_primary(shard) };
-            let Some(target) = target else { continue };
-            for (a, b) in ranges(&missing) {
+        for (shard, target) in designated.into_iter().enumerate() {
+            let slots = self.layout.slots_of(shard);
+            for (a, b) in ranges(&slots) {
                 target.run::<()>(&cmd(&["CLUSTER", "ADDSLOTSRANGE", &a.to_string(), &b.to_string()])).await?;
             }
-            actions.push(Action::AssignSlots { pod: target.member.name.clone(), slots: missing.len(), fresh });
+            actions.push(Action::AssignSlots { pod: target.member.name.clone(), slots: slots.len(), fresh: true });
+        }
+        Ok(actions)
+    }
+
+    async fn hand_over(&self) -> Result<Vec<Action>, HealError> {
+        let mut actions = Vec::new();
+        for heir in self.plan.handovers.iter().filter_map(|id| self.pod_by_id(id)) {
+            let from = heir.me().and_then(|me| me.master_id.clone()).map(|id| self.name_of(&id)).unwrap_or_default();
+            heir.run::<()>(&cmd(&["CLUSTER", "FAILOVER"])).await?;
+            actions.push(Action::HandOver { from, to: heir.member.name.clone() });
         }
         Ok(actions)
     }
 
     async fn replicas(&self) -> Result<Vec<Action>, HealError> {
         let mut actions = Vec::new();
-        for shard in 0..self.layout.shards {
-            let Some(primary) = self.shard_primary(shard) else { continue };
-            if self.anchor.line(&primary.id).is_none_or(|n| n.slots.is_empty()) {
-                continue; // attach replicas once the primary serves slots
+        for (replica, primary) in &self.plan.attach {
+            let (Some(pod), Some(target)) = (self.pod_by_id(replica), self.pod_by_id(primary)) else { continue };
+            let serving = self.anchor.line(&target.id).is_some_and(|n| !n.slots.is_empty());
+            if !serving && !self.whole {
+                continue; // a new primary gets replicas once the layout's pods all answer
             }
-            for pod in self.pods.iter().filter(|p| self.layout.shard_of(p.member.ordinal) == shard && p.id != primary.id) {
-                let Some(me) = pod.me() else { continue };
-                let follows_primary = me.master_id.as_deref() == Some(primary.id.as_str());
-                // A primary that serves slots is never demoted here; failover decides that.
-                let serving = me.master && !me.slots.is_empty();
-                if follows_primary || serving {
-                    continue;
+            if pod.line(&target.id).is_none_or(|n| n.handshake) {
+                continue; // it does not know the primary yet: gossip first
+            }
+            pod.run::<()>(&cmd(&["CLUSTER", "REPLICATE", &target.id])).await?;
+            actions.push(Action::Replicate { pod: pod.member.name.clone(), primary: target.member.name.clone() });
+        }
+        Ok(actions)
+    }
+
+    /// Moves slots as the plan says, until the pass's time budget is spent.
+    async fn reshard(&self) -> Result<Vec<Action>, HealError> {
+        let started = std::time::Instant::now();
+        let primaries = self.primaries();
+        let mut actions = Vec::new();
+        for (from, to, count) in &self.plan.moves {
+            let (Some(source), Some(target)) = (self.pod_by_id(from), self.pod_by_id(to)) else { continue };
+            let owned: Vec<u16> = self.anchor.line(from).map(|n| n.slots.iter().rev().copied().collect()).unwrap_or_default();
+            if let Some(reason) = migrate::memory_check(source, target, owned.len(), *count).await? {
+                actions.push(Action::MoveBlocked { to: target.member.name.clone(), reason });
+                continue;
+            }
+            let (mut slots, mut keys) = (0, 0);
+            for slot in owned.into_iter().take(*count) {
+                if started.elapsed() > migrate::PASS_BUDGET {
+                    break;
                 }
-                if pod.line(&primary.id).is_none_or(|n| n.handshake) {
-                    continue; // it does not know the primary yet: gossip first
-                }
-                pod.run::<()>(&cmd(&["CLUSTER", "REPLICATE", &primary.id])).await?;
-                actions.push(Action::Replicate { pod: pod.member.name.clone(), primary: primary.member.name.clone() });
+                keys += migrate::move_slot(source, target, &primaries, slot, self.access).await?;
+                slots += 1;
+            }
+            if slots > 0 {
+                actions.push(Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots, keys });
             }
         }
         Ok(actions)
@@ -360,30 +412,12 @@ impl Pass<'_> {
             }
             return Ok(Action::RollBackMigration { slot });
         };
-        let mut moved = 0;
-        if let Some(source) = source {
-            let (host, port) = target.member.addr.rsplit_once(':').unwrap_or((&target.member.addr, "6379"));
-            let timeout = self.access.timeout.as_millis().to_string();
-            // Bounded: at most 16384 rounds of 100 keys; a slot rarely holds more.
-            for _ in 0..16384 {
-                let keys: Vec<String> = source.run(&cmd(&["CLUSTER", "GETKEYSINSLOT", &s, "100"])).await?;
-                if keys.is_empty() {
-                    break;
-                }
-                let mut migrate = cmd(&["MIGRATE", host, port, "", "0", &timeout, "REPLACE"]);
-                if let Some(p) = &self.access.password {
-                    migrate.arg("AUTH").arg(p);
-                }
-                migrate.arg("KEYS").arg(&keys);
-                source.run::<()>(&migrate).await?;
-                moved += keys.len();
-            }
-        }
+        let moved = match source {
+            Some(source) => migrate::move_keys(source, target, slot, self.access).await?,
+            None => 0,
+        };
         // The target first, so that it owns the slot before the source lets go.
-        target.run::<()>(&cmd(&["CLUSTER", "SETSLOT", &s, "NODE", &target.id])).await?;
-        for pod in self.pods.iter().filter(|p| p.id != target.id && p.me().is_some_and(|me| me.master)) {
-            pod.run::<()>(&cmd(&["CLUSTER", "SETSLOT", &s, "NODE", &target.id])).await?;
-        }
+        migrate::assign(slot, target, &self.primaries()).await?;
         Ok(Action::FinishMigration { slot, to: target.member.name.clone(), keys_moved: moved })
     }
 

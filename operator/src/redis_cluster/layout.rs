@@ -1,9 +1,10 @@
 //! Which pod is what: shards, designated primaries and the even slot split.
 //!
-//! Pods of the Redis StatefulSet are numbered `0..shards*(1+replicas)`. Ordinal `i` belongs
-//! to shard `i % shards`; ordinals below `shards` are the shards' designated primaries at
-//! creation. After a failover a replica may be the primary: roles are read from the
-//! cluster, never assumed from ordinals, except to create a cluster from nothing.
+//! Pods of the Redis StatefulSet are numbered `0..shards*(1+replicas)`. Ordinals below
+//! `shards` are the primaries of a cluster created from nothing. After that, roles are read
+//! from the cluster, never assumed from ordinals (a failover swaps them; a reshard makes
+//! new primaries); the only thing an ordinal still decides is whether a smaller layout
+//! keeps the pod (a StatefulSet removes the highest ordinals first).
 
 use std::collections::BTreeSet;
 
@@ -30,10 +31,6 @@ pub struct Layout {
 impl Layout {
     pub fn pods(&self) -> usize {
         self.shards * (1 + self.replicas_per_shard)
-    }
-
-    pub fn shard_of(&self, ordinal: usize) -> usize {
-        ordinal % self.shards
     }
 
     /// The slots of a shard: an even split, the remainder spread over the first shards.
@@ -64,6 +61,5 @@ mod tests {
         }
         let layout = Layout { shards: 3, replicas_per_shard: 2 };
         assert_eq!(layout.pods(), 9);
-        assert_eq!((layout.shard_of(0), layout.shard_of(4), layout.shard_of(8)), (0, 1, 2));
     }
 }

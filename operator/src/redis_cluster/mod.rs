@@ -1,13 +1,21 @@
 //! Redis Cluster administration from the operator, over the Redis protocol only.
 //!
 //! - [`nodes`]: `CLUSTER NODES` parsed into data;
-//! - [`layout`]: shards, designated primaries and the even slot split;
-//! - [`heal`]: one idempotent pass of bootstrap and healing (meet, forget, slots,
-//!   replicas, open slots) and the topology report behind the fleet's status.
+//! - [`layout`]: shards, the pods a layout keeps and the even slot split;
+//! - [`pod`]: one pod's connection and view during a pass;
+//! - [`plan`]: the primaries, replicas and slot moves a layout asks for, from the roles
+//!   the cluster reports (pure);
+//! - [`migrate`]: moving a slot and its keys between primaries;
+//! - [`heal`]: one idempotent pass of bootstrap, healing and resharding (meet, forget,
+//!   slots, open slots, handovers, replicas, slot moves) and the report behind the status.
 
 pub mod heal;
 pub mod layout;
+mod migrate;
 pub mod nodes;
+pub mod plan;
+mod pod;
 
-pub use heal::{Access, Action, HealError, Report, heal};
+pub use heal::{Action, Report, heal};
 pub use layout::{Layout, Member};
+pub use pod::{Access, HealError};
