@@ -159,10 +159,11 @@ pub async fn heal(layout: Layout, members: &[Member], access: &Access) -> Result
         })
         .collect();
     let plan = plan::plan(layout, &nodes);
-    // Every pod of the layout answers and every pod knows every other: the plan's choice
-    // of new primaries is stable, and a new owner can be announced to all.
+    // Every pod of the layout answers, knows every other and sees the cluster ok: the
+    // plan's choice of new primaries is stable, a new owner can be announced to all, and
+    // a receiver accepts keys (a node that is not ok answers MIGRATE with CLUSTERDOWN).
     let whole = (0..layout.pods()).all(|o| pods.iter().any(|p| p.member.ordinal == o))
-        && pods.iter().all(|p| pods.iter().all(|q| p.line(&q.id).is_some_and(|n| !n.handshake && !n.noaddr)));
+        && pods.iter().all(|p| p.state_ok && pods.iter().all(|q| p.line(&q.id).is_some_and(|n| !n.handshake && !n.noaddr)));
     let pass = Pass { layout, pods: &pods, anchor, access, plan: &plan, whole };
     for phase in [Phase::Meet, Phase::Forget, Phase::Slots, Phase::OpenSlots, Phase::HandOver, Phase::Replicas, Phase::Reshard] {
         report.actions = pass.run(phase).await?;
@@ -228,6 +229,12 @@ impl Pass<'_> {
 
     fn pod_by_id(&self, id: &str) -> Option<&Pod> {
         self.pods.iter().find(|p| p.id == id)
+    }
+
+    /// The healthy primary other than `except` that owns `slot`, as the anchor sees it.
+    fn owner_of(&self, slot: u16, except: &str) -> Option<&Pod> {
+        let line = self.anchor.view.iter().find(|n| n.healthy_master() && n.id != except && n.slots.contains(&slot))?;
+        self.pod_by_id(&line.id)
     }
 
     fn name_of(&self, id: &str) -> String {
@@ -334,6 +341,19 @@ impl Pass<'_> {
 
     async fn replicas(&self) -> Result<Vec<Action>, HealError> {
         let mut actions = Vec::new();
+        // A replica whose replication still connects to its primary's old address (the
+        // primary came back with a new IP) never catches up by itself: point it again.
+        for pod in self.pods.iter().filter(|p| !p.in_sync) {
+            let Some(master) = pod.me().and_then(|me| me.master_id.as_deref()) else { continue };
+            let Some(line) = self.anchor.line(master).filter(|n| n.healthy_master() && !n.addr.is_empty()) else { continue };
+            if pod.master_addr.as_deref().is_some_and(|a| a != line.addr) {
+                pod.run::<()>(&cmd(&["CLUSTER", "REPLICATE", master])).await?;
+                actions.push(Action::Replicate { pod: pod.member.name.clone(), primary: self.name_of(master) });
+            }
+        }
+        if !actions.is_empty() {
+            return Ok(actions);
+        }
         for (replica, primary) in &self.plan.attach {
             let (Some(pod), Some(target)) = (self.pod_by_id(replica), self.pod_by_id(primary)) else { continue };
             let serving = self.anchor.line(&target.id).is_some_and(|n| !n.slots.is_empty());
@@ -349,31 +369,66 @@ impl Pass<'_> {
         Ok(actions)
     }
 
-    /// Moves slots as the plan says, until the pass's time budget is spent.
+    /// Moves slots as the plan says, up to [`migrate::PARALLEL_MOVES`] pairs of primaries at
+    /// once, until the pass's time budget is spent.
     async fn reshard(&self) -> Result<Vec<Action>, HealError> {
         let started = std::time::Instant::now();
         let primaries = self.primaries();
-        let mut actions = Vec::new();
+        // Each move gets its own slots: a source giving to two receivers splits its list.
+        let mut lists: BTreeMap<&str, Vec<u16>> = BTreeMap::new();
+        let mut work = Vec::new();
         for (from, to, count) in &self.plan.moves {
             let (Some(source), Some(target)) = (self.pod_by_id(from), self.pod_by_id(to)) else { continue };
-            let owned: Vec<u16> = self.anchor.line(from).map(|n| n.slots.iter().rev().copied().collect()).unwrap_or_default();
-            if let Some(reason) = migrate::memory_check(source, target, owned.len(), *count).await? {
-                actions.push(Action::MoveBlocked { to: target.member.name.clone(), reason });
-                continue;
-            }
-            let (mut slots, mut keys) = (0, 0);
-            for slot in owned.into_iter().take(*count) {
-                if started.elapsed() > migrate::PASS_BUDGET {
-                    break;
+            let list = lists.entry(from).or_insert_with(|| self.anchor.line(from).map(|n| n.slots.iter().copied().collect()).unwrap_or_default());
+            let take = (*count).min(list.len());
+            let slots = list.split_off(list.len() - take);
+            work.push((source, target, slots));
+        }
+        let mut actions = Vec::new();
+        let mut first_error = None;
+        for batch in work.chunks(migrate::PARALLEL_MOVES) {
+            let done = futures_util::future::join_all(batch.iter().map(|(source, target, slots)| async {
+                if let Some(reason) = migrate::memory_check(source, target, slots.len()).await? {
+                    return Ok((Action::MoveBlocked { to: target.member.name.clone(), reason }, None));
                 }
-                keys += migrate::move_slot(source, target, &primaries, slot, self.access).await?;
-                slots += 1;
-            }
-            if slots > 0 {
-                actions.push(Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots, keys });
+                let (mut moved, mut keys) = (0, 0);
+                for &slot in slots.iter().rev() {
+                    if started.elapsed() > migrate::PASS_BUDGET {
+                        break;
+                    }
+                    match migrate::move_slot(source, target, &primaries, slot, self.access).await {
+                        Ok(k) => (keys, moved) = (keys + k, moved + 1),
+                        Err(e) => {
+                            let action = Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots: moved, keys };
+                            return Ok((action, Some(e)));
+                        }
+                    }
+                }
+                Ok::<_, redis::RedisError>((Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots: moved, keys }, None))
+            }))
+            .await;
+            for d in done {
+                match d {
+                    Ok((action, error)) => {
+                        if !matches!(action, Action::MoveSlots { slots: 0, .. }) {
+                            actions.push(action);
+                        }
+                        first_error = first_error.or(error);
+                    }
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
             }
         }
-        Ok(actions)
+        // A move that failed half way leaves its slot open for the next pass to close; what
+        // moved before it is reported, not lost in an error.
+        match first_error {
+            Some(e) if actions.is_empty() => Err(e.into()),
+            Some(e) => {
+                tracing::warn!(error = %e, "a slot move was interrupted; the next pass closes it");
+                Ok(actions)
+            }
+            None => Ok(actions),
+        }
     }
 
     async fn open_slots(&self) -> Result<Vec<Action>, HealError> {
@@ -384,7 +439,9 @@ impl Pass<'_> {
             for open in &me.open {
                 let (slot, source, target) = match open {
                     OpenSlot::Migrating { slot, to } => (*slot, Some(pod), self.pod_by_id(to)),
-                    OpenSlot::Importing { slot, from } => (*slot, self.pod_by_id(from), Some(pod)),
+                    // A source that is gone (killed mid-migration) was replaced by its
+                    // promoted replica: that is where the slot's other keys are now.
+                    OpenSlot::Importing { slot, from } => (*slot, self.pod_by_id(from).or_else(|| self.owner_of(*slot, &pod.id)), Some(pod)),
                 };
                 if !done.insert(slot) {
                     continue;
@@ -427,8 +484,13 @@ impl Pass<'_> {
         let healthy: BTreeMap<&str, &NodeLine> = view.iter().filter(|n| n.healthy_master()).map(|n| (n.id.as_str(), n)).collect();
         report.primaries = healthy.values().filter(|n| !n.slots.is_empty()).count();
         report.slots_covered = healthy.values().map(|n| n.slots.len()).sum();
-        report.replicas =
-            view.iter().filter(|n| !n.master && !n.failed && n.master_id.as_deref().is_some_and(|m| healthy.contains_key(m))).count();
+        // A replica counts once its copy is complete (a replica still loading cannot keep a
+        // durable publish); a pod that did not answer is judged by the anchor alone.
+        let synced = |id: &str| self.pod_by_id(id).is_none_or(|p| p.in_sync);
+        report.replicas = view
+            .iter()
+            .filter(|n| !n.master && !n.failed && n.master_id.as_deref().is_some_and(|m| healthy.contains_key(m)) && synced(&n.id))
+            .count();
         let info: Result<String, _> = self.anchor.run(&cmd(&["CLUSTER", "INFO"])).await;
         report.cluster_state = info
             .ok()

@@ -47,11 +47,11 @@ pub(super) async fn move_keys(source: &Pod, target: &Pod, slot: u16, access: &Ac
 /// Tells the target, then every other primary in `others`, that `target` owns `slot`.
 pub(super) async fn assign(slot: u16, target: &Pod, others: &[&Pod]) -> Result<(), redis::RedisError> {
     let s = slot.to_string();
-    target.run::<()>(&cmd(&["CLUSTER", "SETSLOT", &s, "NODE", &target.id])).await?;
-    for pod in others.iter().filter(|p| p.id != target.id) {
-        pod.run::<()>(&cmd(&["CLUSTER", "SETSLOT", &s, "NODE", &target.id])).await?;
-    }
-    Ok(())
+    let announce = cmd(&["CLUSTER", "SETSLOT", &s, "NODE", &target.id]);
+    target.run::<()>(&announce).await?;
+    // The others at once: each writes its nodes.conf (an fsync) before it answers.
+    let told = futures_util::future::join_all(others.iter().filter(|p| p.id != target.id).map(|p| p.run::<()>(&announce))).await;
+    told.into_iter().collect()
 }
 
 /// Moves one slot with its keys from `source` to `target`; `primaries` are told the new
@@ -67,8 +67,9 @@ pub(super) async fn move_slot(source: &Pod, target: &Pod, primaries: &[&Pod], sl
 
 /// Why `target` cannot take `slots` more slots from `source` now, if it cannot: only when
 /// it has a `maxmemory`, estimated from the source's memory per slot.
-pub(super) async fn memory_check(source: &Pod, target: &Pod, source_slots: usize, slots: usize) -> Result<Option<String>, redis::RedisError> {
+pub(super) async fn memory_check(source: &Pod, target: &Pod, slots: usize) -> Result<Option<String>, redis::RedisError> {
     let max = target.info_number("memory", "maxmemory").await?;
+    let source_slots = source.me().map_or(0, |me| me.slots.len());
     if max == 0 || source_slots == 0 {
         return Ok(None);
     }
@@ -85,5 +86,7 @@ pub(super) async fn memory_check(source: &Pod, target: &Pod, source_slots: usize
     }))
 }
 
+/// Pairs of primaries moving slots at once.
+pub const PARALLEL_MOVES: usize = 4;
 /// How long one pass may spend moving slots before it reports progress.
 pub const PASS_BUDGET: Duration = Duration::from_secs(5);

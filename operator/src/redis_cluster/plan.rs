@@ -16,7 +16,8 @@
 //!   scale-in spreads a leaving primary over all that remain;
 //! - **attach**: each chosen primary gets `replicasPerShard` replicas from the staying
 //!   pods that are not chosen primaries (empty primaries, replicas of a pod not chosen,
-//!   replicas beyond a primary's share).
+//!   replicas beyond a primary's share). A replica whose primary is away is never
+//!   re-pointed: it may be the one promoted, and re-pointing a replica empties it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -141,6 +142,11 @@ pub fn plan(layout: Layout, nodes: &[Node]) -> Plan {
         if have.contains_key(n.id.as_str()) || (n.master && n.slots > 0) {
             continue; // a chosen primary, or a primary still giving its slots away
         }
+        if let Some(m) = n.master_id.as_deref()
+            && !by_id.get(m).is_some_and(|m| m.healthy)
+        {
+            continue; // its primary is away: it may be promoted, and must keep its data
+        }
         match n.master_id.as_deref().and_then(|m| have.get_mut(m)) {
             Some(count) if *count < layout.replicas_per_shard => *count += 1,
             _ => spare.push(n),
@@ -226,6 +232,15 @@ mod tests {
         assert_eq!(receivers.len(), 3, "spread over every staying primary: {p:?}");
         // 3 and 4 give their slots away first; the staying replica 5 follows 0 already.
         assert!(p.attach.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_replica_whose_primary_is_away_keeps_its_data() {
+        let mut nodes = three_by_one();
+        nodes.remove(0); // primary 0 died; replica 3 still follows it
+        nodes.push(node(6, 0, None));
+        let p = plan(Layout { shards: 3, replicas_per_shard: 1 }, &nodes);
+        assert!(p.attach.iter().all(|(r, _)| r != "n3"), "{p:?}");
     }
 
     #[test]

@@ -29,16 +29,31 @@ pub(super) struct Pod {
     conn: MultiplexedConnection,
     pub id: String,
     pub view: Vec<NodeLine>,
+    /// Its `cluster_state` is `ok`: it knows an owner for every slot it should.
+    pub state_ok: bool,
+    /// A replica whose copy is complete and following (`master_link_status:up`); a
+    /// replica still loading its first copy cannot keep a publish durable.
+    pub in_sync: bool,
+    /// Where a replica's replication connects (`master_host:master_port`).
+    pub master_addr: Option<String>,
 }
 
 impl Pod {
     pub async fn observe(member: &Member, access: &Access) -> Result<Pod, HealError> {
         // The sidecar's connection helper: the same password and timeout handling.
         let conn = socketfleet_plumbing::redis_conn::connect(&member.addr, access.password.as_deref(), access.timeout).await?;
-        let mut pod = Pod { member: member.clone(), conn, id: String::new(), view: Vec::new() };
+        let mut pod = Pod { member: member.clone(), conn, id: String::new(), view: Vec::new(), state_ok: false, in_sync: false, master_addr: None };
         pod.id = pod.run(&cmd(&["CLUSTER", "MYID"])).await?;
         let nodes: String = pod.run(&cmd(&["CLUSTER", "NODES"])).await?;
         pod.view = parse_nodes(&nodes)?;
+        let info: String = pod.run(&cmd(&["CLUSTER", "INFO"])).await?;
+        pod.state_ok = info.lines().any(|l| l.trim() == "cluster_state:ok");
+        let replication: String = pod.run(&cmd(&["INFO", "replication"])).await?;
+        pod.in_sync = replication.lines().any(|l| l.trim() == "master_link_status:up");
+        let field = |name: &str| replication.lines().find_map(|l| l.trim().strip_prefix(name).map(str::to_string));
+        if let (Some(host), Some(port)) = (field("master_host:"), field("master_port:")) {
+            pod.master_addr = Some(format!("{host}:{port}"));
+        }
         Ok(pod)
     }
 
