@@ -110,13 +110,12 @@ mod tests {
     }
 
     #[test]
-    fn shards_cannot_change_whether_or_not_the_old_object_set_them() {
+    fn shards_can_change_both_ways_but_never_below_three() {
         let unset = fleet(json!({"redis": {"mode": "cluster"}}));
-        let err = check(&fleet(json!({"redis": {"mode": "cluster", "shards": 6}})), Some(&unset)).expect_err("3 (default) to 6");
-        assert!(err.to_string().contains("redis.shards cannot be changed"), "{err}");
-        let three = fleet(json!({"redis": {"mode": "cluster", "shards": 3}}));
-        check(&unset, Some(&three)).expect("deleting a redundant shards: 3 line changes nothing");
-        check(&three, Some(&unset)).expect("writing the default out changes nothing");
+        check(&fleet(json!({"redis": {"mode": "cluster", "shards": 6}})), Some(&unset)).expect("3 (default) to 6");
+        check(&fleet(json!({"redis": {"mode": "cluster", "shards": 3}})), Some(&fleet(json!({"redis": {"shards": 5}})))).expect("5 to 3");
+        let err = check(&fleet(json!({"redis": {"mode": "cluster", "shards": 2}})), Some(&unset)).expect_err("3 to 2");
+        assert!(err.to_string().contains("at least 3 shards"), "{err}");
     }
 
     /// Every rule, broken once: the message names the field and what to do.
@@ -195,7 +194,6 @@ mod tests {
         let old = fleet(json!({"redis": {"mode": "cluster", "shards": 3}}));
         let cases = [
             (json!({"redis": {"mode": "sentinel"}}), "redis.mode cannot be changed"),
-            (json!({"redis": {"mode": "cluster", "shards": 6}}), "redis.shards cannot be changed"),
             (json!({"redis": {"mode": "cluster", "shards": 3, "persistence": {"enabled": true}}}), "redis.persistence cannot be changed"),
         ];
         for (spec, want) in cases {

@@ -458,10 +458,6 @@ fn default_scale_down_stabilization() -> ScaleDownStabilization {
 )]
 #[x_kube(validation = Rule::new("self.mode == oldSelf.mode").message("redis.mode cannot be changed; create a new SocketFleet"))]
 #[x_kube(
-    validation = Rule::new("(has(self.shards) ? self.shards : 3) == (has(oldSelf.shards) ? oldSelf.shards : 3)")
-        .message("redis.shards cannot be changed yet (resharding is not supported); an unset shards means 3")
-)]
-#[x_kube(
     validation = Rule::new("self.persistence == oldSelf.persistence")
         .message("redis.persistence cannot be changed: volume claims of a StatefulSet are immutable")
 )]
@@ -471,7 +467,10 @@ pub struct RedisSpec {
     /// the sidecars to it). Cannot be changed.
     #[serde(default)]
     pub mode: RedisMode,
-    /// Primaries of the Redis Cluster (cluster mode; at least 3; default 3).
+    /// Primaries of the Redis Cluster (cluster mode; at least 3; default 3). Changing it on a
+    /// running fleet reshards: new primaries (with their replicas) take an even share of the
+    /// slots from every old one, or the slots of the primaries being removed spread over
+    /// the rest before their pods go. Progress is in status.operations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 3, max = 100))]
     pub shards: Option<i32>,
@@ -765,6 +764,9 @@ pub struct SocketFleetStatus {
     /// The connection autoscaler (builtin mode): what it saw, decided and remembers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<AutoscalerStatus>,
+    /// Resharding of the Redis Cluster: running and recent, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<Operation>,
 }
 
 /// The builtin connection autoscaler's state. Timestamps are RFC 3339.
@@ -881,4 +883,43 @@ pub struct RedisStatus {
     /// Redis pods the fleet asks for.
     #[serde(default)]
     pub pods: i32,
+    /// Pods kept beyond what the spec asks for while a scale-in moves their slots away
+    /// (the StatefulSet shrinks only once they hold none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_pods: Option<i32>,
+}
+
+/// A long-running change to the fleet's Redis, newest last (the last 5 are kept).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// `Reshard`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Shards before.
+    pub from: i32,
+    /// Shards asked for.
+    pub to: i32,
+    /// Running, Succeeded, or Superseded (the spec changed again before it finished).
+    pub state: String,
+    /// Slots moved so far.
+    #[serde(default)]
+    pub slots_moved: i64,
+    /// Keys moved with them.
+    #[serde(default)]
+    pub keys_moved: i64,
+    /// Slots still to move, as of the last step.
+    #[serde(default)]
+    pub slots_remaining: i64,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// What the last step did, for people.
+    #[serde(default)]
+    pub last_step: String,
+    /// When the last step ran (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step_time: Option<String>,
+    /// When it ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
 }

@@ -7,7 +7,8 @@
 //!   CRD's CEL rules, evaluated here too (the CRD YAML is generated from it: [`crdgen`]);
 //! - [`children`]: every child object from the spec, pure ([`children::build`]);
 //! - [`apply`]: server-side apply without steady-state writes, orphan removal;
-//! - [`redis_cluster`]: Redis Cluster bootstrap and healing over the Redis protocol;
+//! - [`redis_cluster`]: Redis Cluster bootstrap, healing and resharding over the Redis
+//!   protocol; [`operations`]: the journal of reshards in `status.operations`;
 //! - [`generated`]: generated Secret values, never rotated under running pods;
 //! - [`observe`]: what the children report (gateway pods' `/status`, Redis);
 //! - [`autoscaler`]: the builtin connection autoscaler's step (decide, drain, remove);
@@ -28,6 +29,7 @@ pub mod generated;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod operations;
 pub mod rebalance;
 pub mod reconcile;
 pub mod redis_cluster;

@@ -103,7 +103,9 @@ pub async fn redis(client: &Client, c: &Ctx<'_>, password: &str) -> Result<Redis
     }
     let pods_wanted = redis_pods(c);
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &c.namespace);
-    let ready_pods = sts.get_opt(&c.child("redis")).await?.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
+    let set = sts.get_opt(&c.child("redis")).await?;
+    let ready_pods = set.as_ref().and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
+    let current = set.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas).unwrap_or(0);
     if mode == RedisMode::Sentinel {
         return Ok(RedisObserved::Sentinel { pods: pods_wanted, ready_pods });
     }
@@ -119,12 +121,23 @@ pub async fn redis(client: &Client, c: &Ctx<'_>, password: &str) -> Result<Redis
         }
     }
     // Bootstrap needs every pod; healing works with the ones that answer.
-    let layout =
-        Layout { shards: c.fleet.spec.redis.shard_count() as usize, replicas_per_shard: c.fleet.spec.redis.replicas_per_shard as usize };
-    if members.is_empty() {
-        return Ok(RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: None });
-    }
-    let access = Access { password: Some(password.to_string()), timeout: REDIS_TIMEOUT };
-    let report = redis_cluster::heal(layout, &members, &access).await?;
-    Ok(RedisObserved::Cluster { pods: pods_wanted, ready_pods, report: Some(report) })
+    let r = &c.fleet.spec.redis;
+    let layout = Layout { shards: r.shard_count() as usize, replicas_per_shard: r.replicas_per_shard as usize };
+    let spec_pods = layout.pods() as i32;
+    let report = if members.is_empty() {
+        None
+    } else {
+        let access = Access { password: Some(password.to_string()), timeout: REDIS_TIMEOUT };
+        Some(redis_cluster::heal(layout, &members, &access).await?)
+    };
+    let kept = kept_pods(spec_pods, current, report.as_ref());
+    Ok(RedisObserved::Cluster { pods: pods_wanted.max(kept.unwrap_or(0)), ready_pods, report, kept, durable: r.durable_publish })
+}
+
+/// The StatefulSet shrinks below `current` pods only once a pass has seen that the pods
+/// going away hold no slots: a scale-in keeps them while their slots move, and a pass
+/// that could not tell (no pod answered) keeps them too.
+pub fn kept_pods(spec_pods: i32, current: i32, report: Option<&redis_cluster::Report>) -> Option<i32> {
+    let free = report.is_some_and(|r| r.leaving_busy == 0 && r.cluster_state != "pending");
+    (current > spec_pods && !free).then_some(current)
 }

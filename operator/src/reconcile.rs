@@ -35,6 +35,7 @@ use crate::events;
 use crate::generated::{SecretMemory, generated};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::observe;
+use crate::operations;
 use crate::rebalance::{self, Rebalances};
 use crate::status::{GatewayObserved, Observed, RedisObserved, derive, draining_condition};
 
@@ -42,6 +43,8 @@ use crate::status::{GatewayObserved, Observed, RedisObserved, derive, draining_c
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(5);
 /// How often a settled fleet is checked (reads only, unless something changed).
 const REQUEUE_SETTLED: Duration = Duration::from_secs(60);
+/// How soon the next step of a reshard runs (each pass moves slots for a few seconds).
+const REQUEUE_RESHARDING: Duration = Duration::from_secs(1);
 /// How often the builtin autoscaler decides (reads connections each time).
 const REQUEUE_AUTOSCALED: Duration = Duration::from_secs(5);
 /// The longest wait between retries of a failing fleet.
@@ -172,9 +175,15 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     };
     let mut fleet_now = fleet.clone();
     fleet_now.status.get_or_insert_default().autoscaler = autoscaler.clone();
+    let (generated, restored) = generated(&ctx.client, &Ctx::new(&fleet_now), &ctx.secrets).await?;
+    // Redis is looked at (and healed, and resharded) before the apply: whether a scale-in
+    // may shrink the StatefulSet yet depends on what the pods going away still hold.
+    let redis = observe::redis(&ctx.client, &Ctx::new(&fleet_now), &generated.redis_password).await?;
+    if let RedisObserved::Cluster { kept, .. } = &redis {
+        fleet_now.status.get_or_insert_default().redis.kept_pods = *kept;
+    }
     let fleet = &fleet_now;
     let c = Ctx::new(fleet);
-    let (generated, restored) = generated(&ctx.client, &c, &ctx.secrets).await?;
     let writes = apply_all(&ctx.client, &c, build(fleet, &generated), &ctx.metrics).await?;
     if writes > 0 {
         tracing::info!(writes, "applied children");
@@ -192,11 +201,11 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     } else {
         rebalance::forget(ctx, fleet);
     }
-    let redis = observe::redis(&ctx.client, &c, &generated.redis_password).await?;
     let report = match &redis {
-        RedisObserved::Cluster { report, .. } => report.as_ref(),
+        RedisObserved::Cluster { report, .. } => report.clone(),
         _ => None,
     };
+    let report = report.as_ref();
     if let Some(r) = report {
         events::redis_actions(fleet, ctx, r).await;
     }
@@ -209,12 +218,16 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
         status.conditions.push(draining_condition(fleet.status.as_ref(), a, fleet.metadata.generation, now));
     }
     status.autoscaler = autoscaler;
+    status.operations = operations::step(&status.operations, fleet.spec.redis.shard_count(), report, now);
+    let resharding = operations::resharding(&status.operations);
     let settled = converged && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
     // `fleet` carries this pass's autoscaler status already: compare with what is stored.
     write_status(original, ctx, status).await?;
     // Autoscaling in either mode needs fresh counts: the builtin rule, rebalancing and the
     // connection metrics an HPA or KEDA reads.
-    let every = if fleet.spec.autoscaling.enabled {
+    let every = if resharding {
+        REQUEUE_RESHARDING
+    } else if fleet.spec.autoscaling.enabled {
         REQUEUE_AUTOSCALED
     } else if settled {
         REQUEUE_SETTLED
@@ -274,7 +287,13 @@ async fn report_error(fleet: &SocketFleet, ctx: &Context, e: &Error) {
         redis: match fleet.spec.redis.mode {
             RedisMode::External => RedisObserved::External,
             RedisMode::Sentinel => RedisObserved::Sentinel { pods: prev.redis.pods, ready_pods: prev.redis.ready_pods },
-            RedisMode::Cluster => RedisObserved::Cluster { pods: prev.redis.pods, ready_pods: prev.redis.ready_pods, report: None },
+            RedisMode::Cluster => RedisObserved::Cluster {
+                pods: prev.redis.pods,
+                ready_pods: prev.redis.ready_pods,
+                report: None,
+                kept: prev.redis.kept_pods,
+                durable: fleet.spec.redis.durable_publish,
+            },
         },
         error: Some((e.reason(), e.to_string())),
     };

@@ -25,6 +25,7 @@ pub enum Reason {
     RedisBootstrapping,
     RedisClusterHealthy,
     RedisSlotsUncovered,
+    RedisReplicasSyncing,
     RedisPodsReady,
     ExternalRedis,
     RollingOut,
@@ -46,6 +47,7 @@ impl Reason {
             Reason::RedisBootstrapping => "RedisBootstrapping",
             Reason::RedisClusterHealthy => "RedisClusterHealthy",
             Reason::RedisSlotsUncovered => "RedisSlotsUncovered",
+            Reason::RedisReplicasSyncing => "RedisReplicasSyncing",
             Reason::RedisPodsReady => "RedisPodsReady",
             Reason::ExternalRedis => "ExternalRedis",
             Reason::RollingOut => "RollingOut",
@@ -82,6 +84,11 @@ pub enum RedisObserved {
         pods: i32,
         ready_pods: i32,
         report: Option<Report>,
+        /// Pods kept beyond the spec's while their slots move away (a scale-in).
+        kept: Option<i32>,
+        /// Publishes are durable: Redis is ready only once every primary has a replica
+        /// in sync.
+        durable: bool,
     },
     Sentinel {
         pods: i32,
@@ -151,8 +158,9 @@ fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
             };
             (s, ok, reason, msg)
         }
-        RedisObserved::Cluster { pods, ready_pods, report } => {
-            let mut s = RedisStatus { pods: *pods, ready_pods: *ready_pods, cluster_state: "pending".into(), ..RedisStatus::default() };
+        RedisObserved::Cluster { pods, ready_pods, report, kept, durable } => {
+            let mut s =
+                RedisStatus { pods: *pods, ready_pods: *ready_pods, kept_pods: *kept, cluster_state: "pending".into(), ..RedisStatus::default() };
             let Some(r) = report else {
                 s.summary = format!("cluster pending {ready_pods}/{pods}");
                 return (
@@ -166,9 +174,16 @@ fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
             s.replicas = r.replicas as i32;
             s.slots_covered = r.slots_covered as i32;
             s.cluster_state = r.cluster_state.clone();
-            let ok = r.slots_covered == SLOTS as usize && r.cluster_state == "ok";
+            let served = r.slots_covered == SLOTS as usize && r.cluster_state == "ok";
+            let unguarded = if *durable { r.primaries_without_replica } else { 0 };
+            let ok = served && unguarded == 0;
             s.summary = format!("cluster {} {}/{} slots", r.cluster_state, r.slots_covered, SLOTS);
-            let (reason, msg) = if ok && r.converged {
+            let (reason, msg) = if served && unguarded > 0 {
+                (
+                    Reason::RedisReplicasSyncing,
+                    format!("{unguarded} primaries have no replica in sync yet; durable publishes to them would be refused"),
+                )
+            } else if ok && r.converged {
                 (Reason::RedisClusterHealthy, format!("{} primaries and {} replicas serve all {SLOTS} slots", r.primaries, r.replicas))
             } else if ok {
                 (Reason::RedisClusterHealthy, format!("all {SLOTS} slots are served; replicas still attaching ({} of them)", r.replicas))
@@ -231,8 +246,10 @@ pub fn derive(prev: Option<&SocketFleetStatus>, o: &Observed, now: Timestamp) ->
             connections: g.connections,
         },
         redis,
-        // The autoscaler's step (reconcile) replaces these; an error pass keeps them.
+        // The autoscaler's and the operations' steps (reconcile) replace these; an error
+        // pass keeps them.
         autoscaler: prev.and_then(|p| p.autoscaler.clone()),
+        operations: prev.map(|p| p.operations.clone()).unwrap_or_default(),
     };
     if let Some(d) = prev.and_then(|p| p.conditions.iter().find(|c| c.type_ == "Draining")) {
         status.conditions.push(d.clone());
@@ -264,7 +281,7 @@ mod tests {
 
     #[test]
     fn pending_pods_are_reported_as_pending_not_ready() {
-        let s = derive(None, &observed(0, RedisObserved::Cluster { pods: 6, ready_pods: 0, report: None }), Timestamp::UNIX_EPOCH);
+        let s = derive(None, &observed(0, RedisObserved::Cluster { pods: 6, ready_pods: 0, report: None, kept: None, durable: false }), Timestamp::UNIX_EPOCH);
         assert_eq!(cond(&s, "Ready"), ("False", "RedisNotReady"));
         assert_eq!(cond(&s, "RedisReady"), ("False", "RedisPodsPending"));
         assert_eq!(cond(&s, "Progressing"), ("True", "RollingOut"));
@@ -277,7 +294,7 @@ mod tests {
     fn a_healthy_fleet_is_ready_and_stable() {
         let s = derive(
             None,
-            &observed(2, RedisObserved::Cluster { pods: 6, ready_pods: 6, report: Some(healthy_report()) }),
+            &observed(2, RedisObserved::Cluster { pods: 6, ready_pods: 6, report: Some(healthy_report()), kept: None, durable: true }),
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(cond(&s, "Ready"), ("True", "FleetReady"));
@@ -287,11 +304,25 @@ mod tests {
     }
 
     #[test]
+    fn durable_publishing_waits_for_a_replica_in_sync_on_every_primary() {
+        let mut report = healthy_report();
+        report.replicas = 2;
+        report.primaries_without_replica = 1;
+        report.converged = false;
+        let cluster = |durable| RedisObserved::Cluster { pods: 6, ready_pods: 6, report: Some(report.clone()), kept: None, durable };
+        let s = derive(None, &observed(2, cluster(true)), Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "RedisReady"), ("False", "RedisReplicasSyncing"));
+        assert_eq!(cond(&s, "Ready"), ("False", "RedisNotReady"));
+        let s = derive(None, &observed(2, cluster(false)), Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "RedisReady"), ("True", "RedisClusterHealthy"), "without durable publishes the slots are served");
+    }
+
+    #[test]
     fn lost_slots_degrade_and_errors_win() {
         let mut report = healthy_report();
         report.slots_covered = 10000;
         report.cluster_state = "fail".into();
-        let s = derive(None, &observed(2, RedisObserved::Cluster { pods: 6, ready_pods: 5, report: Some(report) }), Timestamp::UNIX_EPOCH);
+        let s = derive(None, &observed(2, RedisObserved::Cluster { pods: 6, ready_pods: 5, report: Some(report), kept: None, durable: false }), Timestamp::UNIX_EPOCH);
         assert_eq!(cond(&s, "Degraded"), ("True", "RedisSlotsUncovered"));
         assert_eq!(cond(&s, "Ready"), ("False", "RedisNotReady"));
         let mut o = observed(2, RedisObserved::External);

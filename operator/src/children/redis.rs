@@ -55,7 +55,11 @@ pub fn sentinel_headless_name(ctx: &Ctx) -> String {
 pub fn redis_pods(ctx: &Ctx) -> i32 {
     let r = &ctx.fleet.spec.redis;
     match r.mode {
-        RedisMode::Cluster => r.shard_count() * (1 + r.replicas_per_shard),
+        // A scale-in keeps its pods until their slots have moved (status.redis.keptPods).
+        RedisMode::Cluster => {
+            let kept = ctx.fleet.status.as_ref().and_then(|s| s.redis.kept_pods).unwrap_or(0);
+            (r.shard_count() * (1 + r.replicas_per_shard)).max(kept)
+        }
         RedisMode::Sentinel => 1 + r.replicas_per_shard,
         RedisMode::External => 0,
     }

@@ -120,6 +120,9 @@ pub struct Report {
     /// Pods beyond the layout (a scale-in) that still own slots or did not answer: the
     /// StatefulSet must keep them.
     pub leaving_busy: usize,
+    /// Healthy primaries serving slots without a replica in sync: a durable publish to
+    /// them is refused until one is.
+    pub primaries_without_replica: usize,
     /// Everything is as the layout asks and nothing was changed.
     pub converged: bool,
 }
@@ -487,10 +490,13 @@ impl Pass<'_> {
         // A replica counts once its copy is complete (a replica still loading cannot keep a
         // durable publish); a pod that did not answer is judged by the anchor alone.
         let synced = |id: &str| self.pod_by_id(id).is_none_or(|p| p.in_sync);
-        report.replicas = view
+        let followers: Vec<&str> = view
             .iter()
             .filter(|n| !n.master && !n.failed && n.master_id.as_deref().is_some_and(|m| healthy.contains_key(m)) && synced(&n.id))
-            .count();
+            .filter_map(|n| n.master_id.as_deref())
+            .collect();
+        report.replicas = followers.len();
+        report.primaries_without_replica = healthy.values().filter(|n| !n.slots.is_empty() && !followers.contains(&n.id.as_str())).count();
         let info: Result<String, _> = self.anchor.run(&cmd(&["CLUSTER", "INFO"])).await;
         report.cluster_state = info
             .ok()
