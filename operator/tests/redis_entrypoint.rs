@@ -191,3 +191,84 @@ fn a_stopping_cluster_primary_hands_its_slots_to_its_replica_first() {
     assert_eq!(role(ports[1]), "master");
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
+
+/// Without persistence, a primary killed and restarted before its replica was promoted
+/// came back empty with its node id and slots (nodes.conf), and its replica then copied the
+/// emptiness: 100 acknowledged keys were lost. Started by the entrypoint, it comes back as
+/// a new node; the replica holding the data takes over, and no key is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_restarted_without_persistence_never_wins_with_empty_data() {
+    use socketfleet_operator::redis_cluster::{Access, Layout, Member, heal};
+    let redis_conf = redis_conf(&Ctx::new(&cluster_fleet()));
+    assert!(redis_conf.contains("appendonly no"), "the case without persistence");
+    // A pod's volume outlives its container: the directories are made once. Each pod has
+    // the ConfigMap's files with its data directory in place of /data.
+    let dirs: Vec<(PathBuf, PathBuf, PathBuf)> = (0..6)
+        .map(|i| {
+            let (conf, data) = (dir(&format!("empty-conf-{i}")), dir(&format!("empty-data-{i}")));
+            std::fs::write(conf.join(ENTRYPOINT_FILE), ENTRYPOINT).expect("write");
+            std::fs::write(conf.join("redis.conf"), redis_conf.replace("/data", &data.display().to_string())).expect("write");
+            (conf, data, dir(&format!("empty-run-{i}")))
+        })
+        .collect();
+    let start = |ordinal: usize, port: u16| {
+        let (conf, data, run) = &dirs[ordinal];
+        let args: Vec<String> =
+            ["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-node-timeout", "1500", "--cluster-replica-validity-factor", "0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let env = [("SF_DATA_DIR", data.display().to_string())];
+        let p = Proc::new(entrypoint(conf, run, "redis", &env, &args).spawn().expect("sh"), format!("redis-{ordinal}"));
+        wait_until("a node", Duration::from_secs(10), || redis_cli(port, Some(PASSWORD), &["PING"]) == "PONG");
+        p
+    };
+    let ports: Vec<u16> = (0..6).map(|_| free_cluster_port()).collect();
+    let mut procs: Vec<Proc> = ports.iter().enumerate().map(|(i, &p)| start(i, p)).collect();
+    let layout = Layout { shards: 3, replicas_per_shard: 1 };
+    let members: Vec<Member> =
+        ports.iter().enumerate().map(|(i, p)| Member { name: format!("redis-{i}"), addr: format!("127.0.0.1:{p}"), ordinal: i }).collect();
+    let access = Access { password: Some(PASSWORD.into()), timeout: Duration::from_secs(2) };
+    let converge = |what: &'static str| {
+        let (members, access) = (members.clone(), access.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let r = heal(layout, &members, &access).await;
+                if r.as_ref().is_ok_and(|r| r.converged && r.cluster_state == "ok") {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{what}: not converged: {r:?}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    converge("bootstrap").await;
+    let primary = ports[0];
+    let id_before = redis_cli(primary, Some(PASSWORD), &["CLUSTER", "MYID"]);
+    // 100 keys in pod 0's slots, each acknowledged by its replica.
+    let slot_of = |k: &str| redis_cli(primary, Some(PASSWORD), &["CLUSTER", "KEYSLOT", k]).parse::<u16>().expect("slot");
+    let tag = (0..100).map(|i| format!("{{t{i}}}")).find(|t| slot_of(t) < 5461).expect("a tag in pod 0's slots");
+    let keys: Vec<String> = (0..100).map(|i| format!("{tag}:{i}")).collect();
+    let slot = slot_of(&tag);
+    for k in &keys {
+        assert_eq!(redis_cli(primary, Some(PASSWORD), &["SET", k, "v"]), "OK");
+    }
+    assert_eq!(redis_cli(primary, Some(PASSWORD), &["WAIT", "1", "5000"]), "1");
+
+    // SIGKILL, and the container restarts at once (same pod: same address, same volume).
+    procs.remove(0).kill();
+    procs.insert(0, start(0, primary));
+    let id_after = redis_cli(primary, Some(PASSWORD), &["CLUSTER", "MYID"]);
+    assert_ne!(id_after, id_before, "it came back as a new node, not as the empty owner of its old slots");
+    converge("after the restart").await;
+    let owner = ports
+        .iter()
+        .copied()
+        .find(|p| redis_cli(*p, Some(PASSWORD), &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()]) != "0" && role(*p) == "master")
+        .expect("a primary holds the slot's keys");
+    let kept = keys.iter().filter(|k| redis_cli(owner, Some(PASSWORD), &["GET", k]) == "v").count();
+    assert_eq!(kept, 100, "every acknowledged key survived");
+    assert_eq!(role(primary), "slave", "the restarted pod is a replica now");
+    drop(procs);
+}

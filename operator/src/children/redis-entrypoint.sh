@@ -15,7 +15,8 @@
 # the address gossiped to the other nodes); SF_REDIS_PRIMARY_HOST (sentinel mode: the
 # primary pods other than ordinal 0 start as replicas of); SF_SENTINEL_MASTER (the name
 # Sentinels monitor); SF_ANNOUNCE_HOST (default: this pod's DNS name, `hostname -f`);
-# SF_CONF_DIR (default /etc/redis) and SF_RUN_DIR (default /run/socketfleet).
+# SF_CONF_DIR (default /etc/redis), SF_RUN_DIR (default /run/socketfleet) and SF_DATA_DIR
+# (default /data, where cluster mode keeps nodes.conf).
 set -eu
 
 role=${1:-}
@@ -30,6 +31,32 @@ announce=${SF_ANNOUNCE_HOST:-$(hostname -f)}
 umask 077
 mkdir -p "$run_dir"
 
+# hand_slots_to_a_replica NODES_CONF: when this node was a primary owning slots, asks a
+# replica of it that answers to take over (`CLUSTER FAILOVER FORCE`: the old primary is
+# gone, the other primaries vote) and waits for it, about 15 s at most per replica.
+hand_slots_to_a_replica() {
+  export REDISCLI_AUTH="$REDIS_PASSWORD"
+  # nodes.conf lines: id ip:port@bus[,host] flags master-id ping pong epoch link slots...
+  me=$(awk '$3 ~ /myself/ && $3 ~ /master/ && NF > 8 {print $1}' "$1")
+  [ -n "$me" ] || return 0
+  for addr in $(awk -v me="$me" '$4 == me {split($2, a, "@"); print a[1]}' "$1"); do
+    host=${addr%:*}
+    port=${addr##*:}
+    [ "$(redis-cli -h "$host" -p "$port" ping 2>/dev/null)" = PONG ] || continue
+    redis-cli -h "$host" -p "$port" cluster failover force >/dev/null 2>&1 || continue
+    i=0
+    while [ $i -lt 75 ]; do
+      if [ "$(redis-cli -h "$host" -p "$port" role 2>/dev/null | head -n 1)" = master ]; then
+        echo "entrypoint.sh: $addr took over this node's slots"
+        return 0
+      fi
+      sleep 0.2
+      i=$((i + 1))
+    done
+  done
+  echo "entrypoint.sh: no replica took over this node's slots; the operator reassigns them (their data is lost)"
+}
+
 case "$role" in
 redis)
   conf="$run_dir/redis.conf"
@@ -40,6 +67,18 @@ redis)
     if grep -q '^cluster-enabled yes' "$conf_dir/redis.conf"; then
       # Gossip the pod's own IP, not whatever interface Redis guesses.
       [ -n "${POD_IP:-}" ] && echo "cluster-announce-ip $POD_IP"
+    fi
+    # Without persistence a restarted container has no data, but nodes.conf (on the
+    # pod's volume) would bring back its node id and slots: an empty primary would keep
+    # serving them and its replica would copy the emptiness. So a replica holding the
+    # data is promoted first, while nothing listens here (its replication link cannot
+    # reach an empty node), and this node starts as a new one; the operator introduces it
+    # and makes it a replica.
+    nodes_conf="${SF_DATA_DIR:-/data}/nodes.conf"
+    if grep -q '^cluster-enabled yes' "$conf_dir/redis.conf" && grep -q '^appendonly no' "$conf_dir/redis.conf" && [ -e "$nodes_conf" ]; then
+      echo "entrypoint.sh: no persistence: starting as a new, empty cluster node" >&2
+      hand_slots_to_a_replica "$nodes_conf" >&2
+      rm -f "$nodes_conf"
     fi
     if [ -n "${SF_REDIS_PRIMARY_HOST:-}" ]; then
       echo "replica-announce-ip $announce"

@@ -213,62 +213,78 @@ impl Cluster {
         out
     }
 
-    /// Connections to every live primary and which one owns each slot.
-    async fn route(&self) -> (Vec<redis::aio::MultiplexedConnection>, Vec<usize>) {
-        let nodes = cli(self.pods.iter().find(|p| p.running()).expect("a live pod").port, &["CLUSTER", "NODES"]);
-        let mut conns = Vec::new();
-        let mut owner = vec![usize::MAX; 16384];
-        for l in nodes.lines().filter(|l| l.contains("master") && !l.contains("fail")) {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let addr = f[1].split('@').next().expect("addr");
-            let ranges: Vec<(usize, usize)> = f[8..]
-                .iter()
-                .filter(|r| !r.starts_with('['))
-                .filter_map(|r| {
-                    let (a, b) = r.split_once('-').unwrap_or((r, r));
-                    Some((a.parse().ok()?, b.parse().ok()?))
-                })
-                .collect();
-            if ranges.is_empty() {
-                continue;
-            }
-            let conn = socketfleet_plumbing::redis_conn::connect(addr, Some(PASSWORD), Duration::from_secs(5)).await.expect("connect");
-            for (a, b) in ranges {
-                owner[a..=b].fill(conns.len());
-            }
-            conns.push(conn);
-        }
-        (conns, owner)
+    fn any_port(&self) -> u16 {
+        self.pods.iter().find(|p| p.running()).expect("a live pod").port
     }
 
-    /// Writes `key:<i>` = `value:<i>` for `0..n`, pipelined per primary.
+    /// Writes `key:<i>` = `value:<i>` for `0..n`, acknowledged by every replica.
     pub async fn write_keys(&self, n: usize) {
-        let (mut conns, owner) = self.route().await;
-        let mut pipes: Vec<redis::Pipeline> = conns.iter().map(|_| redis::pipe()).collect();
-        for i in 0..n {
-            let key = format!("key:{i}");
-            pipes[owner[key_slot(&key) as usize]].set(&key, format!("value:{i}")).ignore();
-        }
-        let replicas = self.layout.replicas_per_shard.to_string();
-        for (pipe, conn) in pipes.iter_mut().zip(conns.iter_mut()) {
-            // Acknowledged by the replicas too, as a durable publish is.
-            pipe.cmd("WAIT").arg(&replicas).arg(10_000);
-            let (copies,): (i64,) = pipe.query_async(conn).await.expect("write keys");
-            assert_eq!(copies.to_string(), replicas, "every replica has the keys");
-        }
+        write_keys(self.any_port(), n, self.layout.replicas_per_shard).await
     }
 
-    /// How many of `key:<i>` for `0..n` read back as `value:<i>` from their slot's owner.
+    /// How many of `key:<i>` for `0..n` read back as `value:<i>`.
     pub async fn readable_keys(&self, n: usize) -> usize {
-        let (mut conns, owner) = self.route().await;
-        let mut good = 0;
-        for i in 0..n {
-            let key = format!("key:{i}");
-            let got: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conns[owner[key_slot(&key) as usize]]).await.unwrap_or(None);
-            good += usize::from(got.as_deref() == Some(format!("value:{i}").as_str()));
-        }
-        good
+        readable_keys(self.any_port(), n).await
     }
+}
+
+/// Connections to every live primary and which one owns each slot, as the node on `port`
+/// sees it.
+async fn route(port: u16) -> (Vec<redis::aio::MultiplexedConnection>, Vec<usize>) {
+    let nodes = cli(port, &["CLUSTER", "NODES"]);
+    let mut conns = Vec::new();
+    let mut owner = vec![usize::MAX; 16384];
+    for l in nodes.lines().filter(|l| l.contains("master") && !l.contains("fail")) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let addr = f[1].split('@').next().expect("addr");
+        let ranges: Vec<(usize, usize)> = f[8..]
+            .iter()
+            .filter(|r| !r.starts_with('['))
+            .filter_map(|r| {
+                let (a, b) = r.split_once('-').unwrap_or((r, r));
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect();
+        if ranges.is_empty() {
+            continue;
+        }
+        let conn = socketfleet_plumbing::redis_conn::connect(addr, Some(PASSWORD), Duration::from_secs(5)).await.expect("connect");
+        for (a, b) in ranges {
+            owner[a..=b].fill(conns.len());
+        }
+        conns.push(conn);
+    }
+    (conns, owner)
+}
+
+/// Writes `key:<i>` = `value:<i>` for `0..n` into the cluster `port` belongs to, pipelined
+/// per primary, each pipeline acknowledged by `replicas` replicas (`WAIT`).
+pub async fn write_keys(port: u16, n: usize, replicas: usize) {
+    let (mut conns, owner) = route(port).await;
+    let mut pipes: Vec<redis::Pipeline> = conns.iter().map(|_| redis::pipe()).collect();
+    for i in 0..n {
+        let key = format!("key:{i}");
+        pipes[owner[key_slot(&key) as usize]].set(&key, format!("value:{i}")).ignore();
+    }
+    let replicas = replicas.to_string();
+    for (pipe, conn) in pipes.iter_mut().zip(conns.iter_mut()) {
+        // Acknowledged by the replicas too, as a durable publish is.
+        pipe.cmd("WAIT").arg(&replicas).arg(10_000);
+        let (copies,): (i64,) = pipe.query_async(conn).await.expect("write keys");
+        assert_eq!(copies.to_string(), replicas, "every replica has the keys");
+    }
+}
+
+/// How many of `key:<i>` for `0..n` read back as `value:<i>` from their slot's owner.
+pub async fn readable_keys(port: u16, n: usize) -> usize {
+    let (mut conns, owner) = route(port).await;
+    let mut good = 0;
+    for i in 0..n {
+        let key = format!("key:{i}");
+        let got: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conns[owner[key_slot(&key) as usize]]).await.unwrap_or(None);
+        good += usize::from(got.as_deref() == Some(format!("value:{i}").as_str()));
+    }
+    good
 }
 
 impl Cluster {
