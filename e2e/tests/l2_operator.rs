@@ -270,9 +270,15 @@ fn the_operator_on_a_real_control_plane() {
     assert!(parsed.is_ok(), "the sidecar would exit 64: {parsed:?}");
     assert_eq!(env[settings::ENV_DRAIN_TIMEOUT], "1m30s");
     plane.kubectl_ok(&["delete", "sfleet", "compound", "-n", APP_NS, "--wait=true"]);
-    // An unset shards is 3: changing it to 6 is a change.
-    let out = plane.kubectl(&["patch", "sfleet", "minimal", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"shards":6}}}"#]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("redis.shards cannot be changed"), "unset to 6");
+    // shards changes on a running fleet (an unset shards is 3): the StatefulSet grows by
+    // whole shards; below 3 is refused.
+    let pods_before = plane.get(&["statefulset", "minimal-redis", "-n", APP_NS])["spec"]["replicas"].as_i64().expect("replicas");
+    plane.kubectl_ok(&["patch", "sfleet", "minimal", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"shards":6}}}"#]);
+    wait_for("minimal-redis grown to 6 shards", Duration::from_secs(30), || {
+        plane.get(&["statefulset", "minimal-redis", "-n", APP_NS])["spec"]["replicas"].as_i64() == Some(pods_before * 2)
+    });
+    let out = plane.kubectl(&["patch", "sfleet", "minimal", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"shards":2}}}"#]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("at least 3 shards"), "6 to 2");
 
     // 6. kubectl scale drives the gateway through the scale subresource, within min..max;
     // on a fleet the builtin autoscaler scales (chat), it is refused with the way out.

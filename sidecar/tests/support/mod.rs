@@ -139,6 +139,13 @@ impl RedisCluster {
             p.kill();
         }
     }
+
+    /// Starts an empty cluster-enabled node that has met no one (a new pod).
+    pub fn add_node(&mut self) -> u16 {
+        let (port, proc) = start_redis_anywhere(&self.dir, CLUSTER_NODE_ARGS, free_cluster_port);
+        self.nodes.push((port, proc));
+        port
+    }
 }
 
 impl Drop for RedisCluster {
