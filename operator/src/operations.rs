@@ -96,7 +96,10 @@ mod tests {
         let settled = step(&[], 3, Some(&report(0, 0, 0, true)), t);
         assert!(settled.is_empty(), "nothing to do, nothing journaled");
         let ops = step(&[], 5, Some(&report(100, 6453, 0, false)), t);
-        assert_eq!((ops[0].from, ops[0].to, ops[0].state.as_str(), ops[0].slots_moved, ops[0].slots_remaining), (3, 5, "Running", 100, 6453));
+        assert_eq!(
+            (ops[0].from, ops[0].to, ops[0].state.as_str(), ops[0].slots_moved, ops[0].slots_remaining),
+            (3, 5, "Running", 100, 6453)
+        );
         assert!(ops[0].last_step.contains("moved 100 slots (200 keys)"), "{}", ops[0].last_step);
         assert!(resharding(&ops));
         // The operator restarted: the next pass continues the same entry.

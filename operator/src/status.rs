@@ -159,8 +159,13 @@ fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
             (s, ok, reason, msg)
         }
         RedisObserved::Cluster { pods, ready_pods, report, kept, durable } => {
-            let mut s =
-                RedisStatus { pods: *pods, ready_pods: *ready_pods, kept_pods: *kept, cluster_state: "pending".into(), ..RedisStatus::default() };
+            let mut s = RedisStatus {
+                pods: *pods,
+                ready_pods: *ready_pods,
+                kept_pods: *kept,
+                cluster_state: "pending".into(),
+                ..RedisStatus::default()
+            };
             let Some(r) = report else {
                 s.summary = format!("cluster pending {ready_pods}/{pods}");
                 return (
@@ -281,7 +286,11 @@ mod tests {
 
     #[test]
     fn pending_pods_are_reported_as_pending_not_ready() {
-        let s = derive(None, &observed(0, RedisObserved::Cluster { pods: 6, ready_pods: 0, report: None, kept: None, durable: false }), Timestamp::UNIX_EPOCH);
+        let s = derive(
+            None,
+            &observed(0, RedisObserved::Cluster { pods: 6, ready_pods: 0, report: None, kept: None, durable: false }),
+            Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(cond(&s, "Ready"), ("False", "RedisNotReady"));
         assert_eq!(cond(&s, "RedisReady"), ("False", "RedisPodsPending"));
         assert_eq!(cond(&s, "Progressing"), ("True", "RollingOut"));
@@ -322,7 +331,11 @@ mod tests {
         let mut report = healthy_report();
         report.slots_covered = 10000;
         report.cluster_state = "fail".into();
-        let s = derive(None, &observed(2, RedisObserved::Cluster { pods: 6, ready_pods: 5, report: Some(report), kept: None, durable: false }), Timestamp::UNIX_EPOCH);
+        let s = derive(
+            None,
+            &observed(2, RedisObserved::Cluster { pods: 6, ready_pods: 5, report: Some(report), kept: None, durable: false }),
+            Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(cond(&s, "Degraded"), ("True", "RedisSlotsUncovered"));
         assert_eq!(cond(&s, "Ready"), ("False", "RedisNotReady"));
         let mut o = observed(2, RedisObserved::External);

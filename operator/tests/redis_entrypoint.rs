@@ -213,8 +213,16 @@ async fn a_primary_restarted_without_persistence_never_wins_with_empty_data() {
         .collect();
     let start = |ordinal: usize, port: u16| {
         let (conf, data, run) = &dirs[ordinal];
-        let args: Vec<String> =
-            ["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-node-timeout", "1500", "--cluster-replica-validity-factor", "0"]
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--cluster-node-timeout",
+            "1500",
+            "--cluster-replica-validity-factor",
+            "0",
+        ]
         .iter()
         .map(|s| s.to_string())
         .collect();

@@ -42,18 +42,48 @@ use super::pod::{Access, HealError, Pod, cmd};
 /// What a pass changed; each becomes a Kubernetes Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Meet { pod: String, addr: String },
-    Forget { id: String, owned_slots: usize },
-    AssignSlots { pod: String, slots: usize, fresh: bool },
-    Replicate { pod: String, primary: String },
-    FinishMigration { slot: u16, to: String, keys_moved: usize },
-    RollBackMigration { slot: u16 },
+    Meet {
+        pod: String,
+        addr: String,
+    },
+    Forget {
+        id: String,
+        owned_slots: usize,
+    },
+    AssignSlots {
+        pod: String,
+        slots: usize,
+        fresh: bool,
+    },
+    Replicate {
+        pod: String,
+        primary: String,
+    },
+    FinishMigration {
+        slot: u16,
+        to: String,
+        keys_moved: usize,
+    },
+    RollBackMigration {
+        slot: u16,
+    },
     /// A primary on a pod the layout removes gave its role to a replica that stays.
-    HandOver { from: String, to: String },
+    HandOver {
+        from: String,
+        to: String,
+    },
     /// Resharding: slots (and their keys) moved between primaries.
-    MoveSlots { from: String, to: String, slots: usize, keys: usize },
+    MoveSlots {
+        from: String,
+        to: String,
+        slots: usize,
+        keys: usize,
+    },
     /// Resharding waits: the receiving primary lacks memory for what would move.
-    MoveBlocked { to: String, reason: String },
+    MoveBlocked {
+        to: String,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -382,7 +412,8 @@ impl Pass<'_> {
         let mut work = Vec::new();
         for (from, to, count) in &self.plan.moves {
             let (Some(source), Some(target)) = (self.pod_by_id(from), self.pod_by_id(to)) else { continue };
-            let list = lists.entry(from).or_insert_with(|| self.anchor.line(from).map(|n| n.slots.iter().copied().collect()).unwrap_or_default());
+            let list =
+                lists.entry(from).or_insert_with(|| self.anchor.line(from).map(|n| n.slots.iter().copied().collect()).unwrap_or_default());
             let take = (*count).min(list.len());
             let slots = list.split_off(list.len() - take);
             work.push((source, target, slots));
@@ -402,12 +433,16 @@ impl Pass<'_> {
                     match migrate::move_slot(source, target, &primaries, slot, self.access).await {
                         Ok(k) => (keys, moved) = (keys + k, moved + 1),
                         Err(e) => {
-                            let action = Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots: moved, keys };
+                            let action =
+                                Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots: moved, keys };
                             return Ok((action, Some(e)));
                         }
                     }
                 }
-                Ok::<_, redis::RedisError>((Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots: moved, keys }, None))
+                Ok::<_, redis::RedisError>((
+                    Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots: moved, keys },
+                    None,
+                ))
             }))
             .await;
             for d in done {
@@ -444,7 +479,9 @@ impl Pass<'_> {
                     OpenSlot::Migrating { slot, to } => (*slot, Some(pod), self.pod_by_id(to)),
                     // A source that is gone (killed mid-migration) was replaced by its
                     // promoted replica: that is where the slot's other keys are now.
-                    OpenSlot::Importing { slot, from } => (*slot, self.pod_by_id(from).or_else(|| self.owner_of(*slot, &pod.id)), Some(pod)),
+                    OpenSlot::Importing { slot, from } => {
+                        (*slot, self.pod_by_id(from).or_else(|| self.owner_of(*slot, &pod.id)), Some(pod))
+                    }
                 };
                 if !done.insert(slot) {
                     continue;

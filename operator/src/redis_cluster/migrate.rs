@@ -56,7 +56,13 @@ pub(super) async fn assign(slot: u16, target: &Pod, others: &[&Pod]) -> Result<(
 
 /// Moves one slot with its keys from `source` to `target`; `primaries` are told the new
 /// owner. Returns the keys moved.
-pub(super) async fn move_slot(source: &Pod, target: &Pod, primaries: &[&Pod], slot: u16, access: &Access) -> Result<usize, redis::RedisError> {
+pub(super) async fn move_slot(
+    source: &Pod,
+    target: &Pod,
+    primaries: &[&Pod],
+    slot: u16,
+    access: &Access,
+) -> Result<usize, redis::RedisError> {
     let s = slot.to_string();
     target.run::<()>(&cmd(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &source.id])).await?;
     source.run::<()>(&cmd(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &target.id])).await?;

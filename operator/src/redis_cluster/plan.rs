@@ -269,8 +269,8 @@ mod tests {
             }
             let mut held: BTreeMap<String, i64> = nodes.iter().map(|n| (n.id.clone(), n.slots as i64)).collect();
             for (from, to, n) in &p.moves {
-                *held.get_mut(from).unwrap() -= *n as i64;
-                *held.get_mut(to).unwrap() += *n as i64;
+                *held.get_mut(from).expect("a giver") -= *n as i64;
+                *held.get_mut(to).expect("a taker") += *n as i64;
             }
             prop_assert!(held.values().all(|v| *v >= 0));
             let k = p.primaries.len() as i64;

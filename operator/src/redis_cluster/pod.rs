@@ -42,7 +42,8 @@ impl Pod {
     pub async fn observe(member: &Member, access: &Access) -> Result<Pod, HealError> {
         // The sidecar's connection helper: the same password and timeout handling.
         let conn = socketfleet_plumbing::redis_conn::connect(&member.addr, access.password.as_deref(), access.timeout).await?;
-        let mut pod = Pod { member: member.clone(), conn, id: String::new(), view: Vec::new(), state_ok: false, in_sync: false, master_addr: None };
+        let mut pod =
+            Pod { member: member.clone(), conn, id: String::new(), view: Vec::new(), state_ok: false, in_sync: false, master_addr: None };
         pod.id = pod.run(&cmd(&["CLUSTER", "MYID"])).await?;
         let nodes: String = pod.run(&cmd(&["CLUSTER", "NODES"])).await?;
         pod.view = parse_nodes(&nodes)?;

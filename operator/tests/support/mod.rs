@@ -156,7 +156,6 @@ pub fn count(actions: &[Action], pred: impl Fn(&Action) -> bool) -> usize {
     actions.iter().filter(|a| pred(a)).count()
 }
 
-
 impl Cluster {
     /// The layout grows: pods up to the new count are started.
     pub fn grow(&mut self, layout: Layout) {
