@@ -36,6 +36,8 @@ pub const DEFAULT_REDIS_ADDRS: &str = "127.0.0.1:6379";
 pub const ENV_REDIS_SENTINEL_MASTER: &str = "SF_REDIS_SENTINEL_MASTER";
 pub const DEFAULT_REDIS_SENTINEL_MASTER: &str = "mymaster";
 pub const ENV_REDIS_PASSWORD: &str = "SF_REDIS_PASSWORD";
+/// The Sentinels' own password (sentinel mode; Sentinels with `requirepass`).
+pub const ENV_REDIS_SENTINEL_PASSWORD: &str = "SF_REDIS_SENTINEL_PASSWORD";
 pub const ENV_REDIS_TIMEOUT: &str = "SF_REDIS_TIMEOUT";
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a command may keep retrying through a failover before it fails.
@@ -200,6 +202,8 @@ pub struct RedisSettings {
     pub mode: RedisMode,
     pub addrs: Vec<String>,
     pub password: Option<Secret>,
+    /// What the Sentinels ask for (sentinel mode); none when they ask nothing.
+    pub sentinel_password: Option<Secret>,
     pub timeout: Duration,
     pub retry_budget: Duration,
     pub topology_poll: Duration,
@@ -212,6 +216,7 @@ impl Default for RedisSettings {
             mode: RedisMode::Standalone,
             addrs: vec![DEFAULT_REDIS_ADDRS.into()],
             password: None,
+            sentinel_password: None,
             timeout: DEFAULT_REDIS_TIMEOUT,
             retry_budget: DEFAULT_REDIS_RETRY_BUDGET,
             topology_poll: DEFAULT_TOPOLOGY_POLL,
@@ -403,6 +408,9 @@ impl SidecarSettings {
         if let Some(p) = &self.redis.password {
             out.push((ENV_REDIS_PASSWORD, secret(p)));
         }
+        if let Some(p) = &self.redis.sentinel_password {
+            out.push((ENV_REDIS_SENTINEL_PASSWORD, secret(p)));
+        }
         out.extend([
             (ENV_REDIS_TIMEOUT, dur(self.redis.timeout)),
             (ENV_REDIS_RETRY_BUDGET, dur(self.redis.retry_budget)),
@@ -590,6 +598,7 @@ impl Reader<'_> {
             mode,
             addrs,
             password: (self.get)(ENV_REDIS_PASSWORD).filter(|p| !p.is_empty()).map(Secret::Value),
+            sentinel_password: (self.get)(ENV_REDIS_SENTINEL_PASSWORD).filter(|p| !p.is_empty()).map(Secret::Value),
             timeout: self.duration::<RedisTimeout>(ENV_REDIS_TIMEOUT, d.timeout),
             retry_budget: self.duration::<RedisRetryBudget>(ENV_REDIS_RETRY_BUDGET, d.retry_budget),
             topology_poll: self.duration::<TopologyPoll>(ENV_TOPOLOGY_POLL, d.topology_poll),
@@ -759,6 +768,7 @@ mod tests {
             mode: RedisMode::Sentinel { master: "m".into() },
             addrs: vec!["a:26379".into(), "b:26379".into()],
             password: Some(Secret::Value("pw".into())),
+            sentinel_password: Some(Secret::Value("spw".into())),
             durable_publish: true,
             ..RedisSettings::default()
         };

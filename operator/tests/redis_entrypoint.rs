@@ -106,9 +106,10 @@ fn redis_and_sentinel_start_with_the_password_off_the_command_line() {
     start(&mut entrypoint(&conf, &run_s, "sentinel", &[(ENTRYPOINT_ENV_SENTINEL_MASTER, "socketfleet".into())], &[]), "sentinel");
     // The Sentinel authenticates to the primary (auth-pass): it sees it up and finds the replica.
     wait_until("the Sentinel to see the primary and its replica", Duration::from_secs(20), || {
-        let info = redis_cli(sentinel, None, &["INFO", "sentinel"]);
+        let info = redis_cli(sentinel, Some(PASSWORD), &["INFO", "sentinel"]);
         info.contains("status=ok") && info.contains("slaves=1")
     });
+    assert!(redis_cli(sentinel, None, &["INFO", "sentinel"]).contains("NOAUTH"), "the Sentinel asks for the password too");
     for p in &procs {
         let line = cmdline(p.child.id());
         assert!(!line.is_empty() && !line.contains(PASSWORD), "the password is on a command line: {line}");

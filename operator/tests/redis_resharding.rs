@@ -67,13 +67,19 @@ async fn three_shards_grow_to_five_and_shrink_back_without_losing_a_key() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reshard_cut_off_mid_move_resumes_where_it_stopped() {
-    let mut cluster = Cluster::new("resume", Layout { shards: 3, replicas_per_shard: 0 });
+/// A cluster of 3 shards holding [`KEYS`] keys, just grown to a layout of 4 (nothing moved
+/// yet), and the access to drive it.
+async fn growing(name: &str, replicas_per_shard: usize) -> (Cluster, Access) {
+    let mut cluster = Cluster::new(name, Layout { shards: 3, replicas_per_shard });
     cluster.converge("bootstrap").await;
     cluster.write_keys(KEYS).await;
-    cluster.grow(Layout { shards: 4, replicas_per_shard: 0 });
-    let access = Access { password: Some(PASSWORD.into()), timeout: Duration::from_secs(2) };
+    cluster.grow(Layout { shards: 4, replicas_per_shard });
+    (cluster, Access { password: Some(PASSWORD.into()), timeout: Duration::from_secs(2) })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_cut_off_mid_move_resumes_where_it_stopped() {
+    let (mut cluster, access) = growing("resume", 0).await;
     // Passes cut off after a few milliseconds, as an operator killed mid-pass leaves it:
     // until one of them leaves a slot open.
     let mut open = false;
@@ -99,11 +105,7 @@ async fn a_reshard_cut_off_mid_move_resumes_where_it_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_killed_mid_reshard_is_replaced_and_no_key_is_lost() {
-    let mut cluster = Cluster::new("killed", Layout { shards: 3, replicas_per_shard: 1 });
-    cluster.converge("bootstrap").await;
-    cluster.write_keys(KEYS).await;
-    cluster.grow(Layout { shards: 4, replicas_per_shard: 1 });
-    let access = Access { password: Some(PASSWORD.into()), timeout: Duration::from_secs(2) };
+    let (mut cluster, access) = growing("killed", 1).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     // Passes until slots are moving, then one cut off mid-move, then the kill of its source.
     let source = loop {

@@ -71,6 +71,8 @@ fn redis_settings(ctx: &Ctx) -> RedisSettings {
             mode: settings::RedisMode::Sentinel { master: SENTINEL_MASTER.into() },
             addrs: (0..3).map(|i| format!("{}:{SENTINEL_PORT}", pod_host(ctx, "sentinel", &sentinel_headless_name(ctx), i))).collect(),
             password: password(),
+            // The fleet's Sentinels ask for the same generated password.
+            sentinel_password: password(),
             ..RedisSettings::default()
         },
         RedisMode::External => {

@@ -13,8 +13,9 @@
 #
 # Environment: REDIS_PASSWORD (from the fleet's Secret, required); POD_IP (cluster mode:
 # the address gossiped to the other nodes); SF_REDIS_PRIMARY_HOST (sentinel mode: the
-# primary pods other than ordinal 0 start as replicas of); SF_SENTINEL_MASTER (the name
-# Sentinels monitor); SF_ANNOUNCE_HOST (default: this pod's DNS name, `hostname -f`);
+# primary of a new set, pod 0); SF_SENTINEL_PEERS (sentinel mode: the Sentinels'
+# host:port, space-separated, asked for the current primary); SF_SENTINEL_MASTER (the name
+# Sentinels monitor); SF_REDIS_PORT (default 6379); SF_ANNOUNCE_HOST (default: this pod's DNS name, `hostname -f`);
 # SF_CONF_DIR (default /etc/redis), SF_RUN_DIR (default /run/socketfleet) and SF_DATA_DIR
 # (default /data, where cluster mode keeps nodes.conf).
 set -eu
@@ -30,6 +31,60 @@ fi
 announce=${SF_ANNOUNCE_HOST:-$(hostname -f)}
 umask 077
 mkdir -p "$run_dir"
+
+# sentinels_primary: "host port" of the primary the first answering Sentinel of
+# SF_SENTINEL_PEERS (space-separated host:port) names; fails when none answers.
+sentinels_primary() {
+  export REDISCLI_AUTH="$REDIS_PASSWORD"
+  for peer in ${SF_SENTINEL_PEERS:-}; do
+    reply=$(timeout 3 redis-cli -h "${peer%:*}" -p "${peer##*:}" sentinel get-master-addr-by-name "${SF_SENTINEL_MASTER:-socketfleet}" 2>/dev/null) || continue
+    set -- $reply
+    [ $# -eq 2 ] && [ "$2" -gt 0 ] 2>/dev/null && { echo "$1 $2"; return 0; }
+  done
+  return 1
+}
+
+# start_in_a_sentinel_set: sets `follow` to "host port" of the primary this Redis starts as
+# a replica of, or to nothing when it starts as the primary. The Sentinels decide: a pod
+# follows the primary they name. When they name this pod and it has no data (no
+# persistence: a restarted container), it asks them to fail over first and follows the
+# new primary, so an empty primary never wins. When no Sentinel answers (a new set), pod
+# 0 starts as the primary and the others follow it.
+start_in_a_sentinel_set() {
+  me="$announce ${SF_REDIS_PORT:-6379}"
+  follow=""
+  if ! current=$(sentinels_primary); then
+    case "${HOSTNAME:-}" in
+      *-0) echo "entrypoint.sh: no Sentinel answers: starting as the first primary" ;;
+      *) follow="$SF_REDIS_PRIMARY_HOST ${SF_REDIS_PRIMARY_PORT:-6379}" ;;
+    esac
+    return 0
+  fi
+  if [ "$current" != "$me" ]; then
+    follow=$current
+    return 0
+  fi
+  if ! grep -q '^appendonly no' "$conf_dir/redis.conf"; then
+    echo "entrypoint.sh: the Sentinels name this pod the primary; resuming with its data"
+    return 0
+  fi
+  echo "entrypoint.sh: the Sentinels name this pod the primary, but without persistence it has no data: asking for a failover"
+  for peer in ${SF_SENTINEL_PEERS:-}; do
+    timeout 3 redis-cli -h "${peer%:*}" -p "${peer##*:}" sentinel failover "${SF_SENTINEL_MASTER:-socketfleet}" >/dev/null 2>&1 && break
+  done
+  i=0
+  while [ $i -lt 150 ]; do
+    if current=$(sentinels_primary) && [ "$current" != "$me" ]; then
+      echo "entrypoint.sh: $current took over; following it"
+      follow=$current
+      return 0
+    fi
+    sleep 0.2
+    i=$((i + 1))
+  done
+  echo "entrypoint.sh: no failover within 30 s; exiting, so that the next start asks again (an empty primary must not serve)"
+  exit 1
+}
 
 # hand_slots_to_a_replica NODES_CONF: when this node was a primary owning slots, asks a
 # replica of it that answers to take over (`CLUSTER FAILOVER FORCE`: the old primary is
@@ -82,11 +137,8 @@ redis)
     fi
     if [ -n "${SF_REDIS_PRIMARY_HOST:-}" ]; then
       echo "replica-announce-ip $announce"
-      # Pods other than 0 start as replicas of pod 0; Sentinel takes over from there.
-      case "${HOSTNAME:-}" in
-        *-0) ;;
-        *) echo "replicaof $SF_REDIS_PRIMARY_HOST ${SF_REDIS_PRIMARY_PORT:-6379}" ;;
-      esac
+      start_in_a_sentinel_set >&2
+      [ -n "$follow" ] && echo "replicaof $follow"
     fi
   } >"$conf"
   exec redis-server "$conf" "$@"
@@ -95,8 +147,20 @@ sentinel)
   # Sentinel rewrites its config file, so it runs from a writable copy.
   conf="$run_dir/sentinel.conf"
   cp "$conf_dir/sentinel.conf" "$conf"
-  echo "sentinel auth-pass ${SF_SENTINEL_MASTER:-socketfleet} \"$REDIS_PASSWORD\"" >>"$conf"
-  echo "sentinel announce-ip $announce" >>"$conf"
+  master=${SF_SENTINEL_MASTER:-socketfleet}
+  {
+    echo "sentinel auth-pass $master \"$REDIS_PASSWORD\""
+    # The Sentinels ask clients (the sidecars, the operator) and each other for it too.
+    echo "requirepass \"$REDIS_PASSWORD\""
+    echo "sentinel sentinel-pass \"$REDIS_PASSWORD\""
+    echo "sentinel announce-ip $announce"
+  } >>"$conf"
+  # A Sentinel (re)starting watches the primary its peers know, not pod 0 by rule.
+  if current=$(sentinels_primary); then
+    quorum=$(awk -v m="$master" '$1 == "sentinel" && $2 == "monitor" && $3 == m {print $6}' "$conf")
+    sed -i "s/^sentinel monitor $master .*/sentinel monitor $master $current ${quorum:-2}/" "$conf"
+    echo "entrypoint.sh: the Sentinels name $current as the primary; watching it" >&2
+  fi
   exec redis-sentinel "$conf" "$@"
   ;;
 prestop)

@@ -28,6 +28,8 @@ pub const ENTRYPOINT_FILE: &str = "entrypoint.sh";
 pub const ENTRYPOINT_ENV_PRIMARY_HOST: &str = "SF_REDIS_PRIMARY_HOST";
 pub const ENTRYPOINT_ENV_PRIMARY_PORT: &str = "SF_REDIS_PRIMARY_PORT";
 pub const ENTRYPOINT_ENV_SENTINEL_MASTER: &str = "SF_SENTINEL_MASTER";
+/// The Sentinels' `host:port`, space-separated: asked for the current primary at start.
+pub const ENTRYPOINT_ENV_SENTINEL_PEERS: &str = "SF_SENTINEL_PEERS";
 pub const ENTRYPOINT_ENV_ANNOUNCE_HOST: &str = "SF_ANNOUNCE_HOST";
 pub const ENTRYPOINT_ENV_CONF_DIR: &str = "SF_CONF_DIR";
 pub const ENTRYPOINT_ENV_RUN_DIR: &str = "SF_RUN_DIR";
@@ -83,6 +85,15 @@ pub fn redis_conf(ctx: &Ctx) -> String {
         format!("appendonly {}", if r.persistence.enabled { "yes" } else { "no" }),
         "maxmemory-policy noeviction".into(),
     ];
+    if r.mode == RedisMode::Sentinel {
+        conf.extend([
+            // Fencing: a primary cut off from every replica (an old primary on the wrong
+            // side of a partition) refuses writes instead of taking ones a failover would
+            // lose. The price: with its only replica down, the primary refuses writes too.
+            "min-replicas-to-write 1".into(),
+            "min-replicas-max-lag 10".into(),
+        ]);
+    }
     if r.mode == RedisMode::Cluster {
         conf.extend([
             "cluster-enabled yes".into(),
@@ -292,6 +303,8 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
     let mut env = vec![secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY), field_env("POD_IP", "status.podIP")];
     if r.mode == RedisMode::Sentinel {
         env.push(self::env(ENTRYPOINT_ENV_PRIMARY_HOST, pod_host(ctx, "redis", &headless_name(ctx), 0)));
+        env.push(self::env(ENTRYPOINT_ENV_SENTINEL_PEERS, sentinel_peers(ctx)));
+        env.push(self::env(ENTRYPOINT_ENV_SENTINEL_MASTER, SENTINEL_MASTER));
     }
     let mut ports = vec![ContainerPort { name: Some("redis".into()), container_port: REDIS_PORT, ..ContainerPort::default() }];
     if r.mode == RedisMode::Cluster {
@@ -351,6 +364,11 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
     stateful_set(ctx, ctx.child("redis"), COMPONENT_REDIS, redis_pods(ctx), headless_name(ctx), pod, claims)
 }
 
+/// The three Sentinels' `host:port`, space-separated (the entrypoint's peers).
+pub fn sentinel_peers(ctx: &Ctx) -> String {
+    (0..3).map(|i| format!("{}:{SENTINEL_PORT}", pod_host(ctx, "sentinel", &sentinel_headless_name(ctx), i))).collect::<Vec<_>>().join(" ")
+}
+
 fn sentinel_set(ctx: &Ctx) -> StatefulSet {
     let container = Container {
         name: "sentinel".into(),
@@ -359,6 +377,7 @@ fn sentinel_set(ctx: &Ctx) -> StatefulSet {
         env: Some(vec![
             secret_env("REDIS_PASSWORD", redis_secret_name(ctx), REDIS_PASSWORD_KEY),
             env(ENTRYPOINT_ENV_SENTINEL_MASTER, SENTINEL_MASTER),
+            env(ENTRYPOINT_ENV_SENTINEL_PEERS, sentinel_peers(ctx)),
         ]),
         ports: Some(vec![ContainerPort { name: Some("sentinel".into()), container_port: SENTINEL_PORT, ..ContainerPort::default() }]),
         readiness_probe: Some(tcp_probe(SENTINEL_PORT, 2)),

@@ -60,6 +60,7 @@ pub struct Topology {
     mode: RedisMode,
     seeds: Vec<Addr>,
     password: Option<String>,
+    sentinel_password: Option<String>,
     timeout: Duration,
 }
 
@@ -69,6 +70,7 @@ impl Topology {
             mode: config.mode.clone(),
             seeds: config.addrs.iter().map(|a| Addr::from(a.as_str())).collect(),
             password: config.password.as_ref().and_then(|p| p.value()).map(str::to_string),
+            sentinel_password: config.sentinel_password.as_ref().and_then(|p| p.value()).map(str::to_string),
             timeout: config.timeout,
         }
     }
@@ -94,9 +96,9 @@ impl Topology {
     async fn resolve_sentinel(&self, master: &str) -> Result<SlotMap, TopologyError> {
         let mut last_err = String::from("no sentinels configured");
         for sentinel in &self.seeds {
-            // Sentinels are not password-protected by the Redis password.
+            // Sentinels have their own password (or none), not the Redis password.
             let reply = async {
-                let mut conn = connect(sentinel, None, self.timeout).await?;
+                let mut conn = connect(sentinel, self.sentinel_password.as_deref(), self.timeout).await?;
                 redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).query_async::<Option<(String, u16)>>(&mut conn).await
             }
             .await;
