@@ -55,8 +55,12 @@ pub fn step(prev: &[Operation], shards: i32, report: Option<&Report>, now: Times
     op.slots_moved += slots;
     op.keys_moved += keys;
     op.slots_remaining = r.slots_to_move as i64;
-    if let Some(a) = r.actions.iter().find(|a| !matches!(a, Action::MoveSlots { .. })).or(r.actions.first()) {
-        op.last_step = if slots > 0 { format!("moved {slots} slots ({keys} keys) this step; last: {a}") } else { a.to_string() };
+    // The step's moves summed, then whatever else it did.
+    let moved = (slots > 0).then(|| format!("moved {slots} slots ({keys} keys)"));
+    let rest = r.actions.iter().filter(|a| !matches!(a, Action::MoveSlots { .. })).map(Action::to_string);
+    let step: Vec<String> = moved.into_iter().chain(rest).collect();
+    if !step.is_empty() {
+        op.last_step = step.join("; ");
         op.last_step_time = Some(stamp.clone());
     }
     if r.converged && !busy {

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use socketfleet_api::settings;
+use socketfleet_harness::redis::redis_cli as sentinel_cli;
 use socketfleet_operator::children::Ctx;
 use socketfleet_operator::children::redis::{
     ENTRYPOINT, ENTRYPOINT_ENV_ANNOUNCE_HOST, ENTRYPOINT_ENV_CONF_DIR, ENTRYPOINT_ENV_PRIMARY_HOST, ENTRYPOINT_ENV_PRIMARY_PORT,
@@ -67,10 +68,6 @@ fn entrypoint(dirs: &PodDirs, role: &str, env: &[(&str, String)], args: &[String
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     Proc::new(cmd.spawn().expect("sh"), role)
-}
-
-fn sentinel_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
-    socketfleet_harness::redis::redis_cli(port, password, args)
 }
 
 fn primary_port(sentinel: u16) -> Option<u16> {

@@ -29,15 +29,48 @@ if [ -z "${REDIS_PASSWORD:-}" ]; then
   exit 64
 fi
 announce=${SF_ANNOUNCE_HOST:-$(hostname -f)}
+sentinel_master=${SF_SENTINEL_MASTER:-socketfleet}
+# redis-cli reads the password from here, never from its command line.
+export REDISCLI_AUTH="$REDIS_PASSWORD"
 umask 077
 mkdir -p "$run_dir"
+
+# conf_has LINE-START: whether the ConfigMap's redis.conf has a line starting so.
+conf_has() {
+  grep -q "^$1" "$conf_dir/redis.conf"
+}
+
+# role_of [redis-cli connection arguments]: `master`, `slave`, or nothing.
+role_of() {
+  set -- $(redis-cli "$@" role 2>/dev/null)
+  echo "${1:-}"
+}
+
+# is_role ROLE [redis-cli connection arguments]
+is_role() {
+  want=$1
+  shift
+  [ "$(role_of "$@")" = "$want" ]
+}
+
+# wait_until TRIES COMMAND...: runs COMMAND every 0.2 s until it succeeds, TRIES times at most.
+wait_until() {
+  tries=$1
+  shift
+  i=0
+  while [ $i -lt "$tries" ]; do
+    "$@" && return 0
+    sleep 0.2
+    i=$((i + 1))
+  done
+  return 1
+}
 
 # sentinels_primary: "host port" of the primary the first answering Sentinel of
 # SF_SENTINEL_PEERS (space-separated host:port) names; fails when none answers.
 sentinels_primary() {
-  export REDISCLI_AUTH="$REDIS_PASSWORD"
   for peer in ${SF_SENTINEL_PEERS:-}; do
-    reply=$(timeout 3 redis-cli -h "${peer%:*}" -p "${peer##*:}" sentinel get-master-addr-by-name "${SF_SENTINEL_MASTER:-socketfleet}" 2>/dev/null) || continue
+    reply=$(timeout 3 redis-cli -h "${peer%:*}" -p "${peer##*:}" sentinel get-master-addr-by-name "$sentinel_master" 2>/dev/null) || continue
     set -- $reply
     [ $# -eq 2 ] && [ "$2" -gt 0 ] 2>/dev/null && { echo "$1 $2"; return 0; }
   done
@@ -64,33 +97,32 @@ start_in_a_sentinel_set() {
     follow=$current
     return 0
   fi
-  if ! grep -q '^appendonly no' "$conf_dir/redis.conf"; then
+  if ! conf_has 'appendonly no'; then
     echo "entrypoint.sh: the Sentinels name this pod the primary; resuming with its data"
     return 0
   fi
   echo "entrypoint.sh: the Sentinels name this pod the primary, but without persistence it has no data: asking for a failover"
   for peer in ${SF_SENTINEL_PEERS:-}; do
-    timeout 3 redis-cli -h "${peer%:*}" -p "${peer##*:}" sentinel failover "${SF_SENTINEL_MASTER:-socketfleet}" >/dev/null 2>&1 && break
+    timeout 3 redis-cli -h "${peer%:*}" -p "${peer##*:}" sentinel failover "$sentinel_master" >/dev/null 2>&1 && break
   done
-  i=0
-  while [ $i -lt 150 ]; do
-    if current=$(sentinels_primary) && [ "$current" != "$me" ]; then
-      echo "entrypoint.sh: $current took over; following it"
-      follow=$current
-      return 0
-    fi
-    sleep 0.2
-    i=$((i + 1))
-  done
+  if wait_until 150 primary_moved; then
+    echo "entrypoint.sh: $current took over; following it"
+    follow=$current
+    return 0
+  fi
   echo "entrypoint.sh: no failover within 30 s; exiting, so that the next start asks again (an empty primary must not serve)"
   exit 1
+}
+
+# primary_moved: the Sentinels name a primary other than this pod (`current`).
+primary_moved() {
+  current=$(sentinels_primary) && [ "$current" != "$me" ]
 }
 
 # hand_slots_to_a_replica NODES_CONF: when this node was a primary owning slots, asks a
 # replica of it that answers to take over (`CLUSTER FAILOVER FORCE`: the old primary is
 # gone, the other primaries vote) and waits for it, about 15 s at most per replica.
 hand_slots_to_a_replica() {
-  export REDISCLI_AUTH="$REDIS_PASSWORD"
   # nodes.conf lines: id ip:port@bus[,host] flags master-id ping pong epoch link slots...
   me=$(awk '$3 ~ /myself/ && $3 ~ /master/ && NF > 8 {print $1}' "$1")
   [ -n "$me" ] || return 0
@@ -99,15 +131,10 @@ hand_slots_to_a_replica() {
     port=${addr##*:}
     [ "$(redis-cli -h "$host" -p "$port" ping 2>/dev/null)" = PONG ] || continue
     redis-cli -h "$host" -p "$port" cluster failover force >/dev/null 2>&1 || continue
-    i=0
-    while [ $i -lt 75 ]; do
-      if [ "$(redis-cli -h "$host" -p "$port" role 2>/dev/null | head -n 1)" = master ]; then
-        echo "entrypoint.sh: $addr took over this node's slots"
-        return 0
-      fi
-      sleep 0.2
-      i=$((i + 1))
-    done
+    if wait_until 75 is_role master -h "$host" -p "$port"; then
+      echo "entrypoint.sh: $addr took over this node's slots"
+      return 0
+    fi
   done
   echo "entrypoint.sh: no replica took over this node's slots; the operator reassigns them (their data is lost)"
 }
@@ -119,7 +146,7 @@ redis)
     echo "include $conf_dir/redis.conf"
     echo "requirepass \"$REDIS_PASSWORD\""
     echo "masterauth \"$REDIS_PASSWORD\""
-    if grep -q '^cluster-enabled yes' "$conf_dir/redis.conf"; then
+    if conf_has 'cluster-enabled yes'; then
       # Gossip the pod's own IP, not whatever interface Redis guesses.
       [ -n "${POD_IP:-}" ] && echo "cluster-announce-ip $POD_IP"
     fi
@@ -130,7 +157,7 @@ redis)
     # reach an empty node), and this node starts as a new one; the operator introduces it
     # and makes it a replica.
     nodes_conf="${SF_DATA_DIR:-/data}/nodes.conf"
-    if grep -q '^cluster-enabled yes' "$conf_dir/redis.conf" && grep -q '^appendonly no' "$conf_dir/redis.conf" && [ -e "$nodes_conf" ]; then
+    if conf_has 'cluster-enabled yes' && conf_has 'appendonly no' && [ -e "$nodes_conf" ]; then
       echo "entrypoint.sh: no persistence: starting as a new, empty cluster node" >&2
       hand_slots_to_a_replica "$nodes_conf" >&2
       rm -f "$nodes_conf"
@@ -147,18 +174,17 @@ sentinel)
   # Sentinel rewrites its config file, so it runs from a writable copy.
   conf="$run_dir/sentinel.conf"
   cp "$conf_dir/sentinel.conf" "$conf"
-  master=${SF_SENTINEL_MASTER:-socketfleet}
   {
-    echo "sentinel auth-pass $master \"$REDIS_PASSWORD\""
-    # The Sentinels ask clients (the sidecars, the operator) and each other for it too.
+    echo "sentinel auth-pass $sentinel_master \"$REDIS_PASSWORD\""
+    # The Sentinels ask their clients (the sidecars) and each other for it too.
     echo "requirepass \"$REDIS_PASSWORD\""
     echo "sentinel sentinel-pass \"$REDIS_PASSWORD\""
     echo "sentinel announce-ip $announce"
   } >>"$conf"
   # A Sentinel (re)starting watches the primary its peers know, not pod 0 by rule.
   if current=$(sentinels_primary); then
-    quorum=$(awk -v m="$master" '$1 == "sentinel" && $2 == "monitor" && $3 == m {print $6}' "$conf")
-    sed -i "s/^sentinel monitor $master .*/sentinel monitor $master $current ${quorum:-2}/" "$conf"
+    quorum=$(awk -v m="$sentinel_master" '$1 == "sentinel" && $2 == "monitor" && $3 == m {print $6}' "$conf")
+    sed -i "s/^sentinel monitor $sentinel_master .*/sentinel monitor $sentinel_master $current ${quorum:-2}/" "$conf"
     echo "entrypoint.sh: the Sentinels name $current as the primary; watching it" >&2
   fi
   exec redis-sentinel "$conf" "$@"
@@ -169,23 +195,16 @@ prestop)
   # instead of leaving the cluster to notice it gone after cluster-node-timeout. Anything
   # else (a replica, no connected replica, Sentinel mode) stops as it is. Bounded: about
   # 10 s, well inside the pod's termination grace.
-  grep -q '^cluster-enabled yes' "$conf_dir/redis.conf" || exit 0
-  export REDISCLI_AUTH="$REDIS_PASSWORD"
+  conf_has 'cluster-enabled yes' || exit 0
   port=${SF_REDIS_PORT:-6379}
-  role() { set -- $(redis-cli -p "$port" role 2>/dev/null); echo "${1:-}"; }
-  [ "$(role)" = master ] || exit 0
+  is_role master -p "$port" || exit 0
   replica=$(redis-cli -p "$port" info replication 2>/dev/null | grep '^slave0:.*state=online' || true)
   [ -n "$replica" ] || exit 0
   # slave0:ip=10.244.0.12,port=6379,state=online,offset=...,lag=0
   ip=${replica#*ip=}; ip=${ip%%,*}
   rport=${replica#*port=}; rport=${rport%%,*}
   redis-cli -h "$ip" -p "$rport" cluster failover >/dev/null 2>&1 || exit 0
-  i=0
-  while [ $i -lt 50 ]; do
-    [ "$(role)" = slave ] && exit 0
-    sleep 0.2
-    i=$((i + 1))
-  done
+  wait_until 50 is_role slave -p "$port" && exit 0
   echo "entrypoint.sh prestop: $ip:$rport did not take over within 10 s" >&2
   exit 0
   ;;

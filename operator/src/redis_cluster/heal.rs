@@ -196,8 +196,9 @@ pub async fn heal(layout: Layout, members: &[Member], access: &Access) -> Result
     // plan's choice of new primaries is stable, a new owner can be announced to all, and
     // a receiver accepts keys (a node that is not ok answers MIGRATE with CLUSTERDOWN).
     let whole = (0..layout.pods()).all(|o| pods.iter().any(|p| p.member.ordinal == o))
-        && pods.iter().all(|p| p.state_ok && pods.iter().all(|q| p.line(&q.id).is_some_and(|n| !n.handshake && !n.noaddr)));
-    let pass = Pass { layout, pods: &pods, anchor, access, plan: &plan, whole };
+        && pods.iter().all(|p| p.state_ok() && pods.iter().all(|q| p.line(&q.id).is_some_and(|n| !n.handshake && !n.noaddr)));
+    let created = pods.iter().flat_map(|p| p.view.iter()).any(|n| !n.slots.is_empty());
+    let pass = Pass { layout, pods: &pods, anchor, access, plan: &plan, whole, created };
     for phase in [Phase::Meet, Phase::Forget, Phase::Slots, Phase::OpenSlots, Phase::HandOver, Phase::Replicas, Phase::Reshard] {
         report.actions = pass.run(phase).await?;
         if !report.actions.is_empty() {
@@ -211,7 +212,7 @@ pub async fn heal(layout: Layout, members: &[Member], access: &Access) -> Result
         .filter(|m| leaving(m.ordinal))
         .filter(|m| !pods.iter().any(|p| p.member.name == m.name && anchor.line(&p.id).is_some_and(|n| n.slots.is_empty())))
         .count();
-    pass.describe(&mut report).await;
+    pass.describe(&mut report);
     report.converged = report.actions.is_empty()
         && report.unreachable.is_empty()
         && members.len() == layout.pods()
@@ -242,20 +243,20 @@ struct Pass<'a> {
     plan: &'a Plan,
     /// Every pod of the layout answered.
     whole: bool,
+    /// Some slot is assigned somewhere: roles and slots move only in a cluster that exists.
+    created: bool,
 }
 
 impl Pass<'_> {
     async fn run(&self, phase: Phase) -> Result<Vec<Action>, HealError> {
-        // Roles and slots move only in a cluster that exists.
-        let created = self.pods.iter().flat_map(|p| p.view.iter()).any(|n| !n.slots.is_empty());
         match phase {
             Phase::Meet => self.meet().await,
             Phase::Forget => self.forget().await,
             Phase::Slots => self.slots().await,
             Phase::OpenSlots => self.open_slots().await,
-            Phase::HandOver if created && self.whole => self.hand_over().await,
-            Phase::Replicas if created => self.replicas().await,
-            Phase::Reshard if created && self.whole => self.reshard().await,
+            Phase::HandOver if self.created && self.whole => self.hand_over().await,
+            Phase::Replicas if self.created => self.replicas().await,
+            Phase::Reshard if self.created && self.whole => self.reshard().await,
             _ => Ok(Vec::new()),
         }
     }
@@ -322,10 +323,10 @@ impl Pass<'_> {
     async fn slots(&self) -> Result<Vec<Action>, HealError> {
         // Every pod's view, not just the anchor's: a slot assigned in the last pass may not
         // have reached the anchor by gossip yet, and assigning it twice is refused.
-        let assigned: BTreeSet<u16> = self.pods.iter().flat_map(|p| p.view.iter()).flat_map(|n| n.slots.iter().copied()).collect();
-        if assigned.is_empty() {
+        if !self.created {
             return self.create().await;
         }
+        let assigned: BTreeSet<u16> = self.pods.iter().flat_map(|p| p.view.iter()).flat_map(|n| n.slots.iter().copied()).collect();
         let missing: BTreeSet<u16> = (0..SLOTS).filter(|s| !assigned.contains(s)).collect();
         if missing.is_empty() {
             return Ok(Vec::new());
@@ -338,9 +339,7 @@ impl Pass<'_> {
         let Some(target) = self.plan.primaries.iter().filter_map(|id| self.pod_by_id(id)).find(|p| holding(p) == 0) else {
             return Ok(Vec::new());
         };
-        for (a, b) in ranges(&missing) {
-            target.run::<()>(&cmd(&["CLUSTER", "ADDSLOTSRANGE", &a.to_string(), &b.to_string()])).await?;
-        }
+        add_slots(target, &missing).await?;
         Ok(vec![Action::AssignSlots { pod: target.member.name.clone(), slots: missing.len(), fresh: false }])
     }
 
@@ -354,9 +353,7 @@ impl Pass<'_> {
         let mut actions = Vec::new();
         for (shard, target) in designated.into_iter().enumerate() {
             let slots = self.layout.slots_of(shard);
-            for (a, b) in ranges(&slots) {
-                target.run::<()>(&cmd(&["CLUSTER", "ADDSLOTSRANGE", &a.to_string(), &b.to_string()])).await?;
-            }
+            add_slots(target, &slots).await?;
             actions.push(Action::AssignSlots { pod: target.member.name.clone(), slots: slots.len(), fresh: true });
         }
         Ok(actions)
@@ -405,7 +402,7 @@ impl Pass<'_> {
     /// Moves slots as the plan says, up to [`migrate::PARALLEL_MOVES`] pairs of primaries at
     /// once, until the pass's time budget is spent.
     async fn reshard(&self) -> Result<Vec<Action>, HealError> {
-        let started = std::time::Instant::now();
+        let deadline = std::time::Instant::now() + migrate::PASS_BUDGET;
         let primaries = self.primaries();
         // Each move gets its own slots: a source giving to two receivers splits its list.
         let mut lists: BTreeMap<&str, Vec<u16>> = BTreeMap::new();
@@ -422,39 +419,20 @@ impl Pass<'_> {
         let mut first_error = None;
         for batch in work.chunks(migrate::PARALLEL_MOVES) {
             let done = futures_util::future::join_all(batch.iter().map(|(source, target, slots)| async {
-                if let Some(reason) = migrate::memory_check(source, target, slots.len()).await? {
-                    return Ok((Action::MoveBlocked { to: target.member.name.clone(), reason }, None));
-                }
-                let (mut moved, mut keys) = (0, 0);
-                for &slot in slots.iter().rev() {
-                    if started.elapsed() > migrate::PASS_BUDGET {
-                        break;
-                    }
-                    match migrate::move_slot(source, target, &primaries, slot, self.access).await {
-                        Ok(k) => (keys, moved) = (keys + k, moved + 1),
-                        Err(e) => {
-                            let action =
-                                Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots: moved, keys };
-                            return Ok((action, Some(e)));
-                        }
+                let (from, to) = (source.member.name.clone(), target.member.name.clone());
+                match migrate::memory_check(source, target, slots.len()).await {
+                    Ok(Some(reason)) => (Some(Action::MoveBlocked { to, reason }), None),
+                    Err(e) => (None, Some(e)),
+                    Ok(None) => {
+                        let (slots, keys, error) = migrate::move_slots(source, target, &primaries, slots, self.access, deadline).await;
+                        ((slots > 0).then_some(Action::MoveSlots { from, to, slots, keys }), error)
                     }
                 }
-                Ok::<_, redis::RedisError>((
-                    Action::MoveSlots { from: source.member.name.clone(), to: target.member.name.clone(), slots: moved, keys },
-                    None,
-                ))
             }))
             .await;
-            for d in done {
-                match d {
-                    Ok((action, error)) => {
-                        if !matches!(action, Action::MoveSlots { slots: 0, .. }) {
-                            actions.push(action);
-                        }
-                        first_error = first_error.or(error);
-                    }
-                    Err(e) => first_error = first_error.or(Some(e)),
-                }
+            for (action, error) in done {
+                actions.extend(action);
+                first_error = first_error.or(error);
             }
         }
         // A move that failed half way leaves its slot open for the next pass to close; what
@@ -519,7 +497,7 @@ impl Pass<'_> {
     }
 
     /// Fills the topology figures of the report from the anchor's view.
-    async fn describe(&self, report: &mut Report) {
+    fn describe(&self, report: &mut Report) {
         let view = &self.anchor.view;
         let healthy: BTreeMap<&str, &NodeLine> = view.iter().filter(|n| n.healthy_master()).map(|n| (n.id.as_str(), n)).collect();
         report.primaries = healthy.values().filter(|n| !n.slots.is_empty()).count();
@@ -534,10 +512,14 @@ impl Pass<'_> {
             .collect();
         report.replicas = followers.len();
         report.primaries_without_replica = healthy.values().filter(|n| !n.slots.is_empty() && !followers.contains(&n.id.as_str())).count();
-        let info: Result<String, _> = self.anchor.run(&cmd(&["CLUSTER", "INFO"])).await;
-        report.cluster_state = info
-            .ok()
-            .and_then(|i| i.lines().find_map(|l| l.strip_prefix("cluster_state:").map(|s| s.trim().to_string())))
-            .unwrap_or_else(|| "unknown".into());
+        report.cluster_state = self.anchor.cluster_state.clone();
     }
+}
+
+/// Assigns `slots` to `pod`, a range at a time.
+async fn add_slots(pod: &Pod, slots: &BTreeSet<u16>) -> Result<(), redis::RedisError> {
+    for (a, b) in ranges(slots) {
+        pod.run::<()>(&cmd(&["CLUSTER", "ADDSLOTSRANGE", &a.to_string(), &b.to_string()])).await?;
+    }
+    Ok(())
 }

@@ -12,9 +12,9 @@
 //! Redis 8.4's `CLUSTER MIGRATION` and Valkey 9's `CLUSTER MIGRATESLOTS` move slots
 //! atomically; they are not used yet (the Redis this project tests with is Debian's 7.0).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::pod::{Access, Pod, cmd};
+use super::pod::{Access, Pod, cmd, info_number};
 
 /// Keys per `MIGRATE` call.
 const BATCH: usize = 100;
@@ -56,13 +56,7 @@ pub(super) async fn assign(slot: u16, target: &Pod, others: &[&Pod]) -> Result<(
 
 /// Moves one slot with its keys from `source` to `target`; `primaries` are told the new
 /// owner. Returns the keys moved.
-pub(super) async fn move_slot(
-    source: &Pod,
-    target: &Pod,
-    primaries: &[&Pod],
-    slot: u16,
-    access: &Access,
-) -> Result<usize, redis::RedisError> {
+async fn move_slot(source: &Pod, target: &Pod, primaries: &[&Pod], slot: u16, access: &Access) -> Result<usize, redis::RedisError> {
     let s = slot.to_string();
     target.run::<()>(&cmd(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &source.id])).await?;
     source.run::<()>(&cmd(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &target.id])).await?;
@@ -74,13 +68,14 @@ pub(super) async fn move_slot(
 /// Why `target` cannot take `slots` more slots from `source` now, if it cannot: only when
 /// it has a `maxmemory`, estimated from the source's memory per slot.
 pub(super) async fn memory_check(source: &Pod, target: &Pod, slots: usize) -> Result<Option<String>, redis::RedisError> {
-    let max = target.info_number("memory", "maxmemory").await?;
+    let memory = target.info("memory").await?;
+    let max = info_number(&memory, "maxmemory");
     let source_slots = source.me().map_or(0, |me| me.slots.len());
     if max == 0 || source_slots == 0 {
         return Ok(None);
     }
-    let used = target.info_number("memory", "used_memory").await?;
-    let incoming = source.info_number("memory", "used_memory").await? as f64 * slots as f64 / source_slots as f64;
+    let used = info_number(&memory, "used_memory");
+    let incoming = info_number(&source.info("memory").await?, "used_memory") as f64 * slots as f64 / source_slots as f64;
     let after = used as f64 + incoming;
     Ok((after > max as f64 * MEMORY_CEILING).then(|| {
         format!(
@@ -90,6 +85,30 @@ pub(super) async fn memory_check(source: &Pod, target: &Pod, slots: usize) -> Re
             MEMORY_CEILING * 100.0
         )
     }))
+}
+
+/// Moves `slots` (last first) from `source` to `target` until `deadline`; returns the
+/// slots and keys moved, and the error that stopped it early, if one did (its slot is left
+/// open for the next pass to close).
+pub(super) async fn move_slots(
+    source: &Pod,
+    target: &Pod,
+    primaries: &[&Pod],
+    slots: &[u16],
+    access: &Access,
+    deadline: Instant,
+) -> (usize, usize, Option<redis::RedisError>) {
+    let (mut moved, mut keys) = (0, 0);
+    for &slot in slots.iter().rev() {
+        if Instant::now() > deadline {
+            break;
+        }
+        match move_slot(source, target, primaries, slot, access).await {
+            Ok(k) => (moved, keys) = (moved + 1, keys + k),
+            Err(e) => return (moved, keys, Some(e)),
+        }
+    }
+    (moved, keys, None)
 }
 
 /// Pairs of primaries moving slots at once.

@@ -29,8 +29,8 @@ pub(super) struct Pod {
     conn: MultiplexedConnection,
     pub id: String,
     pub view: Vec<NodeLine>,
-    /// Its `cluster_state` is `ok`: it knows an owner for every slot it should.
-    pub state_ok: bool,
+    /// `cluster_state` as it reports it (`ok`: it knows an owner for every slot it should).
+    pub cluster_state: String,
     /// A replica whose copy is complete and following (`master_link_status:up`); a
     /// replica still loading its first copy cannot keep a publish durable.
     pub in_sync: bool,
@@ -39,23 +39,30 @@ pub(super) struct Pod {
 }
 
 impl Pod {
+    /// Connects and reads its view: `CLUSTER NODES` (its own id is the `myself` line),
+    /// `CLUSTER INFO` and `INFO replication`.
     pub async fn observe(member: &Member, access: &Access) -> Result<Pod, HealError> {
         // The sidecar's connection helper: the same password and timeout handling.
         let conn = socketfleet_plumbing::redis_conn::connect(&member.addr, access.password.as_deref(), access.timeout).await?;
-        let mut pod =
-            Pod { member: member.clone(), conn, id: String::new(), view: Vec::new(), state_ok: false, in_sync: false, master_addr: None };
-        pod.id = pod.run(&cmd(&["CLUSTER", "MYID"])).await?;
-        let nodes: String = pod.run(&cmd(&["CLUSTER", "NODES"])).await?;
-        pod.view = parse_nodes(&nodes)?;
-        let info: String = pod.run(&cmd(&["CLUSTER", "INFO"])).await?;
-        pod.state_ok = info.lines().any(|l| l.trim() == "cluster_state:ok");
-        let replication: String = pod.run(&cmd(&["INFO", "replication"])).await?;
-        pod.in_sync = replication.lines().any(|l| l.trim() == "master_link_status:up");
-        let field = |name: &str| replication.lines().find_map(|l| l.trim().strip_prefix(name).map(str::to_string));
-        if let (Some(host), Some(port)) = (field("master_host:"), field("master_port:")) {
-            pod.master_addr = Some(format!("{host}:{port}"));
-        }
-        Ok(pod)
+        let run = |args: &[&str]| {
+            let mut conn = conn.clone();
+            let c = cmd(args);
+            async move { c.query_async::<String>(&mut conn).await }
+        };
+        let view = parse_nodes(&run(&["CLUSTER", "NODES"]).await?)?;
+        let id = view.iter().find(|n| n.myself).map(|n| n.id.clone()).unwrap_or_default();
+        let cluster_state = info_field(&run(&["CLUSTER", "INFO"]).await?, "cluster_state").unwrap_or("unknown").to_string();
+        let replication = run(&["INFO", "replication"]).await?;
+        let in_sync = info_field(&replication, "master_link_status") == Some("up");
+        let master_addr = match (info_field(&replication, "master_host"), info_field(&replication, "master_port")) {
+            (Some(host), Some(port)) => Some(format!("{host}:{port}")),
+            _ => None,
+        };
+        Ok(Pod { member: member.clone(), conn, id, view, cluster_state, in_sync, master_addr })
+    }
+
+    pub fn state_ok(&self) -> bool {
+        self.cluster_state == "ok"
     }
 
     pub fn me(&self) -> Option<&NodeLine> {
@@ -76,12 +83,20 @@ impl Pod {
         self.member.addr.rsplit_once(':').unwrap_or((&self.member.addr, "6379"))
     }
 
-    /// A field of `INFO <section>` as a number (0 when absent).
-    pub async fn info_number(&self, section: &str, field: &str) -> Result<u64, redis::RedisError> {
-        let info: String = self.run(&cmd(&["INFO", section])).await?;
-        let prefix = format!("{field}:");
-        Ok(info.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0))
+    /// `INFO <section>`.
+    pub async fn info(&self, section: &str) -> Result<String, redis::RedisError> {
+        self.run(&cmd(&["INFO", section])).await
     }
+}
+
+/// The value of `field` in an `INFO` or `CLUSTER INFO` reply.
+pub(super) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')).map(str::trim)
+}
+
+/// A numeric `INFO` field (0 when absent).
+pub(super) fn info_number(info: &str, field: &str) -> u64 {
+    info_field(info, field).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 pub(super) fn cmd(args: &[&str]) -> redis::Cmd {
