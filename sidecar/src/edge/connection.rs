@@ -135,13 +135,14 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
     }
 
     let mut warned = None;
+    let mut token_timer = expiry::Timer::default();
     let close = loop {
-        let deadline = expiry::next(conn.identity.expires, warned, unix_ms());
+        token_timer.arm(conn.identity.expires, warned, unix_ms);
         let next = tokio::select! {
             next = tokio::time::timeout(edge.config.idle_timeout, stream.next()) => next,
             // The writer ended (socket error, slow consumer, drain): the connection is over.
             _ = &mut writer => break close_frame(CloseCode::Normal, ""),
-            step = expiry::wait(deadline) => match step {
+            step = token_timer.fired() => match step {
                 expiry::Step::Warn { expires } => {
                     warned = Some(expires);
                     conn.send(protocol::expiring_frame(expires, expires + LEEWAY_SECS)).await;

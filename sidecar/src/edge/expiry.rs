@@ -38,14 +38,45 @@ pub fn next(expires: Option<u64>, warned: Option<u64>, now_ms: u64) -> Option<(u
     Some((end_ms.saturating_sub(now_ms), Step::Expire { expires }))
 }
 
-/// Waits for the next step; forever when there is none.
-pub async fn wait(next: Option<(u64, Step)>) -> Step {
-    match next {
-        Some((in_ms, step)) => {
-            tokio::time::sleep_until(Instant::now() + Duration::from_millis(in_ms)).await;
-            step
+/// A connection's expiry timer. It is re-armed only when the token or what was warned
+/// about changes, not for every frame the client sends: the read loop polls it per frame.
+pub struct Timer {
+    /// The (expires, warned) it is armed for.
+    armed_for: Option<(Option<u64>, Option<u64>)>,
+    step: Option<Step>,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Default for Timer {
+    fn default() -> Timer {
+        Timer { armed_for: None, step: None, sleep: Box::pin(tokio::time::sleep(Duration::ZERO)) }
+    }
+}
+
+impl Timer {
+    /// Arms it for a token expiring at `expires` of which `warned` was warned about, unless
+    /// it is armed for exactly that already. `now_ms`: Unix milliseconds.
+    pub fn arm(&mut self, expires: Option<u64>, warned: Option<u64>, now_ms: impl FnOnce() -> u64) {
+        if self.armed_for == Some((expires, warned)) {
+            return;
         }
-        None => std::future::pending().await,
+        self.armed_for = Some((expires, warned));
+        let next = next(expires, warned, now_ms());
+        self.step = next.map(|(_, step)| step);
+        if let Some((in_ms, _)) = next {
+            self.sleep.as_mut().reset(Instant::now() + Duration::from_millis(in_ms));
+        }
+    }
+
+    /// Waits for the armed step; forever when there is none.
+    pub async fn fired(&mut self) -> Step {
+        match self.step {
+            Some(step) => {
+                self.sleep.as_mut().await;
+                step
+            }
+            None => std::future::pending().await,
+        }
     }
 }
 
