@@ -202,6 +202,13 @@ mod tests {
         }
         let scaled = fleet(json!({"redis": {"mode": "cluster", "shards": 3}, "gateway": {"replicas": {"count": 5}}}));
         check(&scaled, Some(&old)).expect("scaling the gateway is a change like any other");
+        let kept = fleet(json!({"redis": {"persistence": {"enabled": true, "storageClassName": "fast"}}}));
+        let released = fleet(json!({"redis": {"persistence": {"enabled": true, "storageClassName": "fast", "retainOnDelete": false}}}));
+        check(&released, Some(&kept)).expect("retainOnDelete can change at any time");
+        let moved = fleet(json!({"redis": {"persistence": {"enabled": true, "storageClassName": "slow"}}}));
+        assert!(check(&moved, Some(&kept)).expect_err("a new class").to_string().contains("redis.persistence cannot be changed"));
+        let unset = fleet(json!({"redis": {"persistence": {"enabled": true}}}));
+        assert!(check(&unset, Some(&kept)).is_err(), "a class removed");
     }
 
     #[test]

@@ -458,8 +458,8 @@ fn default_scale_down_stabilization() -> ScaleDownStabilization {
 )]
 #[x_kube(validation = Rule::new("self.mode == oldSelf.mode").message("redis.mode cannot be changed; create a new SocketFleet"))]
 #[x_kube(
-    validation = Rule::new("self.persistence == oldSelf.persistence")
-        .message("redis.persistence cannot be changed: volume claims of a StatefulSet are immutable")
+    validation = Rule::new(PERSISTENCE_UNCHANGED)
+        .message("redis.persistence cannot be changed (retainOnDelete aside): volume claims of a StatefulSet are immutable")
 )]
 pub struct RedisSpec {
     /// `cluster` (a Redis Cluster the operator creates and heals), `sentinel` (a primary,
@@ -555,11 +555,23 @@ pub struct PersistenceSpec {
     /// StorageClass of the claims; unset uses the cluster's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// Keep the claims (and the data) when the SocketFleet is deleted, so a fleet created
+    /// again with the same name finds its data (default). False deletes them with the
+    /// fleet. Either way, the claims of pods a scale-in removes are deleted: their slots
+    /// were moved away first. Can be changed at any time.
+    #[serde(default = "default_true")]
+    pub retain_on_delete: bool,
 }
+
+/// Everything of `persistence` but `retainOnDelete` is fixed once the fleet exists.
+const PERSISTENCE_UNCHANGED: &str = "self.persistence.enabled == oldSelf.persistence.enabled \
+    && self.persistence.size == oldSelf.persistence.size \
+    && has(self.persistence.storageClassName) == has(oldSelf.persistence.storageClassName) \
+    && (!has(self.persistence.storageClassName) || self.persistence.storageClassName == oldSelf.persistence.storageClassName)";
 
 impl Default for PersistenceSpec {
     fn default() -> Self {
-        PersistenceSpec { enabled: false, size: default_volume_size(), storage_class_name: None }
+        PersistenceSpec { enabled: false, size: default_volume_size(), storage_class_name: None, retain_on_delete: true }
     }
 }
 

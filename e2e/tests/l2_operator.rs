@@ -334,13 +334,27 @@ fn the_operator_on_a_real_control_plane() {
         plane.get(&["deployment", "minimal-gateway", "-n", APP_NS])["spec"]["replicas"] == 4
     });
 
-    // 8. Deleting a fleet garbage-collects every child.
+    // 8. Deleting a fleet garbage-collects every child. Its claims stay by default (chat);
+    // with retainOnDelete: false they go with it (scratch).
+    let scratch = "apiVersion: socketfleet.io/v1alpha1\nkind: SocketFleet\nmetadata: {name: scratch}\nspec:\n  auth: {mode: none}\n  \
+                   redis: {persistence: {enabled: true, size: 1Gi, retainOnDelete: false}}\n";
+    let out = plane.kubectl_stdin(&["apply", "-n", APP_NS, "-f", "-"], scratch);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let claims = |fleet: &str| {
+        let list = plane.get(&["pvc", "-n", APP_NS, "-l", &format!("app.kubernetes.io/instance={fleet}")]);
+        list["items"].as_array().map_or(0, |i| i.len())
+    };
+    wait_for("the StatefulSet controller to claim volumes", Duration::from_secs(60), || claims("chat") == 6 && claims("scratch") == 6);
     plane.kubectl_ok(&["delete", "sfleet", "chat", "-n", APP_NS, "--wait=true"]);
+    plane.kubectl_ok(&["delete", "sfleet", "scratch", "-n", APP_NS, "--wait=true"]);
     wait_for("chat's children to be collected", Duration::from_secs(60), || {
         ["statefulset/chat-redis", "deployment/chat-gateway", "secret/chat-redis", "service/chat", "configmap/chat-redis"]
             .iter()
             .all(|o| plane.get(&[o, "-n", APP_NS]).is_null())
     });
+    wait_for("scratch's claims to be deleted with it", Duration::from_secs(60), || claims("scratch") == 0);
+    assert_eq!(claims("chat"), 6, "chat's claims are retained");
+    measure!("claims after deleting the fleets: chat (retainOnDelete: true) 6, scratch (retainOnDelete: false) 0");
 
     // 9. The plain-manifest path: uninstall the chart, apply deploy/ instead.
     drop(follower);

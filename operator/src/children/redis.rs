@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
     Lifecycle, LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
@@ -291,11 +291,20 @@ fn stateful_set(
                 metadata: Some(ObjectMeta { labels: Some(ctx.labels(component)), ..ObjectMeta::default() }),
                 spec: Some(pod),
             },
+            persistent_volume_claim_retention_policy: (!claims.is_empty()).then(|| claim_retention(ctx)),
             volume_claim_templates: (!claims.is_empty()).then_some(claims),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
     }
+}
+
+/// Claims follow `persistence.retainOnDelete` when the fleet goes; a scale-in deletes the
+/// claims of the pods it removes (their slots were moved away before the set shrank, and a
+/// claim kept would hand a later pod of that ordinal a stale node identity).
+fn claim_retention(ctx: &Ctx) -> StatefulSetPersistentVolumeClaimRetentionPolicy {
+    let on_delete = if ctx.fleet.spec.redis.persistence.retain_on_delete { "Retain" } else { "Delete" };
+    StatefulSetPersistentVolumeClaimRetentionPolicy { when_deleted: Some(on_delete.into()), when_scaled: Some("Delete".into()) }
 }
 
 fn redis_set(ctx: &Ctx) -> StatefulSet {
@@ -451,6 +460,12 @@ mod tests {
         assert_eq!(claim.storage_class_name.as_deref(), Some("fast"));
         assert_eq!(claim.resources.as_ref().and_then(|r| r.requests.as_ref()).map(|r| r["storage"].0.clone()), Some("5Gi".into()));
         assert!(c.config_maps[0].data.as_ref().expect("data")["redis.conf"].contains("appendonly yes"));
+        let retention = |c: &Children| c.stateful_sets[0].spec.as_ref().and_then(|s| s.persistent_volume_claim_retention_policy.clone());
+        let kept = retention(&c).expect("a policy with claims");
+        assert_eq!((kept.when_deleted.as_deref(), kept.when_scaled.as_deref()), (Some("Retain"), Some("Delete")));
+        let c = children(json!({"redis": {"persistence": {"enabled": true, "retainOnDelete": false}}}));
+        assert_eq!(retention(&c).and_then(|p| p.when_deleted), Some("Delete".into()));
+        assert!(retention(&children(json!({}))).is_none(), "no claims, no policy");
     }
 
     #[test]
