@@ -899,6 +899,26 @@ pub struct RedisStatus {
     /// (the StatefulSet shrinks only once they hold none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_pods: Option<i32>,
+    /// The pods that are primaries: those serving slots (cluster) or the one the Sentinels
+    /// name (sentinel), as last seen whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_pods: Vec<String>,
+    /// The last time a primary was replaced by another pod: a failover by Redis Cluster or
+    /// the Sentinels, or a handover the operator or a stopping pod asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<Failover>,
+}
+
+/// A change of primaries seen by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// When the operator saw it (RFC 3339).
+    pub time: String,
+    /// Pods that were primaries and are not any more.
+    pub from: Vec<String>,
+    /// Pods that became primaries.
+    pub to: Vec<String>,
 }
 
 /// A long-running change to the fleet's Redis, newest last (the last 5 are kept).

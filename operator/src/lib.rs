@@ -9,6 +9,8 @@
 //! - [`apply`]: server-side apply without steady-state writes, orphan removal;
 //! - [`redis_cluster`]: Redis Cluster bootstrap, healing and resharding over the Redis
 //!   protocol; [`operations`]: the journal of reshards in `status.operations`;
+//! - [`redis_sentinel`]: Sentinel mode's repairs (re-MONITOR, RESET, moving the primary off a
+//!   pod being removed); Sentinel alone decides failovers;
 //! - [`generated`]: generated Secret values, never rotated under running pods;
 //! - [`observe`]: what the children report (gateway pods' `/status`, Redis);
 //! - [`autoscaler`]: the builtin connection autoscaler's step (decide, drain, remove);
@@ -33,4 +35,5 @@ pub mod operations;
 pub mod rebalance;
 pub mod reconcile;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod status;

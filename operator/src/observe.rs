@@ -3,8 +3,9 @@
 //! The gateway: the Deployment's replica counts and every pod's live state from the
 //! sidecar's admin `/status` (JSON, `socketfleet_api::admin`), read from all pods at once,
 //! each within a timeout; a pod that does not answer counts as unknown, not as zero. Redis:
-//! the StatefulSet's ready pods, and in cluster mode one bootstrap-and-heal pass over the
-//! Redis protocol.
+//! the StatefulSet's ready pods, and one pass over the Redis protocol: bootstrap-and-heal in
+//! cluster mode (`redis_cluster`), supervision of the Sentinels in sentinel mode
+//! (`redis_sentinel`).
 
 use std::time::Duration;
 
@@ -17,10 +18,11 @@ use socketfleet_api::admin::{PATH_STATUS, SidecarStatus};
 use socketfleet_api::crd::{RedisMode, SIDECAR_ADMIN_PORT};
 
 use crate::children::gateway::{deployment_name, desired_replicas};
-use crate::children::redis::{REDIS_PORT, redis_pods};
-use crate::children::{COMPONENT_GATEWAY, COMPONENT_REDIS, Ctx};
+use crate::children::redis::{REDIS_PORT, SENTINEL_MASTER, SENTINEL_PORT, headless_name, pod_host, redis_pods, spec_redis_pods};
+use crate::children::{COMPONENT_GATEWAY, COMPONENT_REDIS, COMPONENT_SENTINEL, Ctx};
 use crate::error::Result;
 use crate::redis_cluster::{self, Access, Layout, Member};
+use crate::redis_sentinel::{self, RedisPod};
 use crate::status::{GatewayObserved, RedisObserved};
 
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -106,32 +108,54 @@ pub async fn redis(client: &Client, c: &Ctx<'_>, password: &str) -> Result<Redis
     let set = sts.get_opt(&c.child("redis")).await?;
     let ready_pods = set.as_ref().and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
     let current = set.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas).unwrap_or(0);
+    let r = &c.fleet.spec.redis;
+    let spec_pods = spec_redis_pods(c);
+    let access = Access { password: Some(password.to_string()), timeout: REDIS_TIMEOUT };
+    let members = members_of(client, c, COMPONENT_REDIS, "redis", REDIS_PORT).await?;
     if mode == RedisMode::Sentinel {
-        return Ok(RedisObserved::Sentinel { pods: pods_wanted, ready_pods });
-    }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
-    let set = c.child("redis");
-    let mut members = Vec::new();
-    for pod in pods.list(&ListParams::default().labels(&c.selector_string(COMPONENT_REDIS))).await? {
-        let name = pod.name_any();
-        let ordinal = name.strip_prefix(&format!("{set}-")).and_then(|o| o.parse::<usize>().ok());
-        let ip = pod.status.and_then(|s| s.pod_ip);
-        if let (Some(ordinal), Some(ip)) = (ordinal, ip) {
-            members.push(Member { name, addr: format!("{ip}:{REDIS_PORT}"), ordinal });
-        }
+        let sentinels = members_of(client, c, COMPONENT_SENTINEL, "sentinel", SENTINEL_PORT).await?;
+        let redis: Vec<RedisPod> = members
+            .into_iter()
+            .map(|m| RedisPod { host: pod_host(c, "redis", &headless_name(c), m.ordinal as i32), port: REDIS_PORT as u16, member: m })
+            .collect();
+        let report = if sentinels.is_empty() {
+            None
+        } else {
+            Some(redis_sentinel::supervise(&sentinels, &redis, spec_pods as usize, SENTINEL_MASTER, &access).await)
+        };
+        let busy = report.as_ref().is_none_or(|r| r.leaving_primary);
+        let kept = (current > spec_pods && busy).then_some(current);
+        return Ok(RedisObserved::Sentinel {
+            pods: pods_wanted.max(kept.unwrap_or(0)),
+            ready_pods,
+            report,
+            kept,
+            durable: r.durable_publish,
+        });
     }
     // Bootstrap needs every pod; healing works with the ones that answer.
-    let r = &c.fleet.spec.redis;
     let layout = Layout { shards: r.shard_count() as usize, replicas_per_shard: r.replicas_per_shard as usize };
-    let spec_pods = layout.pods() as i32;
-    let report = if members.is_empty() {
-        None
-    } else {
-        let access = Access { password: Some(password.to_string()), timeout: REDIS_TIMEOUT };
-        Some(redis_cluster::heal(layout, &members, &access).await?)
-    };
+    let report = if members.is_empty() { None } else { Some(redis_cluster::heal(layout, &members, &access).await?) };
     let kept = kept_pods(spec_pods, current, report.as_ref());
     Ok(RedisObserved::Cluster { pods: pods_wanted.max(kept.unwrap_or(0)), ready_pods, report, kept, durable: r.durable_publish })
+}
+
+/// The pods of one of the fleet's StatefulSets (`<fleet>-<set>-<ordinal>`) that have an
+/// address, as `ip:port`.
+async fn members_of(client: &Client, c: &Ctx<'_>, component: &str, set: &str, port: i32) -> Result<Vec<Member>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
+    let prefix = format!("{}-", c.child(set));
+    let mut members = Vec::new();
+    for pod in pods.list(&ListParams::default().labels(&c.selector_string(component))).await? {
+        let name = pod.name_any();
+        let ordinal = name.strip_prefix(&prefix).and_then(|o| o.parse::<usize>().ok());
+        let ip = pod.status.and_then(|s| s.pod_ip);
+        if let (Some(ordinal), Some(ip)) = (ordinal, ip) {
+            let addr = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+            members.push(Member { name, addr, ordinal });
+        }
+    }
+    Ok(members)
 }
 
 /// The StatefulSet shrinks below `current` pods only once a pass has seen that the pods

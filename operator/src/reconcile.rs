@@ -179,7 +179,7 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     // Redis is looked at (and healed, and resharded) before the apply: whether a scale-in
     // may shrink the StatefulSet yet depends on what the pods going away still hold.
     let redis = observe::redis(&ctx.client, &Ctx::new(&fleet_now), &generated.redis_password).await?;
-    if let RedisObserved::Cluster { kept, .. } = &redis {
+    if let RedisObserved::Cluster { kept, .. } | RedisObserved::Sentinel { kept, .. } = &redis {
         fleet_now.status.get_or_insert_default().redis.kept_pods = *kept;
     }
     let fleet = &fleet_now;
@@ -209,10 +209,18 @@ async fn reconcile_inner(fleet: &SocketFleet, ctx: &Context) -> Result<Action> {
     if let Some(r) = report {
         events::redis_actions(fleet, ctx, r).await;
     }
+    if let RedisObserved::Sentinel { report: Some(r), .. } = &redis {
+        events::sentinel_actions(fleet, ctx, r).await;
+    }
     let converged = report.is_none_or(|r| r.converged);
     let observed = Observed { generation: fleet.metadata.generation, gateway, redis, error: None };
     let now = Timestamp::now();
     let mut status = derive(fleet.status.as_ref(), &observed, now);
+    if let Some(f) =
+        status.redis.last_failover.as_ref().filter(|f| fleet.status.as_ref().is_none_or(|p| p.redis.last_failover.as_ref() != Some(*f)))
+    {
+        events::failover(fleet, ctx, f).await;
+    }
     status.conditions.retain(|c| c.type_ != "Draining");
     if let Some(a) = &autoscaler {
         status.conditions.push(draining_condition(fleet.status.as_ref(), a, fleet.metadata.generation, now));
@@ -286,7 +294,13 @@ async fn report_error(fleet: &SocketFleet, ctx: &Context, e: &Error) {
         },
         redis: match fleet.spec.redis.mode {
             RedisMode::External => RedisObserved::External,
-            RedisMode::Sentinel => RedisObserved::Sentinel { pods: prev.redis.pods, ready_pods: prev.redis.ready_pods },
+            RedisMode::Sentinel => RedisObserved::Sentinel {
+                pods: prev.redis.pods,
+                ready_pods: prev.redis.ready_pods,
+                report: None,
+                kept: prev.redis.kept_pods,
+                durable: fleet.spec.redis.durable_publish,
+            },
             RedisMode::Cluster => RedisObserved::Cluster {
                 pods: prev.redis.pods,
                 ready_pods: prev.redis.ready_pods,

@@ -2,8 +2,10 @@
 //! back. Pure, so every condition and reason is unit-tested.
 //!
 //! Conditions (reasons are a fixed set, see [`Reason`]):
-//! - `RedisReady`: Redis serves every slot (cluster), its pods are ready (sentinel), or it is
-//!   external (not checked from here);
+//! - `RedisReady`: Redis serves every slot (cluster; with durable publishes every primary
+//!   has a replica in sync), a quorum of Sentinels names a primary and every pod is ready
+//!   (sentinel; with durable publishes the primary has a replica in sync), or it is external
+//!   (not checked from here);
 //! - `Ready`: RedisReady and every desired gateway pod is ready;
 //! - `Progressing`: something is still being created or rolled out;
 //! - `Degraded`: an error, an invalid spec, or Redis lost coverage after having had it.
@@ -11,9 +13,11 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::children::redis::SENTINEL_QUORUM;
 use crate::redis_cluster::Report;
 use crate::redis_cluster::nodes::SLOTS;
-use socketfleet_api::crd::{AutoscalerStatus, GatewayStatus, RedisStatus, SocketFleetStatus};
+use crate::redis_sentinel::Report as SentinelReport;
+use socketfleet_api::crd::{AutoscalerStatus, Failover, GatewayStatus, RedisStatus, SocketFleetStatus};
 
 /// Every reason a condition can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +31,7 @@ pub enum Reason {
     RedisSlotsUncovered,
     RedisReplicasSyncing,
     RedisPodsReady,
+    SentinelsDisagree,
     ExternalRedis,
     RollingOut,
     Stable,
@@ -49,6 +54,7 @@ impl Reason {
             Reason::RedisSlotsUncovered => "RedisSlotsUncovered",
             Reason::RedisReplicasSyncing => "RedisReplicasSyncing",
             Reason::RedisPodsReady => "RedisPodsReady",
+            Reason::SentinelsDisagree => "SentinelsDisagree",
             Reason::ExternalRedis => "ExternalRedis",
             Reason::RollingOut => "RollingOut",
             Reason::Stable => "Stable",
@@ -90,9 +96,15 @@ pub enum RedisObserved {
         /// in sync.
         durable: bool,
     },
+    /// Sentinel mode: pods asked for and ready, and the supervision pass (None when no
+    /// Sentinel pod has an address yet).
     Sentinel {
         pods: i32,
         ready_pods: i32,
+        report: Option<SentinelReport>,
+        /// Pods kept beyond the spec's while the primary is on one of them (a scale-in).
+        kept: Option<i32>,
+        durable: bool,
     },
 }
 
@@ -140,21 +152,48 @@ fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
             Reason::ExternalRedis,
             "the sidecars use the external Redis; the operator does not manage it".into(),
         ),
-        RedisObserved::Sentinel { pods, ready_pods } => {
-            let ok = ready_pods >= pods && *pods > 0;
-            let s = RedisStatus {
-                summary: format!("sentinel {ready_pods}/{pods}"),
-                primaries: i32::from(*ready_pods > 0),
-                replicas: (ready_pods - 1).max(0),
-                cluster_state: if ok { "ok" } else { "pending" }.into(),
+        RedisObserved::Sentinel { pods, ready_pods, report, kept, durable } => {
+            let mut s = RedisStatus {
                 ready_pods: *ready_pods,
                 pods: *pods,
+                kept_pods: *kept,
+                cluster_state: "pending".into(),
                 ..RedisStatus::default()
             };
-            let (reason, msg) = if ok {
-                (Reason::RedisPodsReady, "every Redis pod is ready".to_string())
-            } else {
+            let pods_ready = ready_pods >= pods && *pods > 0;
+            let Some(r) = report.as_ref().filter(|r| r.sentinels > 0) else {
+                s.summary = format!("sentinel pending {ready_pods}/{pods}");
+                let msg =
+                    if pods_ready { "no Sentinel answers".to_string() } else { format!("{ready_pods} of {pods} Redis pods are ready") };
+                return (s, false, Reason::RedisPodsPending, msg);
+            };
+            s.primaries = i32::from(r.primary.is_some());
+            s.replicas = r.replicas_in_sync as i32;
+            s.primary_pods = r.primary.iter().cloned().collect();
+            let agreed = r.primary.is_some() && r.agreeing >= SENTINEL_QUORUM;
+            let guarded = !*durable || r.replicas_in_sync > 0;
+            let ok = pods_ready && agreed && guarded;
+            s.cluster_state = if ok { "ok" } else { "pending" }.into();
+            let primary = r.primary.as_deref().unwrap_or("none");
+            s.summary =
+                format!("sentinel primary {primary}, {} in sync, {}/{} Sentinels agree", r.replicas_in_sync, r.agreeing, r.sentinels);
+            let (reason, msg) = if !agreed {
+                (
+                    Reason::SentinelsDisagree,
+                    format!("{} of {} Sentinels name the primary {primary}; {SENTINEL_QUORUM} must", r.agreeing, r.sentinels),
+                )
+            } else if !pods_ready {
                 (Reason::RedisPodsPending, format!("{ready_pods} of {pods} Redis pods are ready"))
+            } else if !guarded {
+                (
+                    Reason::RedisReplicasSyncing,
+                    format!("the primary {primary} has no replica in sync yet; durable publishes would be refused"),
+                )
+            } else {
+                (
+                    Reason::RedisPodsReady,
+                    format!("primary {primary} with {} replicas in sync; {} Sentinels agree", r.replicas_in_sync, r.agreeing),
+                )
             };
             (s, ok, reason, msg)
         }
@@ -177,6 +216,10 @@ fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
             };
             s.primaries = r.primaries as i32;
             s.replicas = r.replicas as i32;
+            // Only a whole picture: while a primary is away the list keeps its last value.
+            if r.primary_pods.len() == r.primaries && r.slots_covered == SLOTS as usize {
+                s.primary_pods = r.primary_pods.clone();
+            }
             s.slots_covered = r.slots_covered as i32;
             s.cluster_state = r.cluster_state.clone();
             let served = r.slots_covered == SLOTS as usize && r.cluster_state == "ok";
@@ -202,6 +245,23 @@ fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
     }
 }
 
+/// Keeps the primaries' list across passes that did not see it whole, and records a
+/// failover when a pod that was a primary is not one any more and another took its place
+/// (a scale-out only adds primaries, a scale-in's slot moves only remove them).
+fn follow_primaries(prev: Option<&RedisStatus>, now_status: &mut RedisStatus, now: Timestamp) {
+    let Some(prev) = prev else { return };
+    now_status.last_failover = prev.last_failover.clone();
+    if now_status.primary_pods.is_empty() {
+        now_status.primary_pods = prev.primary_pods.clone();
+        return;
+    }
+    let from: Vec<String> = prev.primary_pods.iter().filter(|p| !now_status.primary_pods.contains(p)).cloned().collect();
+    let to: Vec<String> = now_status.primary_pods.iter().filter(|p| !prev.primary_pods.contains(p)).cloned().collect();
+    if !from.is_empty() && !to.is_empty() {
+        now_status.last_failover = Some(Failover { time: now.to_string(), from, to });
+    }
+}
+
 /// `Draining` (builtin autoscaler): True while it drains a pod before removing it.
 pub fn draining_condition(prev: Option<&SocketFleetStatus>, a: &AutoscalerStatus, generation: Option<i64>, now: Timestamp) -> Condition {
     match &a.draining {
@@ -213,7 +273,8 @@ pub fn draining_condition(prev: Option<&SocketFleetStatus>, a: &AutoscalerStatus
 /// The fleet's status from what was observed. `prev` keeps transition times stable.
 pub fn derive(prev: Option<&SocketFleetStatus>, o: &Observed, now: Timestamp) -> SocketFleetStatus {
     let g = &o.gateway;
-    let (redis, redis_ok, redis_reason, redis_msg) = redis_status(&o.redis);
+    let (mut redis, redis_ok, redis_reason, redis_msg) = redis_status(&o.redis);
+    follow_primaries(prev.map(|p| &p.redis), &mut redis, now);
     let serving = g.desired - g.draining;
     let gateway_ok = g.ready >= serving && serving > 0;
     let (ready, ready_reason, ready_msg) = match (&o.error, redis_ok, gateway_ok) {
@@ -343,6 +404,52 @@ mod tests {
         let s = derive(None, &o, Timestamp::UNIX_EPOCH);
         assert_eq!(cond(&s, "Ready"), ("False", "InvalidSpec"));
         assert_eq!(cond(&s, "Degraded"), ("True", "InvalidSpec"));
+    }
+
+    fn sentinel(report: Option<SentinelReport>, durable: bool) -> RedisObserved {
+        RedisObserved::Sentinel { pods: 3, ready_pods: 3, report, kept: None, durable }
+    }
+
+    fn sentinel_report(primary: &str, agreeing: usize, in_sync: usize) -> SentinelReport {
+        SentinelReport { primary: Some(primary.into()), agreeing, sentinels: 3, replicas_in_sync: in_sync, ..SentinelReport::default() }
+    }
+
+    #[test]
+    fn sentinel_mode_is_ready_once_a_quorum_names_a_primary_guarded_as_asked() {
+        let s = derive(None, &observed(2, sentinel(None, false)), Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "RedisReady"), ("False", "RedisPodsPending"));
+        let s = derive(None, &observed(2, sentinel(Some(sentinel_report("chat-redis-1", 1, 2)), false)), Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "RedisReady"), ("False", "SentinelsDisagree"));
+        let s = derive(None, &observed(2, sentinel(Some(sentinel_report("chat-redis-1", 3, 0)), true)), Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "RedisReady"), ("False", "RedisReplicasSyncing"), "durable: a replica in sync first");
+        let s = derive(None, &observed(2, sentinel(Some(sentinel_report("chat-redis-1", 2, 2)), true)), Timestamp::UNIX_EPOCH);
+        assert_eq!(cond(&s, "RedisReady"), ("True", "RedisPodsReady"));
+        assert_eq!(s.redis.primary_pods, ["chat-redis-1"]);
+        assert_eq!(s.redis.summary, "sentinel primary chat-redis-1, 2 in sync, 2/3 Sentinels agree");
+    }
+
+    #[test]
+    fn a_primary_replaced_by_another_pod_is_a_failover_but_growing_or_shrinking_is_not() {
+        let at = |s| Timestamp::from_second(s).expect("time");
+        let cluster = |pods: &[&str], covered: usize| {
+            let mut r = healthy_report();
+            r.primary_pods = pods.iter().map(|p| p.to_string()).collect();
+            r.primaries = pods.len();
+            r.slots_covered = covered;
+            RedisObserved::Cluster { pods: 10, ready_pods: 10, report: Some(r), kept: None, durable: false }
+        };
+        let first = derive(None, &observed(2, cluster(&["r-0", "r-1", "r-2"], 16384)), at(1));
+        assert_eq!(first.redis.last_failover, None);
+        // r-0 is away: the list is not whole, so it keeps its last value.
+        let away = derive(Some(&first), &observed(2, cluster(&["r-1", "r-2"], 10923)), at(2));
+        assert_eq!((away.redis.primary_pods.len(), &away.redis.last_failover), (3, &None));
+        let failed_over = derive(Some(&away), &observed(2, cluster(&["r-1", "r-2", "r-3"], 16384)), at(3));
+        let f = failed_over.redis.last_failover.clone().expect("a failover");
+        assert_eq!((f.from, f.to, f.time.as_str()), (vec!["r-0".to_string()], vec!["r-3".to_string()], "1970-01-01T00:00:03Z"));
+        let grown = derive(Some(&failed_over), &observed(2, cluster(&["r-1", "r-2", "r-3", "r-6"], 16384)), at(4));
+        assert_eq!(grown.redis.last_failover.as_ref().map(|f| f.time.as_str()), Some("1970-01-01T00:00:03Z"), "kept, not new");
+        let shrunk = derive(Some(&grown), &observed(2, cluster(&["r-1", "r-2", "r-3"], 16384)), at(5));
+        assert_eq!(shrunk.redis.last_failover, grown.redis.last_failover);
     }
 
     #[test]

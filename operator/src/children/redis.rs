@@ -43,7 +43,13 @@ pub const SENTINEL_PORT: i32 = 26379;
 pub const SENTINEL_MASTER: &str = "socketfleet";
 /// The uid of the `redis` user in the official image.
 const REDIS_UID: i64 = 999;
-const SENTINELS: i32 = 3;
+pub const SENTINELS: usize = 3;
+/// Sentinels that must agree a primary is down before one fails it over.
+pub const SENTINEL_QUORUM: usize = 2;
+/// The Sentinels' settings for the master, with their values (the operator restores them
+/// on a Sentinel that lost the master).
+pub const SENTINEL_SETTINGS: [(&str, &str); 3] =
+    [("down-after-milliseconds", "5000"), ("failover-timeout", "30000"), ("parallel-syncs", "1")];
 
 pub fn headless_name(ctx: &Ctx) -> String {
     ctx.child("redis-headless")
@@ -55,13 +61,16 @@ pub fn sentinel_headless_name(ctx: &Ctx) -> String {
 
 /// Pods of the Redis StatefulSet.
 pub fn redis_pods(ctx: &Ctx) -> i32 {
+    // A scale-in keeps its pods until their slots have moved, or (sentinel) until the
+    // primary is on a pod that stays (status.redis.keptPods).
+    spec_redis_pods(ctx).max(ctx.fleet.status.as_ref().and_then(|s| s.redis.kept_pods).unwrap_or(0))
+}
+
+/// Pods of the Redis StatefulSet as the spec asks, without those a scale-in still keeps.
+pub fn spec_redis_pods(ctx: &Ctx) -> i32 {
     let r = &ctx.fleet.spec.redis;
     match r.mode {
-        // A scale-in keeps its pods until their slots have moved (status.redis.keptPods).
-        RedisMode::Cluster => {
-            let kept = ctx.fleet.status.as_ref().and_then(|s| s.redis.kept_pods).unwrap_or(0);
-            (r.shard_count() * (1 + r.replicas_per_shard)).max(kept)
-        }
+        RedisMode::Cluster => r.shard_count() * (1 + r.replicas_per_shard),
         RedisMode::Sentinel => 1 + r.replicas_per_shard,
         RedisMode::External => 0,
     }
@@ -114,12 +123,12 @@ fn sentinel_conf(ctx: &Ctx) -> String {
         format!("port {SENTINEL_PORT}"),
         "sentinel resolve-hostnames yes".into(),
         "sentinel announce-hostnames yes".into(),
-        format!("sentinel monitor {SENTINEL_MASTER} {primary} {REDIS_PORT} 2"),
-        format!("sentinel down-after-milliseconds {SENTINEL_MASTER} 5000"),
-        format!("sentinel failover-timeout {SENTINEL_MASTER} 30000"),
-        format!("sentinel parallel-syncs {SENTINEL_MASTER} 1"),
-        // The password and the announced name are appended at start (entrypoint.sh).
+        format!("sentinel monitor {SENTINEL_MASTER} {primary} {REDIS_PORT} {SENTINEL_QUORUM}"),
     ]
+    .into_iter()
+    .chain(SENTINEL_SETTINGS.iter().map(|(key, value)| format!("sentinel {key} {SENTINEL_MASTER} {value}")))
+    // The password and the announced name are appended at start (entrypoint.sh).
+    .collect::<Vec<_>>()
     .join("\n")
         + "\n"
 }
@@ -375,7 +384,10 @@ fn redis_set(ctx: &Ctx) -> StatefulSet {
 
 /// The three Sentinels' `host:port`, space-separated (the entrypoint's peers).
 pub fn sentinel_peers(ctx: &Ctx) -> String {
-    (0..3).map(|i| format!("{}:{SENTINEL_PORT}", pod_host(ctx, "sentinel", &sentinel_headless_name(ctx), i))).collect::<Vec<_>>().join(" ")
+    (0..SENTINELS as i32)
+        .map(|i| format!("{}:{SENTINEL_PORT}", pod_host(ctx, "sentinel", &sentinel_headless_name(ctx), i)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn sentinel_set(ctx: &Ctx) -> StatefulSet {
@@ -407,7 +419,7 @@ fn sentinel_set(ctx: &Ctx) -> StatefulSet {
         enable_service_links: Some(false),
         ..PodSpec::default()
     };
-    stateful_set(ctx, ctx.child("sentinel"), COMPONENT_SENTINEL, SENTINELS, sentinel_headless_name(ctx), pod, Vec::new())
+    stateful_set(ctx, ctx.child("sentinel"), COMPONENT_SENTINEL, SENTINELS as i32, sentinel_headless_name(ctx), pod, Vec::new())
 }
 
 #[cfg(test)]

@@ -140,6 +140,8 @@ pub struct Report {
     pub unreachable: Vec<String>,
     /// Healthy primaries serving slots.
     pub primaries: usize,
+    /// Their pods' names (sorted; a primary on an address no pod has is left out).
+    pub primary_pods: Vec<String>,
     /// Replicas linked to a healthy primary.
     pub replicas: usize,
     pub slots_covered: usize,
@@ -501,6 +503,9 @@ impl Pass<'_> {
         let view = &self.anchor.view;
         let healthy: BTreeMap<&str, &NodeLine> = view.iter().filter(|n| n.healthy_master()).map(|n| (n.id.as_str(), n)).collect();
         report.primaries = healthy.values().filter(|n| !n.slots.is_empty()).count();
+        report.primary_pods =
+            healthy.values().filter(|n| !n.slots.is_empty()).filter_map(|n| self.pod_by_id(&n.id).map(|p| p.member.name.clone())).collect();
+        report.primary_pods.sort();
         report.slots_covered = healthy.values().map(|n| n.slots.len()).sum();
         // A replica counts once its copy is complete (a replica still loading cannot keep a
         // durable publish); a pod that did not answer is judged by the anchor alone.
