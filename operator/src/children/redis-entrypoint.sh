@@ -80,8 +80,8 @@ sentinels_primary() {
 # start_in_a_sentinel_set: sets `follow` to "host port" of the primary this Redis starts as
 # a replica of, or to nothing when it starts as the primary. The Sentinels decide: a pod
 # follows the primary they name. When they name this pod and it has no data (no
-# persistence: a restarted container), it asks them to fail over first and follows the
-# new primary, so an empty primary never wins. When no Sentinel answers (a new set), pod
+# persistence: a restarted container), it stays down until they have failed over and
+# follows the new primary, so an empty primary never wins. When no Sentinel answers (a new set), pod
 # 0 starts as the primary and the others follow it.
 start_in_a_sentinel_set() {
   me="$announce ${SF_REDIS_PORT:-6379}"
@@ -101,16 +101,17 @@ start_in_a_sentinel_set() {
     echo "entrypoint.sh: the Sentinels name this pod the primary; resuming with its data"
     return 0
   fi
-  echo "entrypoint.sh: the Sentinels name this pod the primary, but without persistence it has no data: asking for a failover"
-  for peer in ${SF_SENTINEL_PEERS:-}; do
-    timeout 3 redis-cli -h "${peer%:*}" -p "${peer##*:}" sentinel failover "$sentinel_master" >/dev/null 2>&1 && break
-  done
+  # It does not ask for a failover (SENTINEL FAILOVER skips the vote): while the Sentinels
+  # find the pod down on their own, one of them would start a second failover in a newer
+  # epoch and demote the first promoted replica after it took writes. Staying down lets
+  # them agree once (down-after-milliseconds, then an elected failover).
+  echo "entrypoint.sh: the Sentinels name this pod the primary, but without persistence it has no data: waiting, down, for them to fail over"
   if wait_until 150 primary_moved; then
     echo "entrypoint.sh: $current took over; following it"
     follow=$current
     return 0
   fi
-  echo "entrypoint.sh: no failover within 30 s; exiting, so that the next start asks again (an empty primary must not serve)"
+  echo "entrypoint.sh: no failover within 30 s; exiting, so that the next start looks again (an empty primary must not serve)"
   exit 1
 }
 
