@@ -179,7 +179,7 @@ pub async fn supervise(sentinels: &[Member], redis: &[RedisPod], spec_pods: usiz
         }
         let asked = views.iter().find(|v| v.master.is_some());
         if let Some(v) = asked
-            && v.run::<()>(&redis::cmd("SENTINEL").arg("FAILOVER").arg(master)).await.is_ok()
+            && v.run::<()>(redis::cmd("SENTINEL").arg("FAILOVER").arg(master)).await.is_ok()
         {
             report.actions.push(Action::Failover { from: p.member.name.clone() });
         }

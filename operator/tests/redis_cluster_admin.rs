@@ -10,6 +10,7 @@ mod support;
 
 use std::time::Duration;
 
+use socketfleet_harness::cluster_keys::key_slot;
 use socketfleet_operator::redis_cluster::{Access, Action, Layout, heal};
 use support::*;
 

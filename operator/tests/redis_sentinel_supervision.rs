@@ -6,7 +6,6 @@
 
 #[path = "support/sentinel_set.rs"]
 mod sentinel_set;
-#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -11,6 +11,7 @@ use socketfleet_operator::redis_cluster::{Access, Action, Layout, Member, Report
 pub const PASSWORD: &str = "admin-test-password";
 
 pub use socketfleet_harness::ports::free_cluster_port as free_port;
+use socketfleet_harness::cluster_keys;
 use socketfleet_harness::process::Proc;
 use socketfleet_harness::redis::{IN_MEMORY_ARGS, TEST_CLUSTER_ARGS};
 
@@ -140,18 +141,6 @@ impl Drop for Cluster {
     }
 }
 
-/// Redis Cluster's key slot: CRC16/XMODEM of the key, modulo 16384 (no hash tags here).
-pub fn key_slot(key: &str) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in key.as_bytes() {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
-        }
-    }
-    crc % 16384
-}
-
 pub fn count(actions: &[Action], pred: impl Fn(&Action) -> bool) -> usize {
     actions.iter().filter(|a| pred(a)).count()
 }
@@ -227,63 +216,15 @@ impl Cluster {
     }
 }
 
-/// Connections to every live primary and which one owns each slot, as the node on `port`
-/// sees it.
-async fn route(port: u16) -> (Vec<redis::aio::MultiplexedConnection>, Vec<usize>) {
-    let nodes = cli(port, &["CLUSTER", "NODES"]);
-    let mut conns = Vec::new();
-    let mut owner = vec![usize::MAX; 16384];
-    for l in nodes.lines().filter(|l| l.contains("master") && !l.contains("fail")) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let addr = f[1].split('@').next().expect("addr");
-        let ranges: Vec<(usize, usize)> = f[8..]
-            .iter()
-            .filter(|r| !r.starts_with('['))
-            .filter_map(|r| {
-                let (a, b) = r.split_once('-').unwrap_or((r, r));
-                Some((a.parse().ok()?, b.parse().ok()?))
-            })
-            .collect();
-        if ranges.is_empty() {
-            continue;
-        }
-        let conn = socketfleet_plumbing::redis_conn::connect(addr, Some(PASSWORD), Duration::from_secs(5)).await.expect("connect");
-        for (a, b) in ranges {
-            owner[a..=b].fill(conns.len());
-        }
-        conns.push(conn);
-    }
-    (conns, owner)
-}
-
-/// Writes `key:<i>` = `value:<i>` for `0..n` into the cluster `port` belongs to, pipelined
-/// per primary, each pipeline acknowledged by `replicas` replicas (`WAIT`).
+/// Writes `key:<i>` = `value:<i>` for `0..n` into the cluster `port` belongs to, each
+/// primary's share acknowledged by `replicas` replicas.
 pub async fn write_keys(port: u16, n: usize, replicas: usize) {
-    let (mut conns, owner) = route(port).await;
-    let mut pipes: Vec<redis::Pipeline> = conns.iter().map(|_| redis::pipe()).collect();
-    for i in 0..n {
-        let key = format!("key:{i}");
-        pipes[owner[key_slot(&key) as usize]].set(&key, format!("value:{i}")).ignore();
-    }
-    let replicas = replicas.to_string();
-    for (pipe, conn) in pipes.iter_mut().zip(conns.iter_mut()) {
-        // Acknowledged by the replicas too, as a durable publish is.
-        pipe.cmd("WAIT").arg(&replicas).arg(10_000);
-        let (copies,): (i64,) = pipe.query_async(conn).await.expect("write keys");
-        assert_eq!(copies.to_string(), replicas, "every replica has the keys");
-    }
+    cluster_keys::write_keys(&format!("127.0.0.1:{port}"), Some(PASSWORD), n, replicas).await
 }
 
 /// How many of `key:<i>` for `0..n` read back as `value:<i>` from their slot's owner.
 pub async fn readable_keys(port: u16, n: usize) -> usize {
-    let (mut conns, owner) = route(port).await;
-    let mut good = 0;
-    for i in 0..n {
-        let key = format!("key:{i}");
-        let got: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conns[owner[key_slot(&key) as usize]]).await.unwrap_or(None);
-        good += usize::from(got.as_deref() == Some(format!("value:{i}").as_str()));
-    }
-    good
+    cluster_keys::readable_keys(&format!("127.0.0.1:{port}"), Some(PASSWORD), n).await
 }
 
 impl Cluster {
