@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: help deps build test lint fmt crds manifests images e2e-up e2e-down demo bench bench-autoscale clean
+.PHONY: help deps build test lint fmt crds manifests images e2e-up e2e-down demo bench bench-autoscale bench-reshard clean
 
 help:
 	@echo "make test   install missing dependencies, build, run every test"
@@ -10,6 +10,7 @@ help:
 	@echo "make demo   run a local fleet (Redis + sidecars) on this machine"
 	@echo "make bench  run the benchmarks (not part of make test)"
 	@echo "make bench-autoscale  only the autoscaling scenario (load doubling, then halving)"
+	@echo "make bench-reshard  only the reshard scenario (3 -> 4 -> 3 shards under publishing)"
 	@echo "make e2e-up / e2e-down  a real Kubernetes control plane on loopback, by hand"
 	@echo "make crds   regenerate crds/, the chart's CRD template and deploy/ from operator/src/crd.rs"
 
@@ -73,11 +74,16 @@ bench: deps
 	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli -p socketfleet-bench
 	scripts/bench.sh
 	scripts/bench-autoscale.sh
+	scripts/bench-reshard.sh
 	scripts/bench-ws-libs.sh
 
 bench-autoscale: deps
 	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli -p socketfleet-bench
 	scripts/bench-autoscale.sh
+
+bench-reshard: deps
+	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-bench
+	scripts/bench-reshard.sh
 
 clean:
 	$(CARGO) clean

@@ -7,8 +7,9 @@
 //!
 //! One scenario, in order: helm install, `examples/chat.yaml` to Ready, traffic across
 //! pods, a gateway pod deleted under publishing, a Redis primary's pod deleted under
-//! publishing, the connection autoscaler down, up and down again under publishing, and
-//! deleting the fleet. Traffic is `socketfleet-bench run`
+//! publishing, `shards` 3 → 4 under publishing with 10,000 keys and the operator's leader
+//! deleted mid-reshard, the connection autoscaler down, up and down again under publishing,
+//! and deleting the fleet. Traffic is `socketfleet-bench run`
 //! (the same resuming clients as `make bench`): every acknowledged message must reach every
 //! subscriber exactly once.
 
@@ -33,7 +34,7 @@ const CHILD_KINDS: &str = "statefulsets,deployments,services,configmaps,secrets,
 /// cannot pull the official one), small requests (two cores for ten pods), and persistence
 /// off (no storage provisioner on the node; a returning Redis pod comes back empty and the
 /// operator heals it in as a replica, which is what step 5 exercises); quick drains and a
-/// 10 s scale-down window for step 6.
+/// 10 s scale-down window for step 7.
 fn chat_fleet() -> String {
     let text = std::fs::read_to_string(repo_root().join("examples/chat.yaml")).expect("examples/chat.yaml");
     let mut fleet: Value = serde_yaml::from_str(&text).expect("chat.yaml parses");
@@ -43,7 +44,7 @@ fn chat_fleet() -> String {
     spec["redis"]["persistence"] = json!({"enabled": false});
     spec["redis"]["resources"] = small.clone();
     spec["gateway"]["sidecar"] = json!({"resources": small});
-    // Quick drains and a short window, so step 6 scales down twice within a minute.
+    // Quick drains and a short window, so step 7 scales down twice within a minute.
     spec["drain"] = json!({"timeout": "20s", "reconnectSpread": "2s"});
     spec["autoscaling"]["scaleDownStabilization"] = json!("10s");
     serde_json::to_string(&fleet).expect("json")
@@ -133,6 +134,47 @@ fn report_of(child: Child, what: &str) -> Value {
     assert_eq!(report["duplicates"], 0, "{what}: duplicates: {report}");
     assert_eq!(report["clients_missing"], 0, "{what}: {report}");
     report
+}
+
+/// `key:<i>` = `value:<i>` for `0..n` in the fleet's Redis Cluster, written and read with
+/// `redis-cli -c` from the host (cluster nodes announce their pod IPs, routed to the node).
+struct ClusterKeys<'a> {
+    plane: &'a ControlPlane,
+    password: String,
+    n: usize,
+}
+
+impl ClusterKeys<'_> {
+    fn cli(&self, commands: String) -> String {
+        let redis = pods(self.plane, APP_NS, "app.kubernetes.io/component=redis");
+        let ip = redis.iter().find(|p| is_ready(p)).and_then(|p| p["status"]["podIP"].as_str()).expect("a Ready Redis pod").to_string();
+        let mut child = Command::new("redis-cli")
+            .args(["-c", "-h", &ip, "-p", "6379"])
+            .env("REDISCLI_AUTH", &self.password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, commands.as_bytes()));
+        let out = child.wait_with_output().expect("redis-cli runs");
+        writer.join().expect("writer").expect("commands written");
+        assert!(out.status.success(), "redis-cli: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn write(&self) {
+        let out = self.cli((0..self.n).map(|i| format!("SET key:{i} value:{i}\n")).collect());
+        assert_eq!(out.lines().filter(|l| *l == "OK").count(), self.n, "every SET answered OK");
+    }
+
+    fn readable(&self) -> usize {
+        let out = self.cli((0..self.n).map(|i| format!("GET key:{i}\n")).collect());
+        // `-c` tells each redirect it follows on a line of its own.
+        let replies = out.lines().filter(|l| !l.starts_with("-> Redirected"));
+        replies.enumerate().filter(|(i, l)| *l == format!("value:{i}")).count()
+    }
 }
 
 /// The fleet's Events' reasons, each as many times as it happened (a repeated Event is one
@@ -299,7 +341,49 @@ fn the_product_on_a_real_node() {
     assert!(events.len() > events_before, "the heal is told in Events: {events:?}");
     assert!(events.iter().any(|r| r == "RedisReplicaAttached" || r == "RedisNodeMet"), "{events:?}");
 
-    // 6. The builtin autoscaler on live connections (kubectl scale is refused while it
+    // 6. shards 3 → 4 under publishing, holding 10,000 keys; the operator's leader pod is
+    // deleted mid-reshard, and the other replica resumes the journaled operation.
+    let keys = ClusterKeys { plane: &plane, password: secret_value(&plane, "chat-redis", "password"), n: 10_000 };
+    keys.write();
+    assert_eq!(keys.readable(), keys.n, "every key written before the reshard");
+    let run = traffic(&plane, &addr, &jwt, steady(60), None);
+    std::thread::sleep(Duration::from_secs(5));
+    let resharding = Instant::now();
+    plane.kubectl_ok(&["patch", "socketfleet", "chat", "-n", APP_NS, "--type", "merge", "-p", r#"{"spec":{"redis":{"shards":4}}}"#]);
+    let reshard = || fleet()["status"]["operations"].as_array().and_then(|o| o.last().cloned()).unwrap_or(Value::Null);
+    let mut seen = Value::Null;
+    wait_for("the reshard moving slots", Duration::from_secs(240), || {
+        seen = reshard();
+        assert_ne!(seen["state"], "Succeeded", "finished before the leader could be deleted: {seen}");
+        seen["state"] == "Running" && seen["slotsMoved"].as_u64().is_some_and(|n| n > 0)
+    });
+    let leader = plane.get(&["lease", "socketfleet", "-n", NS])["spec"]["holderIdentity"].as_str().unwrap_or("").to_string();
+    measure!(
+        "reshard 3→4 moving ({} slots moved) {:.1}s after the patch; deleting the leader {leader}",
+        seen["slotsMoved"],
+        resharding.elapsed().as_secs_f64()
+    );
+    plane.kubectl_ok(&["delete", "pod", "-n", NS, &leader, "--wait=false"]);
+    wait_for("the reshard finished", Duration::from_secs(300), || reshard()["state"] == "Succeeded");
+    let took = resharding.elapsed();
+    wait_for("4 shards Ready", Duration::from_secs(180), || {
+        let f = fleet();
+        let r = &f["status"]["redis"];
+        condition(&f, "Ready").0 == "True" && r["primaries"] == 4 && r["replicas"] == 4 && r["slotsCovered"] == 16384
+    });
+    let new_leader = plane.get(&["lease", "socketfleet", "-n", NS])["spec"]["holderIdentity"].as_str().unwrap_or("").to_string();
+    assert_ne!(new_leader, leader, "another operator pod took over");
+    measure!(
+        "reshard 3→4 under publishing in {:.1}s, leader {leader} deleted mid-way, resumed by {new_leader}; journal {}",
+        took.as_secs_f64(),
+        reshard()
+    );
+    report_of(run, "reshard 3→4 with the leader deleted");
+    assert_eq!(keys.readable(), keys.n, "every key readable after the reshard");
+    measure!("keys: {} of {} before and after the reshard", keys.n, keys.n);
+    assert!(fleet_events(&plane).iter().any(|r| r == "RedisSlotsMoved"), "the moves are told in Events");
+
+    // 7. The builtin autoscaler on live connections (kubectl scale is refused while it
     // scales). At 25 connections per pod, within 1..3: no clients → down to 1, one pod at a
     // time; 60 clients → up to 3 at once; they leave while 15 others keep publishing → down
     // to 1 again, each victim drained before it goes, nothing lost.

@@ -10,8 +10,8 @@ use socketfleet_operator::redis_cluster::{Access, Action, Layout, Member, Report
 
 pub const PASSWORD: &str = "admin-test-password";
 
-pub use socketfleet_harness::ports::free_cluster_port as free_port;
 use socketfleet_harness::cluster_keys;
+pub use socketfleet_harness::ports::free_cluster_port as free_port;
 use socketfleet_harness::process::Proc;
 use socketfleet_harness::redis::{IN_MEMORY_ARGS, TEST_CLUSTER_ARGS};
 
