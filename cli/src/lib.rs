@@ -5,3 +5,4 @@
 
 pub mod fleet_file;
 pub mod local;
+pub mod unknown_fields;

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use socketfleet_api::duration;
 use socketfleet_cli::{fleet_file, local};
 
-const USAGE: &str =
-    "usage: socketfleet local <fleet.yaml> [--port 8000] [--www <dir with the demo pages>] [--redis-only] [--restart-after 5s]";
+const USAGE: &str = "usage: socketfleet local <fleet.yaml> [--port 8000] [--www <dir with the demo pages>] [--redis-only] [--restart-after 5s] [--keep-logs]";
 
 const HELP: &str = "\
 Runs the fleet a SocketFleet file describes on this machine: its Redis (real redis-server
@@ -20,11 +19,14 @@ processes), its sidecars, and one port for clients and the demo pages.
                       of every process is in /fleet.json)
   --restart-after D   a Redis process that exits on its own is started again after D
                       (default 5s); a sidecar that does is started again at once
+  --keep-logs         keep the run's folder (every process's log) when it stops and say
+                      where; without it the folder is removed
 
 Environment: SOCKETFLEET_REDIS_PASSWORD (the local Redis password; generated when unset),
 SOCKETFLEET_JWT_SECRET / SOCKETFLEET_JWT_PUBLIC_KEY_FILE (for auth Secrets the file names),
-SF_LOG (the sidecars' log filter). Type + or - and Enter to add or drain a sidecar; Ctrl-C
-or SIGTERM drains and stops everything, twice stops at once.";
+SF_LOG (the sidecars' log filter). Type + and Enter to add a sidecar, - to drain the one
+with the most clients, - <name> to drain that one. Ctrl-C, SIGTERM or SIGHUP drains and
+stops everything, twice stops at once.";
 
 /// What the command line asks for.
 enum Asked {
@@ -49,6 +51,7 @@ fn parse_args(args: &[String]) -> Result<Asked, String> {
             "--port" => opts.port = it.next().and_then(|p| p.parse().ok()).ok_or("--port needs a port number")?,
             "--www" => opts.www = it.next().map(PathBuf::from).ok_or("--www needs a directory")?,
             "--redis-only" => opts.redis_only = true,
+            "--keep-logs" => opts.keep_logs = true,
             "--restart-after" => {
                 let ms = it.next().and_then(|d| duration::parse_millis(d)).ok_or("--restart-after needs a duration like 5s or 500ms")?;
                 opts.restart_after = std::time::Duration::from_millis(ms);

@@ -51,7 +51,9 @@ fn main() -> ExitCode {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env(socketfleet_api::settings::ENV_LOG).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a log file or a collector gets plain text.
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     if std::env::var(socketfleet_api::settings::ENV_LOG_FORMAT).as_deref() == Ok("json") {
         builder.json().init();
     } else {

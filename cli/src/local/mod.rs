@@ -17,6 +17,7 @@
 //! `--redis-only` serves a benchmark's peers the same Redis without sidecars.
 
 pub mod balancer;
+pub mod preflight;
 pub mod redis;
 pub mod sidecars;
 
@@ -41,11 +42,13 @@ pub struct Options {
     pub redis_only: bool,
     /// How long a Redis process that exited stays down before it is started again.
     pub restart_after: Duration,
+    /// Keep the work folder (the logs of every process) when the run ends.
+    pub keep_logs: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { port: 8000, www: PathBuf::from("demo"), redis_only: false, restart_after: Duration::from_secs(5) }
+        Options { port: 8000, www: PathBuf::from("demo"), redis_only: false, restart_after: Duration::from_secs(5), keep_logs: false }
     }
 }
 
@@ -144,26 +147,67 @@ impl Gateway {
         Ok(())
     }
 
-    /// Drains the serving sidecar with the fewest connections: the cheapest to move.
-    async fn remove_one(&mut self) {
+    /// Drains one serving sidecar: the one named, else the one with the fewest connections
+    /// (the cheapest to move) or, when `busiest`, the most (a person typing `-` wants to see
+    /// clients move). Returns the name, or why none was drained.
+    async fn remove_one(&mut self, named: Option<&str>, busiest: bool) -> Result<String, String> {
         let mut best: Option<(usize, u64)> = None;
         for (i, s) in self.sidecars.iter().enumerate().filter(|(_, s)| !s.draining) {
+            if named.is_some_and(|n| n != s.name) {
+                continue;
+            }
             let c = s.connections().await.unwrap_or(0);
-            if best.is_none_or(|(_, b)| c < b) {
+            if best.is_none_or(|(_, b)| if busiest { c > b } else { c < b }) {
                 best = Some((i, c));
             }
         }
-        let Some((i, conns)) = best else { return };
+        let Some((i, conns)) = best else {
+            let serving: Vec<&str> = self.sidecars.iter().filter(|s| !s.draining).map(|s| s.name.as_str()).collect();
+            return Err(match named {
+                Some(n) => format!("no serving sidecar is named {n}; serving: {}", serving.join(", ")),
+                None => "no sidecar is serving".into(),
+            });
+        };
         let s = &mut self.sidecars[i];
         println!("  - {} draining: {} move to the others", s.name, clients(conns));
         s.drain().await;
+        let name = s.name.clone();
         self.publish();
+        Ok(name)
+    }
+
+    /// Reports the drains local mode asked for: progress when it changes (at most once a
+    /// second), and the end once the sidecar has exited.
+    async fn report_drains(&mut self) {
+        for s in self.sidecars.iter_mut().filter(|s| s.drain_started.is_some()) {
+            let Some((started, held)) = s.drain_started else { continue };
+            if s.exited() {
+                let left = s.last_drain.as_ref().map_or(0, |d| d.remaining);
+                let closed =
+                    if left > 0 { format!(", {} still connected at its drain timeout were closed", clients(left)) } else { String::new() };
+                println!(
+                    "  - {}: {} moved in {:.1} s{closed}; it has stopped",
+                    s.name,
+                    clients(held - left.min(held)),
+                    started.elapsed().as_secs_f64()
+                );
+                s.drain_started = None;
+                continue;
+            }
+            let Some(now) = s.status().await.map(|st| st.drain) else { continue };
+            let changed = s.last_drain.as_ref().is_none_or(|d| d.remaining != now.remaining);
+            if changed && now.total > 0 && now.remaining > 0 {
+                println!("    {} draining: {} of {} moved", s.name, now.total - now.remaining.min(now.total), clients(now.total));
+            }
+            s.last_drain = Some(now);
+        }
     }
 
     /// Forgets sidecars whose drain local mode asked for; starts again, with its name and
     /// ports, one that crashed or was killed; replaces, under a new name, one that drained
     /// and exited on its own (SIGTERM from outside, a drain asked of it directly).
     async fn supervise(&mut self) {
+        self.report_drains().await;
         let before = self.sidecars.len();
         let mut gone = Vec::new();
         self.sidecars.retain_mut(|s| match s.exit_status() {
@@ -290,7 +334,9 @@ impl Gateway {
             self.add().await?;
         }
         while self.serving() > n {
-            self.remove_one().await;
+            if self.remove_one(None, false).await.is_err() {
+                break;
+            }
         }
         Ok(())
     }
@@ -316,17 +362,17 @@ impl Gateway {
 /// How often local mode's autoscaler decides (and rebalances).
 const AUTOSCALE_PERIOD: Duration = Duration::from_secs(2);
 
-/// "1 client", "3 clients".
+/// "its 1 client", "its 3 clients".
 fn clients(n: u64) -> String {
-    if n == 1 { "its 1 client".into() } else { format!("its {n} clients") }
+    format!("its {}", plural(n, "client"))
 }
 
-/// Ctrl-C and SIGTERM (a supervisor's, `kill`'s, a test harness's) both stop the fleet the
-/// same way: the first drains, the second stops at once.
+/// Ctrl-C, SIGTERM (a supervisor's, `kill`'s, a test harness's) and SIGHUP (the terminal
+/// closed) all stop the fleet the same way: the first drains, the second stops at once.
 fn stop_signals() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+    for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()] {
         let mut sig = signal(kind)?;
         let tx = tx.clone();
         tokio::spawn(async move { while sig.recv().await.is_some() && tx.send(()).is_ok() {} });
@@ -340,15 +386,44 @@ fn redis_password() -> String {
     std::env::var("SOCKETFLEET_REDIS_PASSWORD").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| random_hex(16))
 }
 
-/// Runs the fleet until Ctrl-C or SIGTERM.
+/// The folder of one run (configs, logs): removed when the run ends, on every path,
+/// unless `--keep-logs` asked to keep it.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.keep {
+            println!("logs kept in {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Runs the fleet until Ctrl-C, SIGTERM or SIGHUP. Every process it started is stopped and
+/// its folder removed on every way out, errors included: the processes are killed when
+/// their handles are dropped, the folder by [`WorkDir`].
 pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
+    // First: a signal during start-up must stop what has started, not end this process
+    // with its children left running.
+    let mut stop = stop_signals()?;
+    let notices = preflight::check(&fleet, &opts.www).await.map_err(|problems| {
+        anyhow::anyhow!("{} cannot run locally:\n  {problems}", fleet.metadata.name.as_deref().unwrap_or("the fleet"))
+    })?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await.map_err(|e| {
         anyhow::anyhow!("port {} is busy ({e}); pass --port <another> (make demo: DEMO_PORT=<another> make demo)", opts.port)
     })?;
     // `--port 0` picks a free port: say the one really bound.
     let port = listener.local_addr()?.port();
     sidecars::binary()?;
-    let dir = redis::work_dir()?;
+    let work = WorkDir { path: redis::work_dir()?, keep: opts.keep_logs };
+    let dir = work.path.clone();
+    for notice in &notices {
+        println!("note: {notice}");
+    }
     let spec = fleet.spec.clone();
     println!("starting {} ({:?} Redis)...", fleet.metadata.name.clone().unwrap_or_default(), spec.redis.mode);
     let mut redis = redis::start(&spec.redis, &dir, &redis_password()).await?;
@@ -387,8 +462,14 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     } else if spec.autoscaling.enabled {
         println!("  autoscaling.mode: external: in Kubernetes an HPA or KEDA scales the fleet; here it stays at {wanted} (+ and - scale)");
     }
-    println!("  type + or - and Enter to add or drain a sidecar; Ctrl-C drains and stops everything (twice: at once)");
-    println!("  files and logs: {}\n", dir.display());
+    println!(
+        "  type + and Enter to add a sidecar, - to drain the busiest (- <name>: that one); Ctrl-C drains and stops everything (twice: at once)"
+    );
+    if opts.keep_logs {
+        println!("  files and logs: {} (kept when it stops: --keep-logs)\n", dir.display());
+    } else {
+        println!("  files and logs: {} (removed when it stops; --keep-logs keeps them)\n", dir.display());
+    }
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
@@ -399,14 +480,25 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let policy = Policy::from_spec(&spec);
     let mut memory = Memory { replicas: wanted as u32, ..Memory::default() };
     let clock = Instant::now();
-    let mut stop = stop_signals()?;
     loop {
         tokio::select! {
             _ = stop.recv() => break,
             line = lines.next_line(), if stdin_open => match line {
                 Ok(Some(l)) if l.trim() == "+" => { wanted = (wanted + 1).min(max as usize); gateway.scale_to(wanted).await?; memory = Memory { replicas: wanted as u32, ..Memory::default() }; }
-                Ok(Some(l)) if l.trim() == "-" => { wanted = wanted.saturating_sub(1).max(min as usize); gateway.scale_to(wanted).await?; memory = Memory { replicas: wanted as u32, ..Memory::default() }; }
-                Ok(Some(_)) => println!("  + adds a sidecar, - drains one (within {min}..{max}); now {wanted}"),
+                Ok(Some(l)) if l.trim().starts_with('-') => {
+                    let named = l.trim()[1..].trim();
+                    match gateway.remove_one(Some(named).filter(|n| !n.is_empty()), true).await {
+                        // At replicas.min the drained sidecar is replaced, as a Deployment
+                        // replaces a pod: its clients still move.
+                        Ok(name) if wanted <= min as usize => {
+                            println!("  {name} is replaced (replicas.min is {min})");
+                            gateway.add().await?;
+                        }
+                        Ok(_) => { wanted -= 1; memory = Memory { replicas: wanted as u32, ..Memory::default() }; }
+                        Err(why) => println!("  - {why}"),
+                    }
+                }
+                Ok(Some(_)) => println!("  + adds a sidecar, - drains the busiest one, - <name> drains that one (within {min}..{max}); now {wanted}"),
                 _ => stdin_open = false,
             },
             _ = watch.tick() => {
@@ -437,7 +529,7 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
         _ = stop.recv() => { gateway.kill_all().await; println!("stopped at once"); }
     }
     redis.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(work);
     println!("stopped");
     Ok(())
 }

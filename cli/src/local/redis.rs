@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use socketfleet_api::autoscale::plural;
 use socketfleet_api::crd::{RedisMode, RedisSpec};
 use socketfleet_api::settings::{self, RedisSettings, Secret};
 use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
@@ -104,8 +105,11 @@ impl Node {
                 spawn_async(dir, self.port, Some(password), &args).await.map_err(|e| anyhow::anyhow!("{e}"))
             }
             Launch::Sentinel { conf } => {
+                let log = conf.with_extension("log");
                 let child = Command::new("redis-sentinel")
                     .arg(conf)
+                    .arg("--logfile")
+                    .arg(&log)
                     .current_dir(conf.parent().unwrap_or(Path::new(".")))
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -123,8 +127,10 @@ const SENTINEL_MASTER: &str = "socketfleet";
 
 /// Starts one redis-server (again on another port when its port was taken meanwhile).
 async fn node(dir: &Path, name: &str, password: &str, extra: &[&str], pick: fn() -> std::io::Result<u16>) -> anyhow::Result<Node> {
-    // In-memory nodes: the local fleet keeps nothing after it stops.
-    let args: Vec<&str> = IN_MEMORY_ARGS.iter().copied().chain(extra.iter().copied()).collect();
+    // In-memory nodes: the local fleet keeps nothing after it stops. Its log beside the
+    // sidecars' (`--keep-logs` keeps them).
+    let logfile = dir.join(format!("{name}.log")).display().to_string();
+    let args: Vec<&str> = IN_MEMORY_ARGS.iter().copied().chain(extra.iter().copied()).chain(["--logfile", &logfile]).collect();
     // A directory per attempt: a node that failed to bind leaves nothing the next one reads.
     let dir_for = |port: u16| dir.join(format!("{name}-{port}"));
     let (port, proc) = start_anywhere_async(dir_for, Some(password), &args, pick).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -213,7 +219,12 @@ async fn cluster(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Result
     Ok(LocalRedis {
         nodes,
         password: password.into(),
-        summary: format!("Redis Cluster: {} primaries × {} replicas on {}", layout.shards, layout.replicas_per_shard, addrs.join(" ")),
+        summary: format!(
+            "Redis Cluster: {} × {} on {}",
+            plural(layout.shards as u64, "primary"),
+            plural(layout.replicas_per_shard as u64, "replica"),
+            addrs.join(" ")
+        ),
         sidecar: sidecar_redis(settings::RedisMode::Cluster, addrs, Some(password)),
     })
 }
@@ -246,7 +257,11 @@ async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Resul
     Ok(LocalRedis {
         nodes,
         password: password.into(),
-        summary: format!("Redis primary :{primary} with {} replicas, Sentinels {}", spec.replicas_per_shard, sentinels.join(" ")),
+        summary: format!(
+            "Redis primary :{primary} with {}, Sentinels {}",
+            plural(spec.replicas_per_shard.max(0) as u64, "replica"),
+            sentinels.join(" ")
+        ),
         sidecar: sidecar_redis(settings::RedisMode::Sentinel { master: SENTINEL_MASTER.into() }, sentinels, Some(password)),
     })
 }

@@ -27,6 +27,27 @@ pub struct Sidecar {
     pub api_port: u16,
     /// Told to drain: the balancer sends it no new clients.
     pub draining: bool,
+    /// When local mode asked it to drain, and the connections it held then.
+    pub drain_started: Option<(std::time::Instant, u64)>,
+    /// The drain's progress as last read from its `/status`.
+    pub last_drain: Option<DrainStatus>,
+}
+
+/// The last warning or error the sidecar logged since `from` (its own start), as
+/// `: <message>`, so that the cause of a failed start is on the CLI's line.
+fn last_error(log: &std::path::Path, from: usize) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(text.get(from..).unwrap_or_default()).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(at) = lines.iter().rposition(|l| l.contains(" ERROR ") || l.contains(" WARN ") || l.starts_with("socketfleet-sidecar:"))
+    else {
+        return String::new();
+    };
+    // A log line is `<time>  LEVEL target: message`; the message is what a person needs,
+    // with the lines that continue it (a configuration error lists each problem below).
+    let first = lines[at].split_once(": ").map_or(lines[at], |(_, m)| m).trim();
+    let rest: Vec<&str> = lines[at + 1..].iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect();
+    format!(" (last logged: {})", [vec![first], rest].concat().join(" "))
 }
 
 /// A sidecar's loopback ports: WebSocket, admin, app API.
@@ -102,7 +123,8 @@ impl Sidecar {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()?;
-        let mut s = Sidecar { name: name.into(), child, ws_port, admin_port, api_port, draining: false };
+        let mut s =
+            Sidecar { name: name.into(), child, ws_port, admin_port, api_port, draining: false, drain_started: None, last_drain: None };
         let (addr, mut exited) = (s.admin_addr(), None);
         let ready = poll_until_async(Duration::from_secs(20), || {
             exited = s.child.try_wait().ok().flatten();
@@ -123,15 +145,20 @@ impl Sidecar {
             {
                 Ok(None)
             }
-            Some(status) => anyhow::bail!("sidecar {name} exited ({status}); its log is {}", log.display()),
+            Some(status) => anyhow::bail!("sidecar {name} exited ({status}){}; its log is {}", last_error(&log, log_before), log.display()),
             None if ready => Ok(Some(s)),
-            None => anyhow::bail!("sidecar {name} was not ready in 20 s; see {}", log.display()),
+            None => {
+                let why = s.status().await.and_then(|st| st.not_ready_reason).map(|r| format!(": {r}")).unwrap_or_default();
+                anyhow::bail!("sidecar {name} was not ready in 20 s{why}{}; see {}", last_error(&log, log_before), log.display())
+            }
         }
     }
 
-    /// Starts the paced drain (`POST /drain`).
+    /// Starts the paced drain (`POST /drain`); `connections` is what it holds now.
     pub async fn drain(&mut self) {
         self.draining = true;
+        let held = self.connections().await.unwrap_or(0);
+        self.drain_started = Some((std::time::Instant::now(), held));
         let _ = http_client::post_json::<DrainStatus>(&self.admin_addr(), PATH_DRAIN, ADMIN_TIMEOUT).await;
     }
 
