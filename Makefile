@@ -65,7 +65,8 @@ manifests:
 
 # The fleet of examples/chat.yaml on this machine: real Redis Cluster, sidecars, the pages.
 DEMO_PORT ?= 8000
-demo: deps
+demo:
+	@scripts/install-deps.sh --demo
 	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli
 	cd clients/typescript && npm run --silent build && cp dist/index.js ../../demo/socketfleet-client.js
 	target/release/socketfleet local examples/chat.yaml --port $(DEMO_PORT) --www demo
