@@ -12,7 +12,14 @@ export async function pageClient() {
     token: fleet.tokens ? async () => (await fetch(`/token?user=${encodeURIComponent(user)}`)).text() : undefined,
   });
   client.on("welcome", (w) => {
+    document.getElementById("status").className = "open";
     document.getElementById("status").textContent = `connected as ${user} to ${w.node}${w.resumed ? " (resumed)" : ""}`;
+  });
+  // The state at a glance on every page: amber while (re)connecting, red when closed.
+  client.on("state", (s) => {
+    const status = document.getElementById("status");
+    status.className = s;
+    if (s !== "open") status.textContent = s === "closed" ? "disconnected" : s + "…";
   });
   window.socketfleet = { client, user };
   return { client, user, params };

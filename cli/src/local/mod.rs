@@ -122,7 +122,7 @@ impl Gateway {
                     ws_port: s.ws_port,
                     admin_port: s.admin_port,
                     api_port: s.api_port,
-                    draining: s.draining,
+                    draining: s.draining || s.drained_from_outside,
                     pid: s.pid(),
                 })
                 .collect(),
@@ -176,6 +176,21 @@ impl Gateway {
         Ok(name)
     }
 
+    /// Takes out of the balancer a sidecar that drains because it was asked directly: it
+    /// refuses new clients, and a client sent there would fail its handshake.
+    async fn notice_outside_drains(&mut self) {
+        let mut changed = false;
+        for s in self.sidecars.iter_mut().filter(|s| !s.draining && !s.drained_from_outside) {
+            if s.status().await.is_some_and(|st| st.drain.draining) {
+                s.drained_from_outside = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.publish();
+        }
+    }
+
     /// Reports the drains local mode asked for: progress when it changes (at most once a
     /// second), and the end once the sidecar has exited.
     async fn report_drains(&mut self) {
@@ -208,6 +223,7 @@ impl Gateway {
     /// and exited on its own (SIGTERM from outside, a drain asked of it directly).
     async fn supervise(&mut self) {
         self.report_drains().await;
+        self.notice_outside_drains().await;
         let before = self.sidecars.len();
         let mut gone = Vec::new();
         self.sidecars.retain_mut(|s| match s.exit_status() {

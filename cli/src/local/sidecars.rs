@@ -27,6 +27,10 @@ pub struct Sidecar {
     pub api_port: u16,
     /// Told to drain: the balancer sends it no new clients.
     pub draining: bool,
+    /// Draining because someone asked it directly (`POST /drain`): it refuses new clients
+    /// too, so the balancer skips it, but it is replaced when it exits (`draining` is only
+    /// for drains local mode asked for).
+    pub drained_from_outside: bool,
     /// When local mode asked it to drain, and the connections it held then.
     pub drain_started: Option<(std::time::Instant, u64)>,
     /// The drain's progress as last read from its `/status`.
@@ -123,8 +127,17 @@ impl Sidecar {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()?;
-        let mut s =
-            Sidecar { name: name.into(), child, ws_port, admin_port, api_port, draining: false, drain_started: None, last_drain: None };
+        let mut s = Sidecar {
+            name: name.into(),
+            child,
+            ws_port,
+            admin_port,
+            api_port,
+            draining: false,
+            drained_from_outside: false,
+            drain_started: None,
+            last_drain: None,
+        };
         let (addr, mut exited) = (s.admin_addr(), None);
         let ready = poll_until_async(Duration::from_secs(20), || {
             exited = s.child.try_wait().ok().flatten();

@@ -26,6 +26,14 @@ async function startLocal() {
   return startFleetFile(join(here, "fixtures/browser-fleet.yaml"), ["--www", www], () => rmSync(www, { recursive: true, force: true }));
 }
 
+/** A page that records its console errors and uncaught exceptions (none are expected). */
+async function newPage(browser, errors) {
+  const page = await (await browser.newContext()).newPage();
+  page.on("console", (m) => m.type() === "error" && errors.push(`${page.url()}: ${m.text()}`));
+  page.on("pageerror", (e) => errors.push(`${page.url()}: ${e.message}`));
+  return page;
+}
+
 async function chatLines(page) {
   return page.$$eval("#log p", (ps) => ps.map((p) => p.firstChild.textContent));
 }
@@ -36,8 +44,9 @@ test("two browsers on different sidecars chat and share checkboxes across a drai
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
   try {
     const [s0, s1] = (await local.fleet()).sidecars;
-    const ada = await (await browser.newContext()).newPage();
-    const bob = await (await browser.newContext()).newPage();
+    const errors = [];
+    const ada = await newPage(browser, errors);
+    const bob = await newPage(browser, errors);
     await ada.goto(`${local.base}/?user=ada&via=${s0.name}`);
     await bob.goto(`${local.base}/?user=bob&via=${s1.name}`);
     for (const [page, node] of [[ada, s0.name], [bob, s1.name]]) {
@@ -92,6 +101,19 @@ test("two browsers on different sidecars chat and share checkboxes across a drai
     await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-after-drain.png") });
     await bob.screenshot({ path: join(ARTIFACTS, "chat-bob-after-drain.png") });
 
+    // The state at a glance: the status badge is green (class "open") when connected.
+    assert.equal(await ada.getAttribute("#status", "class"), "open");
+    // Offsets only on demand.
+    assert.equal(await ada.isVisible("#log p .meta"), false, "offsets hidden by default");
+    await ada.check("#show-offsets");
+    assert.equal(await ada.isVisible("#log p .meta"), true, "offsets shown when asked");
+    await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-offsets.png") });
+    // Presence follows the room shown: ada moves to #rust and leaves the lobby's list.
+    await ada.click("text=#rust");
+    await bob.waitForFunction(() => !document.getElementById("members").textContent.includes("ada"), null, { timeout: 15_000 });
+    await ada.waitForFunction(() => document.getElementById("members").textContent.trim() === "ada", null, { timeout: 15_000 });
+    await bob.screenshot({ path: join(ARTIFACTS, "chat-bob-after-ada-left.png") });
+
     // Shared checkboxes: a click on one page shows on the other.
     await ada.goto(`${local.base}/checkboxes.html?user=ada`);
     await bob.goto(`${local.base}/checkboxes.html?user=bob&via=${s1.name}`);
@@ -107,9 +129,84 @@ test("two browsers on different sidecars chat and share checkboxes across a drai
       assert.equal(await page.textContent("#count"), "1");
     }
     await bob.screenshot({ path: join(ARTIFACTS, "checkboxes-bob.png") });
+    assert.deepEqual(errors, [], "no console errors on the pages");
   } finally {
     await browser.close();
     const output = await local.stop();
     assert.ok(output.includes("stopped"), output);
+  }
+});
+
+test("`- <name>` in the terminal drains that sidecar and both of its tabs move, nothing missed", { timeout: 180_000 }, async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const local = await startLocal();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+  try {
+    const [, s1] = (await local.fleet()).sidecars;
+    const errors = [];
+    const ada = await newPage(browser, errors);
+    const bob = await newPage(browser, errors);
+    for (const [page, who] of [[ada, "ada"], [bob, "bob"]]) {
+      await page.goto(`${local.base}/?user=${who}&via=${s1.name}`);
+      await page.waitForFunction((n) => document.getElementById("status").textContent.includes(n), s1.name, { timeout: 30_000 });
+    }
+    await ada.fill("#text", "before");
+    await ada.press("#text", "Enter");
+    local.proc.stdin.write(`- ${s1.name}\n`);
+    for (const page of [ada, bob]) {
+      await page.waitForFunction((n) => {
+        const s = document.getElementById("status").textContent;
+        return s.includes("resumed") && !s.includes(n);
+      }, s1.name, { timeout: 45_000 });
+    }
+    await bob.fill("#text", "after");
+    await bob.press("#text", "Enter");
+    for (const page of [ada, bob]) {
+      await page.waitForFunction(() => document.querySelectorAll("#log p").length >= 2, null, { timeout: 20_000 });
+    }
+    await sleep(500);
+    for (const page of [ada, bob]) assert.deepEqual(await chatLines(page), ["ada: before", "bob: after"]);
+    await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-after-terminal-drain.png") });
+    assert.deepEqual(errors, [], "no console errors on the pages");
+    // The terminal says when the drain is over, with the clients it moved.
+    const done = new RegExp(`${s1.name}: its 2 clients moved in [0-9.]+ s; it has stopped`);
+    for (let i = 0; i < 100 && !done.test(local.output()); i++) await sleep(200);
+    assert.match(local.output(), done);
+  } finally {
+    await browser.close();
+    await local.stop();
+  }
+});
+
+test("a message typed while the fleet does not answer waits as sending and is stored once when it answers again", { timeout: 180_000 }, async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const local = await startLocal();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+  const pids = (await local.fleet()).sidecars.map((s) => s.pid);
+  try {
+    const ada = await (await browser.newContext()).newPage();
+    await ada.goto(`${local.base}/?user=ada`);
+    await ada.waitForFunction(() => document.getElementById("status").className === "open", null, { timeout: 30_000 });
+    // Every sidecar frozen: nothing answers, no connection closes.
+    for (const pid of pids) process.kill(pid, "SIGSTOP");
+    await ada.fill("#text", "while frozen");
+    await ada.press("#text", "Enter");
+    await ada.waitForFunction(() => document.getElementById("pending").textContent.includes("ada: while frozen (sending…)"), null, { timeout: 5_000 });
+    assert.equal(await ada.inputValue("#text"), "", "the input is free for the next message");
+    await sleep(4000);
+    assert.match(await ada.textContent("#pending"), /while frozen \(sending…\)/, "still waiting, not dropped");
+    await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-sending-while-frozen.png") });
+    for (const pid of pids) process.kill(pid, "SIGCONT");
+    await ada.waitForFunction(() => document.getElementById("pending").textContent === "", null, { timeout: 60_000 });
+    await ada.waitForFunction(() => document.querySelectorAll("#log p").length >= 1, null, { timeout: 20_000 });
+    await sleep(1000);
+    assert.deepEqual(await chatLines(ada), ["ada: while frozen"], "stored and shown exactly once");
+    await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-sent-after-frozen.png") });
+  } finally {
+    for (const pid of pids) {
+      try { process.kill(pid, "SIGCONT"); } catch {}
+    }
+    await browser.close();
+    await local.stop();
   }
 });

@@ -91,6 +91,8 @@ async function runLocal(file, args, cleanup) {
     async fleet() {
       return JSON.parse((await http(port, "GET", "/fleet.json")).body);
     },
+    /** Everything it has printed so far. */
+    output: () => output,
     /** An HS256 token for `user` from the fleet's generated secret. */
     async token(user) {
       const r = await http(port, "GET", `/token?user=${encodeURIComponent(user)}`);
