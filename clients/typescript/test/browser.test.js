@@ -137,22 +137,24 @@ test("two browsers on different sidecars chat and share checkboxes across a drai
   }
 });
 
-test("`- <name>` in the terminal drains that sidecar and both of its tabs move, nothing missed", { timeout: 180_000 }, async () => {
+test("`-` in the terminal drains the sidecar holding the most tabs; both move, nothing missed", { timeout: 180_000 }, async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   const local = await startLocal();
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
   try {
-    const [, s1] = (await local.fleet()).sidecars;
+    const [s0, s1] = (await local.fleet()).sidecars;
     const errors = [];
     const ada = await newPage(browser, errors);
     const bob = await newPage(browser, errors);
-    for (const [page, who] of [[ada, "ada"], [bob, "bob"]]) {
-      await page.goto(`${local.base}/?user=${who}&via=${s1.name}`);
-      await page.waitForFunction((n) => document.getElementById("status").textContent.includes(n), s1.name, { timeout: 30_000 });
+    const cy = await newPage(browser, errors);
+    // Two tabs on sidecar-1, one on sidecar-0: `-` (the README's walk-through) takes sidecar-1.
+    for (const [page, who, s] of [[ada, "ada", s1], [bob, "bob", s1], [cy, "cy", s0]]) {
+      await page.goto(`${local.base}/?user=${who}&via=${s.name}`);
+      await page.waitForFunction((n) => document.getElementById("status").textContent.includes(n), s.name, { timeout: 30_000 });
     }
     await ada.fill("#text", "before");
     await ada.press("#text", "Enter");
-    local.proc.stdin.write(`- ${s1.name}\n`);
+    local.proc.stdin.write("-\n");
     for (const page of [ada, bob]) {
       await page.waitForFunction((n) => {
         const s = document.getElementById("status").textContent;
@@ -161,11 +163,12 @@ test("`- <name>` in the terminal drains that sidecar and both of its tabs move, 
     }
     await bob.fill("#text", "after");
     await bob.press("#text", "Enter");
-    for (const page of [ada, bob]) {
+    for (const page of [ada, bob, cy]) {
       await page.waitForFunction(() => document.querySelectorAll("#log p").length >= 2, null, { timeout: 20_000 });
     }
     await sleep(500);
-    for (const page of [ada, bob]) assert.deepEqual(await chatLines(page), ["ada: before", "bob: after"]);
+    for (const page of [ada, bob, cy]) assert.deepEqual(await chatLines(page), ["ada: before", "bob: after"]);
+    assert.ok((await cy.textContent("#status")).includes(s0.name), "the third tab stayed where it was");
     await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-after-terminal-drain.png") });
     assert.deepEqual(errors, [], "no console errors on the pages");
     // The terminal says when the drain is over, with the clients it moved.
