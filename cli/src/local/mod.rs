@@ -65,7 +65,15 @@ fn sidecar_settings(
     resume_key: &str,
 ) -> anyhow::Result<SidecarSettings> {
     let spec = &fleet.spec;
-    let auth = match spec.auth.mode {
+    let mut s = SidecarSettings::from_spec(spec, auth(fleet, jwt_secret)?, redis.sidecar.clone());
+    s.resume_key = Some(Secret::Value(resume_key.into()));
+    Ok(s)
+}
+
+/// The sidecars' auth: RS256's public key comes from a file named in the environment
+/// (a Kubernetes Secret cannot be read here).
+fn auth(fleet: &SocketFleet, jwt_secret: Option<&str>) -> anyhow::Result<Auth> {
+    Ok(match fleet.spec.auth.mode {
         AuthMode::Hs256 => Auth::Hs256(Secret::Value(jwt_secret.unwrap_or_default().into())),
         AuthMode::Rs256 => {
             let file = std::env::var("SOCKETFLEET_JWT_PUBLIC_KEY_FILE").map_err(|_| {
@@ -73,13 +81,11 @@ fn sidecar_settings(
                     "auth.mode: rs256 reads a Secret in Kubernetes; locally, set SOCKETFLEET_JWT_PUBLIC_KEY_FILE to the PEM file"
                 )
             })?;
+            anyhow::ensure!(std::path::Path::new(&file).is_file(), "SOCKETFLEET_JWT_PUBLIC_KEY_FILE names {file}, which is not a file");
             Auth::Rs256 { public_key_file: file.into() }
         }
         AuthMode::None => Auth::None,
-    };
-    let mut s = SidecarSettings::from_spec(spec, auth, redis.sidecar.clone());
-    s.resume_key = Some(Secret::Value(resume_key.into()));
-    Ok(s)
+    })
 }
 
 /// The HS256 secret: generated unless the spec references a Secret, which locally comes
@@ -176,27 +182,16 @@ impl Gateway {
         Ok(name)
     }
 
-    /// Takes out of the balancer a sidecar that drains because it was asked directly: it
-    /// refuses new clients, and a client sent there would fail its handshake.
-    async fn notice_outside_drains(&mut self) {
+    /// Follows drains, one `/status` read per sidecar: takes out of the balancer a sidecar
+    /// that drains because it was asked directly (it refuses new clients, whose handshakes
+    /// would fail), and reports the drains local mode asked for: progress when it changes,
+    /// the end once the sidecar has exited.
+    async fn watch_drains(&mut self) {
         let mut changed = false;
-        for s in self.sidecars.iter_mut().filter(|s| !s.draining && !s.drained_from_outside) {
-            if s.status().await.is_some_and(|st| st.drain.draining) {
-                s.drained_from_outside = true;
-                changed = true;
-            }
-        }
-        if changed {
-            self.publish();
-        }
-    }
-
-    /// Reports the drains local mode asked for: progress when it changes (at most once a
-    /// second), and the end once the sidecar has exited.
-    async fn report_drains(&mut self) {
-        for s in self.sidecars.iter_mut().filter(|s| s.drain_started.is_some()) {
-            let Some((started, held)) = s.drain_started else { continue };
-            if s.exited() {
+        for s in &mut self.sidecars {
+            if let Some((started, held)) = s.drain_started
+                && s.exited()
+            {
                 let left = s.last_drain.as_ref().map_or(0, |d| d.remaining);
                 let closed =
                     if left > 0 { format!(", {} still connected at its drain timeout were closed", clients(left)) } else { String::new() };
@@ -209,12 +204,25 @@ impl Gateway {
                 s.drain_started = None;
                 continue;
             }
+            if s.drained_from_outside || (s.draining && s.drain_started.is_none()) {
+                continue;
+            }
             let Some(now) = s.status().await.map(|st| st.drain) else { continue };
-            let changed = s.last_drain.as_ref().is_none_or(|d| d.remaining != now.remaining);
-            if changed && now.total > 0 && now.remaining > 0 {
+            if !s.draining {
+                if now.draining {
+                    s.drained_from_outside = true;
+                    changed = true;
+                }
+                continue;
+            }
+            let moved = s.last_drain.as_ref().is_none_or(|d| d.remaining != now.remaining);
+            if moved && now.total > 0 && now.remaining > 0 {
                 println!("    {} draining: {} of {} moved", s.name, now.total - now.remaining.min(now.total), clients(now.total));
             }
             s.last_drain = Some(now);
+        }
+        if changed {
+            self.publish();
         }
     }
 
@@ -222,8 +230,7 @@ impl Gateway {
     /// ports, one that crashed or was killed; replaces, under a new name, one that drained
     /// and exited on its own (SIGTERM from outside, a drain asked of it directly).
     async fn supervise(&mut self) {
-        self.report_drains().await;
-        self.notice_outside_drains().await;
+        self.watch_drains().await;
         let before = self.sidecars.len();
         let mut gone = Vec::new();
         self.sidecars.retain_mut(|s| match s.exit_status() {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use socketfleet_api::crd::{AuthMode, RedisMode, SocketFleet};
+use socketfleet_api::crd::{RedisMode, SocketFleet};
 
 /// How long a name lookup of an external Redis address may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -13,41 +13,17 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// What stops the run, every problem on its own line; `Ok` carries the notices to print.
 pub async fn check(fleet: &SocketFleet, www: &Path) -> Result<Vec<String>, String> {
     let spec = &fleet.spec;
-    let mut problems = Vec::new();
-    let env_missing = |var: &str| std::env::var(var).map_or(true, |v| v.is_empty());
+    // The same checks the start runs one by one, run here together.
+    let mut problems: Vec<String> =
+        [super::jwt_secret(fleet).err(), super::auth(fleet, None).err()].into_iter().flatten().map(|e| e.to_string()).collect();
     if spec.redis.mode == RedisMode::External {
         match &spec.redis.external {
             None => problems.push("redis.mode: external needs redis.external (mode and addresses)".to_string()),
             Some(ext) => {
-                if let Some(r) = &ext.password_secret_ref
-                    && env_missing("SOCKETFLEET_REDIS_PASSWORD")
-                {
-                    problems.push(format!(
-                        "redis.external.passwordSecretRef names Secret {}; locally, put the password in SOCKETFLEET_REDIS_PASSWORD",
-                        r.name
-                    ));
-                }
+                problems.extend(super::redis::external_password(ext).err().map(|e| e.to_string()));
                 problems.extend(unresolvable(&ext.addresses).await);
             }
         }
-    }
-    match spec.auth.mode {
-        AuthMode::Hs256 => {
-            if let Some(r) = &spec.auth.jwt_secret_ref
-                && env_missing("SOCKETFLEET_JWT_SECRET")
-            {
-                problems.push(format!("auth.jwtSecretRef names Secret {}; locally, put the secret in SOCKETFLEET_JWT_SECRET", r.name));
-            }
-        }
-        AuthMode::Rs256 => match std::env::var("SOCKETFLEET_JWT_PUBLIC_KEY_FILE") {
-            Ok(file) if !Path::new(&file).is_file() => {
-                problems.push(format!("SOCKETFLEET_JWT_PUBLIC_KEY_FILE names {file}, which is not a file"))
-            }
-            Ok(_) => {}
-            Err(_) => problems
-                .push("auth.mode: rs256 reads a Secret in Kubernetes; locally, set SOCKETFLEET_JWT_PUBLIC_KEY_FILE to the PEM file".into()),
-        },
-        AuthMode::None => {}
     }
     if !problems.is_empty() {
         return Err(problems.join("\n  "));

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use socketfleet_api::autoscale::plural;
-use socketfleet_api::crd::{RedisMode, RedisSpec};
+use socketfleet_api::crd::{ExternalRedisSpec, RedisMode, RedisSpec};
 use socketfleet_api::settings::{self, RedisSettings, Secret};
 use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
 use socketfleet_harness::process::Proc;
@@ -268,22 +268,23 @@ async fn sentinel(spec: &RedisSpec, dir: &Path, password: &str) -> anyhow::Resul
 
 fn external(spec: &RedisSpec) -> anyhow::Result<LocalRedis> {
     let ext = spec.external.as_ref().ok_or_else(|| anyhow::anyhow!("redis.mode: external needs redis.external"))?;
-    // A Kubernetes Secret cannot be read here: the password comes from the environment.
-    let password = match &ext.password_secret_ref {
-        Some(r) => Some(std::env::var("SOCKETFLEET_REDIS_PASSWORD").map_err(|_| {
-            anyhow::anyhow!(
-                "redis.external.passwordSecretRef names Secret {}; locally, put the password in SOCKETFLEET_REDIS_PASSWORD",
-                r.name
-            )
-        })?),
-        None => None,
-    };
+    let password = external_password(ext)?;
     Ok(LocalRedis {
         nodes: Vec::new(),
         password: String::new(),
 
         summary: format!("external Redis ({}) at {}", ext.mode.as_str(), ext.addresses.join(" ")),
         sidecar: sidecar_redis(ext.sidecar_mode(), ext.addresses.clone(), password.as_deref()),
+    })
+}
+
+/// The external Redis's password: a Kubernetes Secret cannot be read here, so it comes
+/// from the environment when the spec names one.
+pub fn external_password(ext: &ExternalRedisSpec) -> anyhow::Result<Option<String>> {
+    let Some(r) = &ext.password_secret_ref else { return Ok(None) };
+    let password = std::env::var("SOCKETFLEET_REDIS_PASSWORD").ok().filter(|p| !p.is_empty());
+    password.map(Some).ok_or_else(|| {
+        anyhow::anyhow!("redis.external.passwordSecretRef names Secret {}; locally, put the password in SOCKETFLEET_REDIS_PASSWORD", r.name)
     })
 }
 

@@ -34,15 +34,27 @@ async function newPage(browser, errors) {
   return page;
 }
 
+/** Runs `body(local, browser)` against a fresh `socketfleet local` with the demo pages and
+ * Debian's Chromium, closes both however it ends, and returns what local mode printed. */
+async function inBrowser(body) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const local = await startLocal();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+  try {
+    await body(local, browser);
+  } finally {
+    await browser.close();
+    await local.stop();
+  }
+  return local.output();
+}
+
 async function chatLines(page) {
   return page.$$eval("#log p", (ps) => ps.map((p) => p.firstChild.textContent));
 }
 
 test("two browsers on different sidecars chat and share checkboxes across a drain", { timeout: 240_000 }, async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const local = await startLocal();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
-  try {
+  const output = await inBrowser(async (local, browser) => {
     const [s0, s1] = (await local.fleet()).sidecars;
     const errors = [];
     const ada = await newPage(browser, errors);
@@ -130,18 +142,12 @@ test("two browsers on different sidecars chat and share checkboxes across a drai
     }
     await bob.screenshot({ path: join(ARTIFACTS, "checkboxes-bob.png") });
     assert.deepEqual(errors, [], "no console errors on the pages");
-  } finally {
-    await browser.close();
-    const output = await local.stop();
-    assert.ok(output.includes("stopped"), output);
-  }
+  });
+  assert.ok(output.includes("stopped"), output);
 });
 
 test("`-` in the terminal drains the sidecar holding the most tabs; both move, nothing missed", { timeout: 180_000 }, async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const local = await startLocal();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
-  try {
+  await inBrowser(async (local, browser) => {
     const [s0, s1] = (await local.fleet()).sidecars;
     const errors = [];
     const ada = await newPage(browser, errors);
@@ -175,41 +181,35 @@ test("`-` in the terminal drains the sidecar holding the most tabs; both move, n
     const done = new RegExp(`${s1.name}: its 2 clients moved in [0-9.]+ s; it has stopped`);
     for (let i = 0; i < 100 && !done.test(local.output()); i++) await sleep(200);
     assert.match(local.output(), done);
-  } finally {
-    await browser.close();
-    await local.stop();
-  }
+  });
 });
 
 test("a message typed while the fleet does not answer waits as sending and is stored once when it answers again", { timeout: 180_000 }, async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const local = await startLocal();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
-  const pids = (await local.fleet()).sidecars.map((s) => s.pid);
-  try {
-    const ada = await (await browser.newContext()).newPage();
-    await ada.goto(`${local.base}/?user=ada`);
-    await ada.waitForFunction(() => document.getElementById("status").className === "open", null, { timeout: 30_000 });
-    // Every sidecar frozen: nothing answers, no connection closes.
-    for (const pid of pids) process.kill(pid, "SIGSTOP");
-    await ada.fill("#text", "while frozen");
-    await ada.press("#text", "Enter");
-    await ada.waitForFunction(() => document.getElementById("pending").textContent.includes("ada: while frozen (sending…)"), null, { timeout: 5_000 });
-    assert.equal(await ada.inputValue("#text"), "", "the input is free for the next message");
-    await sleep(4000);
-    assert.match(await ada.textContent("#pending"), /while frozen \(sending…\)/, "still waiting, not dropped");
-    await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-sending-while-frozen.png") });
-    for (const pid of pids) process.kill(pid, "SIGCONT");
-    await ada.waitForFunction(() => document.getElementById("pending").textContent === "", null, { timeout: 60_000 });
-    await ada.waitForFunction(() => document.querySelectorAll("#log p").length >= 1, null, { timeout: 20_000 });
-    await sleep(1000);
-    assert.deepEqual(await chatLines(ada), ["ada: while frozen"], "stored and shown exactly once");
-    await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-sent-after-frozen.png") });
-  } finally {
-    for (const pid of pids) {
-      try { process.kill(pid, "SIGCONT"); } catch {}
+  await inBrowser(async (local, browser) => {
+    const pids = (await local.fleet()).sidecars.map((s) => s.pid);
+    try {
+      const ada = await (await browser.newContext()).newPage();
+      await ada.goto(`${local.base}/?user=ada`);
+      await ada.waitForFunction(() => document.getElementById("status").className === "open", null, { timeout: 30_000 });
+      // Every sidecar frozen: nothing answers, no connection closes.
+      for (const pid of pids) process.kill(pid, "SIGSTOP");
+      await ada.fill("#text", "while frozen");
+      await ada.press("#text", "Enter");
+      await ada.waitForFunction(() => document.getElementById("pending").textContent.includes("ada: while frozen (sending…)"), null, { timeout: 5_000 });
+      assert.equal(await ada.inputValue("#text"), "", "the input is free for the next message");
+      await sleep(4000);
+      assert.match(await ada.textContent("#pending"), /while frozen \(sending…\)/, "still waiting, not dropped");
+      await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-sending-while-frozen.png") });
+      for (const pid of pids) process.kill(pid, "SIGCONT");
+      await ada.waitForFunction(() => document.getElementById("pending").textContent === "", null, { timeout: 60_000 });
+      await ada.waitForFunction(() => document.querySelectorAll("#log p").length >= 1, null, { timeout: 20_000 });
+      await sleep(1000);
+      assert.deepEqual(await chatLines(ada), ["ada: while frozen"], "stored and shown exactly once");
+      await ada.screenshot({ path: join(ARTIFACTS, "chat-ada-sent-after-frozen.png") });
+    } finally {
+      for (const pid of pids) {
+        try { process.kill(pid, "SIGCONT"); } catch {}
+      }
     }
-    await browser.close();
-    await local.stop();
-  }
+  });
 });
