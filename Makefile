@@ -67,9 +67,9 @@ manifests:
 DEMO_PORT ?= 8000
 demo:
 	@scripts/install-deps.sh --demo
-	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli
+	$(CARGO) build --profile demo -p socketfleet-sidecar -p socketfleet-cli
 	cd clients/typescript && npm run --silent build && cp dist/index.js ../../demo/socketfleet-client.js
-	target/release/socketfleet local examples/chat.yaml --port $(DEMO_PORT) --www demo
+	target/demo/socketfleet local examples/chat.yaml --port $(DEMO_PORT) --www demo
 
 bench: deps
 	$(CARGO) build --release -p socketfleet-sidecar -p socketfleet-cli -p socketfleet-bench

@@ -1,21 +1,19 @@
 //! The generator's clients. A subscriber holds one channel, records every delivery and
 //! reconnects (to the next instance, resuming where the protocol allows) whenever it is
-//! told to go or its connection drops. A publisher publishes the channels it owns at its
-//! share of the target rate and records which publications were acknowledged.
+//! told to go or its connection drops. Publishers are in `publisher.rs`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::net::{self, Ws};
-use crate::payload::{self, Stamp};
+use crate::payload::Stamp;
 use crate::stats::{Seqs, Stats};
-use crate::systems::{Action, Conn, FIRST_PUBLISH_ID, System};
+use crate::systems::{Action, Conn, System};
 
 pub struct Fleet {
     pub system: System,
@@ -33,7 +31,13 @@ pub struct Fleet {
 
 /// Opens a connection to `addrs[at]` and runs the protocol until the client is ready;
 /// actions that arrive before (backfill) are handed to `on_action`.
-async fn connect(fleet: &Fleet, at: usize, client: usize, conn: &mut Conn, mut on_action: impl FnMut(&Action)) -> anyhow::Result<Ws> {
+pub(crate) async fn connect(
+    fleet: &Fleet,
+    at: usize,
+    client: usize,
+    conn: &mut Conn,
+    mut on_action: impl FnMut(&Action),
+) -> anyhow::Result<Ws> {
     conn.ready = false;
     let mut url = fleet.system.url(&fleet.addrs[at % fleet.addrs.len()], conn);
     if let (System::SocketFleet, Some(token)) = (fleet.system, &fleet.token) {
@@ -160,107 +164,6 @@ pub async fn subscriber(
         }
     }
     (channel, received)
-}
-
-/// One publisher of `channels` until `stop`; reconnects to the next instance when its
-/// connection drops. Publications in flight when a connection drops count as unconfirmed.
-pub async fn publisher(fleet: Arc<Fleet>, index: usize, channels: Vec<u32>, stop: Arc<AtomicBool>) {
-    let stats = &fleet.stats;
-    let mut seqs = vec![0u64; channels.len()];
-    let mut next = 0usize;
-    let mut at = index;
-    while !stop.load(Ordering::Relaxed) {
-        let mut conn = Conn::default();
-        let ws = match connect(&fleet, at, 1_000_000 + index, &mut conn, |_| {}).await {
-            Ok(ws) => ws,
-            Err(_) => {
-                stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                at += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let (mut tx, mut rx) = ws.split();
-        let pending: Arc<Mutex<HashMap<u64, (u32, u64)>>> = Arc::default();
-        let (control_tx, mut control) = mpsc::unbounded_channel::<String>();
-        let reader = {
-            let (fleet, pending) = (fleet.clone(), pending.clone());
-            tokio::spawn(async move {
-                let mut conn = conn;
-                let mut out = Vec::new();
-                while let Some(Ok(message)) = rx.next().await {
-                    let Message::Text(text) = message else { continue };
-                    fleet.system.on_frame(&text, &mut conn, &mut out);
-                    for action in out.drain(..) {
-                        match action {
-                            Action::Ack { id, ok } => {
-                                let Some((channel, seq)) = pending.lock().expect("pending lock").remove(&id) else { continue };
-                                if ok {
-                                    fleet.stats.acked.fetch_add(1, Ordering::Relaxed);
-                                    fleet.acked[channel as usize].lock().expect("ledger lock").insert(seq);
-                                } else {
-                                    fleet.stats.publish_failed();
-                                }
-                            }
-                            Action::Send(frame) => {
-                                let _ = control_tx.send(frame);
-                            }
-                            Action::Reconnect { .. } => return,
-                            Action::Deliver(_) | Action::Ready => {}
-                        }
-                    }
-                }
-            })
-        };
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = tokio::time::Instant::now();
-        let mut budget = 0.0f64;
-        let mut id = FIRST_PUBLISH_ID;
-        'conn: while !stop.load(Ordering::Relaxed) && !reader.is_finished() {
-            tokio::select! {
-                frame = control.recv() => {
-                    let Some(frame) = frame else { break 'conn };
-                    if tx.send(Message::Text(frame.into())).await.is_err() { break 'conn }
-                }
-                _ = tick.tick() => {
-                    let now = tokio::time::Instant::now();
-                    let share = fleet.rate.load(Ordering::Relaxed) as f64 / fleet.publishers as f64;
-                    budget = (budget + share * (now - last).as_secs_f64()).min(share * 0.1 + 1.0);
-                    last = now;
-                    while budget >= 1.0 {
-                        budget -= 1.0;
-                        let k = next % channels.len();
-                        next += 1;
-                        seqs[k] += 1;
-                        id += 1;
-                        let stamp = Stamp { channel: channels[k], seq: seqs[k], sent_us: stats.now_us() };
-                        pending.lock().expect("pending lock").insert(id, (channels[k], seqs[k]));
-                        let frame = fleet.system.publish(channels[k], &payload::encode(stamp, fleet.payload), id);
-                        if tx.feed(Message::Text(frame.into())).await.is_err() { break 'conn }
-                        stats.published.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if tx.flush().await.is_err() { break 'conn }
-                }
-            }
-        }
-        // Give acknowledgements in flight a moment, then count the rest as unconfirmed.
-        if stop.load(Ordering::Relaxed) {
-            for _ in 0..50 {
-                if pending.lock().expect("pending lock").is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        reader.abort();
-        let lost = pending.lock().expect("pending lock").len() as u64;
-        if lost > 0 {
-            eprintln!("publisher {index}: connection {} ended with {lost} publications unconfirmed", fleet.addrs[at % fleet.addrs.len()]);
-        }
-        stats.unconfirmed.fetch_add(lost, Ordering::Relaxed);
-        at += 1;
-    }
 }
 
 /// One idle client: connects, answers pings, holds until `stop`.

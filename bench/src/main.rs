@@ -20,6 +20,7 @@ mod loopback;
 mod net;
 mod payload;
 mod procs;
+mod publisher;
 mod run;
 mod stats;
 mod systems;

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::clients::{self, Fleet};
+use crate::publisher;
 use crate::procs::Procs;
 use crate::stats::{Seqs, Stats};
 use crate::systems::System;
@@ -77,7 +78,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Value> {
     let mut publishers = Vec::new();
     for p in 0..plan.publishers {
         let mine = (0..plan.channels as u32).filter(|c| *c as usize % plan.publishers == p).collect();
-        publishers.push(tokio::spawn(clients::publisher(fleet.clone(), p, mine, stop_publishing.clone())));
+        publishers.push(tokio::spawn(publisher::publisher(fleet.clone(), p, mine, stop_publishing.clone())));
     }
     let fanout = (plan.clients / plan.channels) as f64;
     let mut report = json!({
@@ -153,6 +154,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Value> {
     report["acknowledged"] = json!(stats.acked.load(Ordering::SeqCst));
     report["refused"] = json!(stats.publish_errors.load(Ordering::SeqCst));
     report["unconfirmed"] = json!(stats.unconfirmed.load(Ordering::SeqCst));
+    report["retried"] = json!(stats.retried.load(Ordering::SeqCst));
     report["delivered"] = json!(stats.delivered.load(Ordering::SeqCst));
     report["missing"] = json!(missing);
     report["clients_missing"] = json!(clients_missing);

@@ -25,6 +25,8 @@ pub struct Stats {
     pub acked: AtomicU64,
     pub publish_errors: AtomicU64,
     pub unconfirmed: AtomicU64,
+    /// Publications sent again with their publish id after their outcome was unknown.
+    pub retried: AtomicU64,
     pub connect_errors: AtomicU64,
     pub disconnects: AtomicU64,
     pub connected: AtomicUsize,
@@ -51,6 +53,7 @@ impl Stats {
             acked: AtomicU64::new(0),
             publish_errors: AtomicU64::new(0),
             unconfirmed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             connected: AtomicUsize::new(0),

@@ -136,10 +136,20 @@ impl System {
         }
     }
 
-    pub fn publish(self, channel: u32, payload: &str, id: u64) -> String {
+    /// Whether a publish whose outcome is unknown can be sent again without risking a second
+    /// copy: SocketFleet's publish carries a client-chosen `pid` that its publish script
+    /// stores once (its client library retries such publishes); the peers' protocols have
+    /// nothing like it, so their clients cannot retry safely.
+    pub fn idempotent_publish(self) -> bool {
+        self == Self::SocketFleet
+    }
+
+    /// A publish request; `pid` names the publication across retries (where the protocol
+    /// has a place for it).
+    pub fn publish(self, channel: u32, payload: &str, id: u64, pid: &str) -> String {
         let channel = channel_name(channel);
         match self {
-            Self::SocketFleet => json!({"op": "publish", "channel": channel, "data": payload, "id": id}).to_string(),
+            Self::SocketFleet => json!({"op": "publish", "channel": channel, "data": payload, "id": id, "pid": pid}).to_string(),
             Self::Centrifugo => json!({"id": id, "publish": {"channel": channel, "data": payload}}).to_string(),
             Self::SocketIo => format!("42{id}{}", json!(["pub", channel, payload])),
             Self::WsRedis => json!({"pub": channel, "data": payload, "id": id}).to_string(),

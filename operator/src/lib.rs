@@ -7,8 +7,9 @@
 //!   CRD's CEL rules, evaluated here too (the CRD YAML is generated from it: [`crdgen`]);
 //! - [`children`]: every child object from the spec, pure ([`children::build`]);
 //! - [`apply`]: server-side apply without steady-state writes, orphan removal;
-//! - [`redis_cluster`]: Redis Cluster bootstrap, healing and resharding over the Redis
-//!   protocol; [`operations`]: the journal of reshards in `status.operations`;
+//! - [`redis_cluster`] (the `socketfleet-redis-cluster` crate, which `socketfleet local`
+//!   shares): Redis Cluster bootstrap, healing and resharding over the Redis protocol;
+//!   [`operations`]: the journal of reshards in `status.operations`;
 //! - [`redis_sentinel`]: Sentinel mode's repairs (re-MONITOR, RESET, moving the primary off a
 //!   pod being removed); Sentinel alone decides failovers;
 //! - [`generated`]: generated Secret values, never rotated under running pods;
@@ -34,6 +35,6 @@ pub mod observe;
 pub mod operations;
 pub mod rebalance;
 pub mod reconcile;
-pub mod redis_cluster;
+pub use socketfleet_redis_cluster as redis_cluster;
 pub mod redis_sentinel;
 pub mod status;

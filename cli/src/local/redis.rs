@@ -16,7 +16,7 @@ use socketfleet_harness::ports::{try_free_cluster_port, try_free_port};
 use socketfleet_harness::process::Proc;
 use socketfleet_harness::redis::{IN_MEMORY_ARGS, redis_cli_async, spawn_async, start_anywhere_async};
 use socketfleet_harness::wait::poll_until_async;
-use socketfleet_operator::redis_cluster::{self, Access, Layout, Member};
+use socketfleet_redis_cluster::{self as redis_cluster, Access, Layout, Member};
 
 /// Redis as the sidecars see it.
 pub struct LocalRedis {

@@ -1,6 +1,10 @@
 //! Runs commands on the primary that owns a slot, in every mode, through failovers.
 //!
-//! One multiplexed connection per node. A command that Redis refused without running it
+//! One multiplexed connection per node for ordinary commands, and one more for pipelines
+//! that block on the server (a durable publish's `WAIT`): Redis holds every later command
+//! of a blocked connection until the block ends, so a `WAIT` for a replica that is still
+//! copying must not stall the reads, session writes and plain publishes behind it. A
+//! command that Redis refused without running it
 //! (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY, or a connection that
 //! could not be opened) is retried against a refreshed slot map until the retry budget is
 //! spent. A command whose connection broke after it was sent may or may not have run, so it
@@ -43,6 +47,15 @@ impl RouterError {
     }
 }
 
+/// Which of a node's connections a pipeline goes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Commands that answer at once.
+    Shared,
+    /// Pipelines that may block on the server (`WAIT`).
+    Blocking,
+}
+
 /// How the router treats an error.
 enum Verdict {
     Moved(Addr),
@@ -75,10 +88,13 @@ fn classify(e: &RedisError) -> Verdict {
     }
 }
 
+/// A node connection, opened once by whoever needs it first.
+type ConnCell = Arc<OnceCell<MultiplexedConnection>>;
+
 pub struct Router {
     topology: Topology,
     map: RwLock<Arc<SlotMap>>,
-    conns: Mutex<HashMap<Addr, Arc<OnceCell<MultiplexedConnection>>>>,
+    conns: Mutex<HashMap<(Addr, Lane), ConnCell>>,
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
     retry_budget: Duration,
     /// Called whenever a node connection is dropped (metrics).
@@ -127,18 +143,19 @@ impl Router {
         Ok(map)
     }
 
-    async fn conn(&self, addr: &Addr) -> Result<MultiplexedConnection, RedisError> {
+    async fn conn(&self, addr: &Addr, lane: Lane) -> Result<MultiplexedConnection, RedisError> {
         let cell = {
             let mut conns = self.conns.lock().map_err(|_| RedisError::from((redis::ErrorKind::Client, "poisoned")))?;
-            conns.entry(addr.clone()).or_default().clone()
+            conns.entry((addr.clone(), lane)).or_default().clone()
         };
         let conn = cell.get_or_try_init(|| super::connect(addr, self.topology.password(), self.topology.timeout())).await?;
         Ok(conn.clone())
     }
 
+    /// Drops both of a node's connections (a broken one says the node is in trouble).
     fn forget(&self, addr: &Addr) {
         if let Ok(mut conns) = self.conns.lock()
-            && conns.remove(addr).is_some()
+            && [Lane::Shared, Lane::Blocking].iter().filter(|lane| conns.remove(&(addr.clone(), **lane)).is_some()).count() > 0
         {
             self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             (self.on_reconnect)();
@@ -154,7 +171,7 @@ impl Router {
     /// PINGs a node over the connection commands use, opening it (with AUTH) when there is
     /// none: what readiness checks, so a client's first command does not pay for it.
     pub async fn ping(&self, addr: &Addr) -> Result<(), RouterError> {
-        let answer = match self.conn(addr).await {
+        let answer = match self.conn(addr, Lane::Shared).await {
             Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await,
             Err(e) => Err(e),
         };
@@ -166,6 +183,11 @@ impl Router {
 
     /// Runs `pipe` on the primary owning `slot` and returns one value per command.
     pub async fn query(&self, slot: u16, pipe: &Pipeline, idempotent: bool) -> Result<Vec<Value>, RouterError> {
+        self.query_in(Lane::Shared, slot, pipe, idempotent).await
+    }
+
+    /// [`Router::query`] over the node's connection for `lane`.
+    pub async fn query_in(&self, lane: Lane, slot: u16, pipe: &Pipeline, idempotent: bool) -> Result<Vec<Value>, RouterError> {
         let deadline = Instant::now() + self.retry_budget;
         let mut backoff = Duration::from_millis(20);
         let mut redirect: Option<(Addr, bool)> = None;
@@ -192,7 +214,7 @@ impl Router {
                     },
                 },
             };
-            let result = match self.conn(&addr).await {
+            let result = match self.conn(&addr, lane).await {
                 Ok(mut conn) if asking => {
                     let mut asked = redis::pipe();
                     asked.cmd("ASKING");

@@ -3,7 +3,7 @@
 
 use redis::Value;
 
-use super::router::{Router, RouterError};
+use super::router::{Lane, Router, RouterError};
 use super::slot::key_slot;
 
 /// A Lua script and its SHA1.
@@ -30,7 +30,8 @@ impl Script {
     }
 
     /// Runs the script on the slot of `keys[0]` (all keys must share it), followed by
-    /// `then` on the same connection when given (e.g. `WAIT`). Returns every reply.
+    /// `then` on the same connection when given (e.g. `WAIT`, so it goes over the node's
+    /// connection for blocking commands). Returns every reply.
     pub async fn run(
         &self,
         router: &Router,
@@ -48,8 +49,9 @@ impl Script {
             }
             pipe
         };
-        match router.query(slot, &attempt(true), idempotent).await {
-            Err(e) if e.code() == Some("NOSCRIPT") => router.query(slot, &attempt(false), idempotent).await,
+        let lane = if then.is_some() { Lane::Blocking } else { Lane::Shared };
+        match router.query_in(lane, slot, &attempt(true), idempotent).await {
+            Err(e) if e.code() == Some("NOSCRIPT") => router.query_in(lane, slot, &attempt(false), idempotent).await,
             other => other,
         }
     }

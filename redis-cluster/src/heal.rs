@@ -25,7 +25,9 @@
 //! 6. **replicas**: pods the plan ([`super::plan`]) makes replicas follow their primary
 //!    (`CLUSTER REPLICATE`);
 //! 7. **reshard**: slots move from pods holding more than their share to those holding
-//!    less ([`super::migrate`]), for at most [`super::migrate::PASS_BUDGET`] per pass.
+//!    less ([`super::migrate`]), for at most [`super::migrate::PASS_BUDGET`] per pass; never
+//!    into a primary whose replica is still loading its first copy (durable publishes to
+//!    those slots would wait for a replica that cannot answer yet).
 //!
 //! Handover and resharding wait until every pod of the layout answers, so a pod that is
 //! still starting is not mistaken for a missing one.
@@ -411,6 +413,12 @@ impl Pass<'_> {
         let mut work = Vec::new();
         for (from, to, count) in &self.plan.moves {
             let (Some(source), Some(target)) = (self.pod_by_id(from), self.pod_by_id(to)) else { continue };
+            if let Some(copying) = self.replica_still_copying(target) {
+                // Slots moved in now would be served without a replica: every durable
+                // publish to them waits out its WAIT and is refused until the copy ends.
+                tracing::info!(target = %target.member.name, replica = %copying, "a slot move waits for the receiver's replica to finish its first copy");
+                continue;
+            }
             let list =
                 lists.entry(from).or_insert_with(|| self.anchor.line(from).map(|n| n.slots.iter().copied().collect()).unwrap_or_default());
             let take = (*count).min(list.len());
@@ -447,6 +455,15 @@ impl Pass<'_> {
             }
             None => Ok(actions),
         }
+    }
+
+    /// A replica of `primary` that is still loading its copy (its link is not up yet), by
+    /// pod name.
+    fn replica_still_copying(&self, primary: &Pod) -> Option<String> {
+        self.pods
+            .iter()
+            .find(|p| !p.in_sync && p.me().is_some_and(|me| !me.master && me.master_id.as_deref() == Some(primary.id.as_str())))
+            .map(|p| p.member.name.clone())
     }
 
     async fn open_slots(&self) -> Result<Vec<Action>, HealError> {

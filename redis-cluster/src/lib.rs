@@ -1,4 +1,5 @@
-//! Redis Cluster administration from the operator, over the Redis protocol only.
+//! Redis Cluster administration over the Redis protocol only: the operator runs it against
+//! its pods, `socketfleet local` against the Redis processes it starts.
 //!
 //! - [`nodes`]: `CLUSTER NODES` parsed into data;
 //! - [`layout`]: shards, the pods a layout keeps and the even slot split;
