@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::clients::{self, Fleet};
-use crate::publisher;
 use crate::procs::Procs;
+use crate::publisher;
 use crate::stats::{Seqs, Stats};
 use crate::systems::System;
 

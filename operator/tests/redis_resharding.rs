@@ -145,3 +145,45 @@ async fn a_primary_killed_mid_reshard_is_replaced_and_no_key_is_lost() {
     let readable = cluster.readable_keys(KEYS).await;
     assert_eq!(readable, KEYS, "no key lost with the killed source (pod {source}); actions {actions:?}");
 }
+
+/// Slots are moved into a new primary only once its replica holds its copy: until then a
+/// durable publish to those slots waits out its `WAIT` and is refused. The new pods here
+/// hold back the first copy (`repl-diskless-sync-delay 30`), so the replica's link stays
+/// down, and no pass may move a slot; once the copy is let go, the reshard runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_move_into_a_new_primary_only_after_its_replica_has_its_copy() {
+    let (mut cluster, access) = growing("synced", 1).await;
+    let new_pods: Vec<(String, u16)> = cluster.pods[6..].iter().map(|p| (p.member().name, p.port)).collect();
+    for (_, port) in &new_pods {
+        assert_eq!(cli(*port, &["CONFIG", "SET", "repl-diskless-sync-delay", "30"]), "OK");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (replica, primary) = loop {
+        let report = heal(cluster.layout, &cluster.members(), &access).await.expect("a pass runs");
+        let attached = report.actions.iter().find_map(|a| match a {
+            Action::Replicate { pod, primary } if new_pods.iter().any(|(name, _)| name == primary) => Some((pod.clone(), primary.clone())),
+            _ => None,
+        });
+        assert!(moved(&report.actions).0 == 0, "slots moved before the new primary had a replica: {:?}", report.actions);
+        if let Some(link) = attached {
+            break link;
+        }
+        assert!(Instant::now() < deadline, "the new primary never got a replica; last {report:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let port_of = |name: &str| cluster.pods.iter().find(|p| p.member().name == name).map(|p| p.port).expect("a pod of that name");
+    for _ in 0..6 {
+        let report = heal(cluster.layout, &cluster.members(), &access).await.expect("a pass runs");
+        assert_eq!(moved(&report.actions), (0, 0), "slots moved into {primary} while {replica} was copying: {:?}", report.actions);
+        assert!(!report.converged);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let link = cli(port_of(&replica), &["INFO", "replication"]);
+    assert!(link.contains("master_link_status:down"), "the premise: {replica} is still waiting for its copy:\n{link}");
+    assert_eq!(cli(port_of(&primary), &["CONFIG", "SET", "repl-diskless-sync-delay", "0"]), "OK");
+    let (actions, _) = cluster.converge_resizing("after the copy", Duration::from_secs(240)).await;
+    let into_new = actions.iter().filter(|a| matches!(a, Action::MoveSlots { to, .. } if *to == primary)).count();
+    assert!(into_new > 0, "slots moved into {primary} once its replica had its copy");
+    assert_even(&cluster, 4);
+    assert_eq!(cluster.readable_keys(KEYS).await, KEYS);
+}

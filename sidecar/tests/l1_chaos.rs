@@ -1,12 +1,14 @@
 //! L1 chaos: continuous publishing while a Redis Cluster primary is SIGKILLed, and while a
 //! slot is migrated between primaries. Every acknowledged message must reach every
 //! subscriber on every sidecar exactly once, in order. Publishes are durable (`WAIT`), as
-//! the delivery guarantee requires for failover.
+//! the delivery guarantee requires for failover. And a durable publish stuck waiting for
+//! its replica must not hold up other requests to its primary.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use socketfleet_api::settings;
 use support::*;
 
@@ -98,4 +100,39 @@ async fn no_acknowledged_message_is_lost_while_a_slot_migrates() {
     eprintln!(
         "MEASURE migration: slot {slot} :{src} -> :{dst}; {total} acked publishes, 0 missing, {refused} refused, {resubscribes} resubscribes"
     );
+}
+
+/// `WAIT` blocks the Redis connection it is sent on: no later command on it is read until
+/// the replica answers or the wait times out. With the replica frozen, a durable publish
+/// waits its full timeout; a history read of the same channel (same primary) sent while it
+/// waits must be answered first, not queued behind it (what made a reshard's p99 4 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_publish_waiting_for_its_replica_does_not_hold_up_reads_on_its_primary() {
+    let cluster = RedisCluster::start();
+    let mut env = durable_env(&cluster);
+    env.push((settings::ENV_REDIS_TIMEOUT, "6s".into())); // WAIT waits 3 s
+    let sidecars = start_sidecars(1, &env);
+    let url = sidecars[0].url();
+    let ch = "held:up";
+    let mut publisher = Client::connect(&url).await;
+    assert_eq!(publisher.publish(ch, json!("before")).await["ok"], true, "a durable publish with the replica up");
+    let replica = cluster.replica_of(cluster.primary_for(&format!("sf:{{{ch}}}")));
+    let replica_pid = cluster.pid(replica);
+    signal(replica_pid, "-STOP");
+    publisher.send_raw(json!({"op": "publish", "channel": ch, "data": "while frozen", "id": 99}).to_string().into()).await;
+    // Give the publish time to reach Redis and block there in WAIT.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut reader = Client::connect(&url).await;
+    let page = reader.call(json!({"op": "history", "channel": ch, "limit": 10})).await;
+    let early = publisher.next_frame(Duration::from_millis(1)).await;
+    let publish_answer = match &early {
+        Some(f) => f.clone(),
+        None => publisher.next_frame(Duration::from_secs(10)).await.unwrap_or_default(),
+    };
+    signal(replica_pid, "-CONT");
+    assert!(page["messages"].is_array(), "{page}");
+    assert!(early.is_none(), "the read was answered only after the blocked publish: {publish_answer}");
+    // The publish really was held by WAIT (else this test proves nothing): no replica
+    // confirmed it in time.
+    assert_eq!(publish_answer["code"], "not_durable", "{publish_answer}");
 }

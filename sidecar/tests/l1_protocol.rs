@@ -122,10 +122,6 @@ async fn a_since_past_the_streams_end_starts_at_the_end_and_silences_no_one() {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill runs").success());
-}
-
 /// Issue 17, item 3: `/ready` follows Redis in standalone mode too (it said 200 with Redis
 /// gone: the standalone topology never contacted it), and a publish Redis never received
 /// is answered `unavailable`, which now always means "not published".

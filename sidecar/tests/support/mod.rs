@@ -28,6 +28,11 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`...) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill runs").success());
+}
+
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
     socketfleet_harness::redis::redis_cli(port, Some(PASSWORD), args)
 }
@@ -138,6 +143,23 @@ impl RedisCluster {
         if let Some((_, p)) = self.nodes.iter_mut().find(|(p, _)| *p == port) {
             p.kill();
         }
+    }
+
+    /// The process id of the node on `port`.
+    pub fn pid(&self, port: u16) -> u32 {
+        self.nodes.iter().find(|(p, _)| *p == port).map(|(_, p)| p.child.id()).expect("a node on that port")
+    }
+
+    /// The port of a replica of the primary on `primary`.
+    pub fn replica_of(&self, primary: u16) -> u16 {
+        let id = self.node_id(primary);
+        let nodes = redis_cli(primary, &["CLUSTER", "NODES"]);
+        nodes
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() > 3 && f[2].contains("slave") && f[3] == id)
+            .and_then(|f| f[1].split(['@', ':']).nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no replica of :{primary}:\n{nodes}"))
     }
 
     /// Starts an empty cluster-enabled node that has met no one (a new pod).
