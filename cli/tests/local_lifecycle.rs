@@ -2,7 +2,8 @@
 //! supervisor sees it: SIGINT, SIGTERM and SIGHUP each stop every process it started and
 //! remove its folder; `--keep-logs` keeps plain-text logs of every process; a start that
 //! fails leaves nothing behind and says why; problems it can see in advance are reported
-//! together before anything starts; a mistyped field is refused with its path. Real
+//! together before anything starts; a mistyped field is refused with its path; `- <name>`
+//! drains that sidecar and `+` adds one. Real
 //! binaries: the CLI, the sidecar next to it, redis-server.
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ fn fleet_file(name: &str, spec: &str) -> PathBuf {
 /// A `socketfleet local` process and everything it printed.
 struct Run {
     child: tokio::process::Child,
+    /// What a person types into its terminal.
+    stdin: tokio::process::ChildStdin,
     output: Arc<Mutex<String>>,
 }
 
@@ -44,7 +47,7 @@ impl Run {
             .args(["--port", "0"])
             .args(args)
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -53,7 +56,24 @@ impl Run {
         let output = Arc::new(Mutex::new(String::new()));
         collect(child.stdout.take().expect("stdout"), output.clone());
         collect(child.stderr.take().expect("stderr"), output.clone());
-        Run { child, output }
+        let stdin = child.stdin.take().expect("stdin");
+        Run { child, stdin, output }
+    }
+
+    /// Types `line` and Enter.
+    async fn type_line(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await.expect("type into socketfleet local");
+    }
+
+    /// Waits (at most 30 s) until its output holds `text`.
+    async fn says(&self, text: &str) {
+        let said = poll_until_async(Duration::from_secs(30), || {
+            let out = self.output();
+            async move { out.contains(text) }
+        })
+        .await;
+        assert!(said, "it never said {text:?}:\n{}", self.output());
     }
 
     fn pid(&self) -> u32 {
@@ -266,4 +286,40 @@ async fn a_mistyped_field_is_refused_with_its_path_and_the_name_it_likely_meant(
     let out = run.output();
     assert_eq!(code, Some(65), "{out}");
     assert!(out.contains(r#"unknown field "spec.drian" (did you mean "drain"?)"#), "{out}");
+}
+
+/// `- <name>` drains that sidecar, not the one `-` would pick (the first of two equally
+/// busy): it stops, the other keeps running, and at `replicas.min` a new one takes its
+/// place. A name no sidecar has is answered with the serving ones. `+` adds one.
+#[tokio::test]
+async fn minus_and_a_name_drains_that_sidecar_and_plus_adds_one() {
+    let file = fleet_file("named", &format!("{REDIS}  gateway:\n    replicas: {{ min: 2, max: 3 }}\n{DRAIN}"));
+    let mut run = Run::start(&file, &[], &[]);
+    let port = run.running().await;
+    let sidecars: Vec<(String, u64)> = fleet_pids(port).await.into_iter().filter(|(what, _)| what.starts_with("sidecars")).collect();
+    let pid_of = |name: &str| sidecars.iter().find(|(what, _)| what.contains(name)).map(|(_, p)| *p).expect("a sidecar of that name");
+    let (first, second) = (pid_of("sidecar-0"), pid_of("sidecar-1"));
+
+    run.type_line("- nosuch").await;
+    run.says("no serving sidecar is named nosuch; serving: sidecar-0, sidecar-1").await;
+    run.type_line("- sidecar-1").await;
+    run.says("sidecar-1 is replaced (replicas.min is 2)").await;
+    run.says("- sidecar-1: its 0 clients moved in").await;
+    run.says("; it has stopped").await;
+    assert!(!alive(second), "sidecar-1 stopped:\n{}", run.output());
+    assert!(alive(first), "sidecar-0 keeps running:\n{}", run.output());
+    let now: Vec<String> =
+        fleet_pids(port).await.into_iter().filter(|(what, _)| what.starts_with("sidecars")).map(|(what, _)| what).collect();
+    assert_eq!(now.len(), 2, "a new sidecar took its place: {now:?}");
+    assert!(!now.iter().any(|what| what.contains("sidecar-1")), "{now:?}");
+
+    run.type_line("+").await;
+    let three = poll_until_async(Duration::from_secs(30), || async {
+        fleet_pids(port).await.iter().filter(|(what, p)| what.starts_with("sidecars") && alive(*p)).count() == 3
+    })
+    .await;
+    assert!(three, "+ added a third sidecar:\n{}", run.output());
+
+    signal(run.pid(), "INT");
+    assert_eq!(run.exit_code().await, Some(0), "{}", run.output());
 }
