@@ -18,12 +18,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::backend::subscriber::{MessageSink, Subscriber};
 use crate::clock::unix_ms;
 use crate::delivery::offset::{Gap, Offset, Position};
+use crate::delivery::send_queue::{Refused, SendQueue};
 use crate::edge::protocol;
 use crate::metrics::Metrics;
 use crate::store::channels::{ChannelStore, HistoryPage};
@@ -64,7 +65,7 @@ impl ConnSignals {
 #[derive(Clone)]
 pub struct Outbox {
     pub id: ConnId,
-    pub tx: mpsc::Sender<Utf8Bytes>,
+    pub queue: Arc<SendQueue>,
     pub signals: Arc<ConnSignals>,
 }
 
@@ -77,21 +78,21 @@ impl Outbox {
     /// checkpoints must stop advancing for good.
     pub async fn send(&self, frame: Utf8Bytes) -> bool {
         self.signals.queued.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(frame).await.is_ok()
+        self.queue.send(frame).await
     }
 
     /// Queues without waiting; a full queue marks the connection slow. Counted like `send`.
     pub fn offer(&self, frame: Utf8Bytes) -> bool {
         self.signals.queued.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(frame) {
+        match self.queue.offer(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 if !self.signals.slow.swap(true, Ordering::Relaxed) {
                     self.signals.slow_wake.notify_one();
                 }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(Refused::Closed) => false,
         }
     }
 }
@@ -532,11 +533,11 @@ mod model_tests;
 mod tests {
     use super::*;
 
-    fn member(state: &mut ChannelState, id: ConnId) -> mpsc::Receiver<Utf8Bytes> {
-        let (tx, rx) = mpsc::channel(16);
-        let outbox = Outbox { id, tx, signals: Arc::default() };
+    fn member(state: &mut ChannelState, id: ConnId) -> Arc<SendQueue> {
+        let queue = Arc::new(SendQueue::new(16));
+        let outbox = Outbox { id, queue: queue.clone(), signals: Arc::default() };
         state.members.insert(id, Member { outbox, mode: Mode::Buffering { items: Vec::new(), overflowed: false }, sent_up_to: None });
-        rx
+        queue
     }
 
     fn publication(offset: u64) -> Arc<Delivery> {
@@ -544,8 +545,8 @@ mod tests {
         Arc::new(Delivery { offset, epoch: Arc::from("e"), frame: Utf8Bytes::from(format!("m{}", offset.seq)) })
     }
 
-    fn received(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
-        std::iter::from_fn(|| rx.try_recv().ok()).map(|f| f.to_string()).collect()
+    fn received(queue: &mut Arc<SendQueue>) -> Vec<String> {
+        std::iter::from_fn(|| queue.try_recv()).map(|f| f.to_string()).collect()
     }
 
     #[test]

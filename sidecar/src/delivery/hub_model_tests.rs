@@ -10,8 +10,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::*;
 use crate::store::channels::HistoryPage;
@@ -59,7 +57,7 @@ enum Phase {
 
 struct SimMember {
     id: ConnId,
-    rx: mpsc::Receiver<Utf8Bytes>,
+    rx: Arc<SendQueue>,
     outbox: Outbox,
     phase: Phase,
     /// Everything after this seq must reach it.
@@ -136,8 +134,8 @@ impl Sim {
             }
             Step::Join if self.members.len() < MAX_MEMBERS => {
                 let id = self.members.len() as ConnId + 1;
-                let (tx, rx) = mpsc::channel(100_000);
-                let outbox = Outbox { id, tx, signals: Arc::default() };
+                let rx = Arc::new(SendQueue::new(100_000));
+                let outbox = Outbox { id, queue: rx.clone(), signals: Arc::default() };
                 let mode = Mode::Buffering { items: Vec::new(), overflowed: false };
                 self.state.members.insert(id, Member { outbox: outbox.clone(), mode, sent_up_to: None });
                 self.subscribed = true;
@@ -230,7 +228,7 @@ proptest! {
         sim.settle();
         let published = sim.published;
         for m in &mut sim.members {
-            let got: Vec<u64> = std::iter::from_fn(|| m.rx.try_recv().ok()).map(|f| seq_of_frame(&f)).collect();
+            let got: Vec<u64> = std::iter::from_fn(|| m.rx.try_recv()).map(|f| seq_of_frame(&f)).collect();
             let want: Vec<u64> = (m.start + 1..=published).collect();
             prop_assert_eq!(got, want, "member {} (start {}) after {:?}", m.id, m.start, steps);
         }

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use futures_util::StreamExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -23,6 +23,7 @@ use tracing::Instrument;
 use crate::clock::unix_ms;
 use crate::delivery::hub::{ConnSignals, Outbox};
 use crate::delivery::offset::Position;
+use crate::delivery::send_queue::SendQueue;
 use crate::delivery::session::Session;
 use crate::edge::auth::{Identity, LEEWAY_SECS};
 use crate::edge::dispatch::Conn;
@@ -43,9 +44,20 @@ pub struct Resume {
 }
 
 /// Serves one upgraded connection until it closes. `_permit` holds its connection slot.
-pub async fn serve(ws: Ws, edge: Arc<Edge>, identity: Identity, conn_id: u64, resume: Resume, permit: OwnedSemaphorePermit) {
+///
+/// Not an `async fn`: a future that awaits another by value keeps room for both (the
+/// inner one is moved into the outer's state), and this one lives as long as the
+/// connection, so every idle connection would pay for it twice.
+pub fn serve(
+    ws: Ws,
+    edge: Arc<Edge>,
+    identity: Identity,
+    conn_id: u64,
+    resume: Resume,
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("conn", id = conn_id, user = %identity.user);
-    serve_in_span(ws, edge, identity, conn_id, resume, permit).instrument(span).await
+    serve_in_span(ws, edge, identity, conn_id, resume, permit).instrument(span)
 }
 
 /// A resume token for the session, issued when sent (`welcome`, `reconnect`) so that a
@@ -84,9 +96,9 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
     edge.metrics.connections.inc();
     edge.metrics.connections_total.inc();
     let (sink, mut stream) = ws.split();
-    let (tx, rx) = mpsc::channel(edge.config.send_queue);
+    let queue = Arc::new(SendQueue::new(edge.config.send_queue));
     let signals = Arc::new(ConnSignals::default());
-    let outbox = Outbox { id: conn_id, tx, signals: signals.clone() };
+    let outbox = Outbox { id: conn_id, queue: queue.clone(), signals: signals.clone() };
     let (session_id, resumed, refused) = session_for(&edge, &mut identity, resume.token.as_deref());
     edge.drain.register(conn_id, signals.clone());
     // Redis futures are boxed here and below: inlined, every idle connection's task would
@@ -122,7 +134,7 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
         state.as_deref(),
     ))
     .await;
-    let mut writer = tokio::spawn(write_loop(sink, rx, signals, close_rx, session.clone(), edge.clone()));
+    let mut writer = tokio::spawn(write_loop(sink, queue.clone(), signals, close_rx, session.clone(), edge.clone()));
     if let Some(e) = refused {
         conn.fail(ProtocolError::new(None, ErrorCode::ResumeRejected, format!("{e}; this is a new session"))).await;
     }
@@ -198,8 +210,10 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
     edge.drain.unregister(conn_id);
     // The final checkpoint, before leaving the hub (positions are read from it).
     let _ = tokio::time::timeout(FAREWELL_GRACE, Box::pin(edge.sessions.close(&session))).await;
-    conn.leave_all().await;
-    // Dropping the last outbox sender lets the writer finish its queue and close.
+    // Boxed like the other Redis futures: inlined, it tripled an idle connection's task.
+    Box::pin(conn.leave_all()).await;
+    // Closing the queue lets the writer finish what is queued and close the socket.
+    queue.close();
     drop(conn);
     if !writer.is_finished() {
         let _ = writer.await;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::SinkExt;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::delivery::hub::ConnSignals;
+use crate::delivery::send_queue::{CloseOnDrop, SendQueue};
 use crate::delivery::session::Session;
 use crate::edge::protocol::{self};
 use crate::edge::server::Edge;
@@ -43,16 +43,16 @@ type Sink = futures_util::stream::SplitSink<Ws, Message>;
 
 /// Writes one frame and whatever else is queued (up to [`COALESCE`]), then flushes once
 /// and counts the frames as written (what session checkpoints trust).
-async fn write_burst(sink: &mut Sink, rx: &mut mpsc::Receiver<Utf8Bytes>, first: Utf8Bytes, signals: &ConnSignals) -> Result<(), WsError> {
+async fn write_burst(sink: &mut Sink, rx: &SendQueue, first: Utf8Bytes, signals: &ConnSignals) -> Result<(), WsError> {
     sink.feed(Message::Text(first)).await?;
     let mut n = 1;
     for _ in 0..COALESCE {
         match rx.try_recv() {
-            Ok(frame) => {
+            Some(frame) => {
                 sink.feed(Message::Text(frame)).await?;
                 n += 1;
             }
-            Err(_) => break,
+            None => break,
         }
     }
     sink.flush().await?;
@@ -70,12 +70,14 @@ enum Farewell {
 /// the client is slow (abandoning a write blocked on it) or the pod drains (after flushing).
 pub(super) async fn write_loop(
     mut sink: Sink,
-    mut rx: mpsc::Receiver<Utf8Bytes>,
+    rx: Arc<SendQueue>,
     signals: Arc<ConnSignals>,
     mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
     session: Arc<Session>,
     edge: Arc<Edge>,
 ) {
+    // However this ends, the queue is closed with it: a sender waiting for room is let go.
+    let _close = CloseOnDrop(rx.clone());
     let mut ping = tokio::time::interval(edge.config.ping_interval);
     ping.tick().await;
     let farewell = loop {
@@ -86,7 +88,7 @@ pub(super) async fn write_loop(
             frame = rx.recv() => {
                 let Some(frame) = frame else { break None };
                 tokio::select! {
-                    r = write_burst(&mut sink, &mut rx, frame, &signals) => if r.is_err() { return },
+                    r = write_burst(&mut sink, &rx, frame, &signals) => if r.is_err() { return },
                     _ = signals.slow_wake.notified() => break Some(Farewell::Slow),
                 }
             }
@@ -109,8 +111,8 @@ pub(super) async fn write_loop(
     };
     let drained = matches!(farewell, Some(Farewell::Drain));
     let told = tokio::time::timeout(FAREWELL_GRACE, async {
-        while drained && let Ok(frame) = rx.try_recv() {
-            write_burst(&mut sink, &mut rx, frame, &signals).await?;
+        while drained && let Some(frame) = rx.try_recv() {
+            write_burst(&mut sink, &rx, frame, &signals).await?;
         }
         // Checkpoint before the client is told to go, so the pod it reconnects to reads
         // where it is (a client without offsets resumes exactly, not from the last round).
@@ -138,7 +140,7 @@ pub(super) async fn write_loop(
         loop {
             tokio::select! {
                 frame = rx.recv() => match frame {
-                    Some(frame) => if write_burst(&mut sink, &mut rx, frame, &signals).await.is_err() { return },
+                    Some(frame) => if write_burst(&mut sink, &rx, frame, &signals).await.is_err() { return },
                     None => break,
                 },
                 _ = &mut close_rx => break,

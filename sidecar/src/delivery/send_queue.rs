@@ -1,0 +1,210 @@
+//! A connection's bounded send queue: the hub and the request handler put frames in, the
+//! connection's writer takes them out.
+//!
+//! It replaces a tokio `mpsc` channel, which allocates its first block of 32 slots (about
+//! 1.3 KB with its bookkeeping) when created: every idle connection paid for it. This one
+//! holds nothing until a frame is queued, gives back a burst's room once it is written, and
+//! wakes the writer only when the queue goes from empty to not empty.
+//!
+//! The queue is closed explicitly ([`SendQueue::close`]), by the connection when it is done
+//! or by the writer when the socket is gone: what is queued then is still handed to the
+//! writer, nothing new is taken.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Room kept after a burst; more is given back once the queue is empty again.
+const KEEP_ROOM: usize = 8;
+
+/// Why a frame was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Full,
+    Closed,
+}
+
+pub struct SendQueue {
+    state: Mutex<State>,
+    capacity: usize,
+    /// The writer waits here for a frame (or the close).
+    ready: Notify,
+    /// Senders that wait for room wait here.
+    room: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Utf8Bytes>,
+    closed: bool,
+}
+
+impl SendQueue {
+    pub fn new(capacity: usize) -> SendQueue {
+        SendQueue { state: Mutex::new(State::default()), capacity: capacity.max(1), ready: Notify::new(), room: Notify::new() }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves the queue consistent (each operation is
+        // one push or pop): keep going.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues without waiting.
+    pub fn offer(&self, frame: Utf8Bytes) -> Result<(), Refused> {
+        self.push(frame).map_err(|(why, _)| why)
+    }
+
+    /// Queues, waiting for room. False when the queue is closed.
+    pub async fn send(&self, mut frame: Utf8Bytes) -> bool {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the attempt: room made after it wakes this sender.
+            room.as_mut().enable();
+            match self.push(frame) {
+                Ok(()) => return true,
+                Err((Refused::Closed, _)) => return false,
+                Err((Refused::Full, back)) => frame = back,
+            }
+            room.await;
+        }
+    }
+
+    /// Queues `frame`, or gives it back with the reason it was not.
+    fn push(&self, frame: Utf8Bytes) -> Result<(), (Refused, Utf8Bytes)> {
+        let mut state = self.state();
+        if state.closed {
+            return Err((Refused::Closed, frame));
+        }
+        if state.frames.len() >= self.capacity {
+            return Err((Refused::Full, frame));
+        }
+        state.frames.push_back(frame);
+        let first = state.frames.len() == 1;
+        drop(state);
+        // The writer takes everything queued each time it wakes: waking it for a frame
+        // behind others would only cost a spurious wake-up.
+        if first {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The next frame, waiting for one; None once the queue is closed and empty.
+    pub async fn recv(&self) -> Option<Utf8Bytes> {
+        loop {
+            let ready = self.ready.notified();
+            if let Some(frame) = self.try_recv() {
+                return Some(frame);
+            }
+            if self.state().closed {
+                return None;
+            }
+            ready.await;
+        }
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&self) -> Option<Utf8Bytes> {
+        let mut state = self.state();
+        let was_full = state.frames.len() >= self.capacity;
+        let frame = state.frames.pop_front();
+        if state.frames.is_empty() && state.frames.capacity() > KEEP_ROOM {
+            state.frames.shrink_to(KEEP_ROOM);
+        }
+        drop(state);
+        if was_full && frame.is_some() {
+            self.room.notify_waiters();
+        }
+        frame
+    }
+
+    /// Takes no more frames; the writer still gets those queued. Wakes everyone waiting.
+    pub fn close(&self) {
+        self.state().closed = true;
+        self.ready.notify_one();
+        self.room.notify_waiters();
+    }
+}
+
+/// Closes the queue when dropped: the writer holds one, so however it ends (socket error,
+/// slow client, panic) senders waiting for room are released and later frames refused.
+pub struct CloseOnDrop(pub std::sync::Arc<SendQueue>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn frame(n: usize) -> Utf8Bytes {
+        Utf8Bytes::from(n.to_string())
+    }
+
+    #[test]
+    fn offers_beyond_the_capacity_are_refused_and_a_closed_queue_takes_nothing() {
+        let q = SendQueue::new(2);
+        assert_eq!((q.offer(frame(1)), q.offer(frame(2)), q.offer(frame(3))), (Ok(()), Ok(()), Err(Refused::Full)));
+        q.close();
+        assert_eq!(q.offer(frame(4)), Err(Refused::Closed));
+        // What was queued before the close is still handed out, in order.
+        assert_eq!((q.try_recv(), q.try_recv(), q.try_recv()), (Some(frame(1)), Some(frame(2)), None));
+    }
+
+    #[tokio::test]
+    async fn a_sender_waits_for_room_and_the_writer_for_frames() {
+        let q = Arc::new(SendQueue::new(1));
+        assert!(q.send(frame(1)).await);
+        let sender = tokio::spawn({
+            let q = q.clone();
+            async move { q.send(frame(2)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!sender.is_finished(), "the queue is full: the sender waits");
+        assert_eq!(q.recv().await, Some(frame(1)));
+        assert!(sender.await.expect("sender"), "room was made: it sent");
+        assert_eq!(q.recv().await, Some(frame(2)));
+        let writer = tokio::spawn({
+            let q = q.clone();
+            async move { q.recv().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(q.offer(frame(3)).is_ok());
+        assert_eq!(writer.await.expect("writer"), Some(frame(3)));
+    }
+
+    #[tokio::test]
+    async fn closing_releases_a_waiting_sender_and_ends_the_writer_after_the_queued_frames() {
+        let q = Arc::new(SendQueue::new(1));
+        assert!(q.send(frame(1)).await);
+        let sender = tokio::spawn({
+            let q = q.clone();
+            async move { q.send(frame(2)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(CloseOnDrop(q.clone()));
+        assert!(!sender.await.expect("sender"), "a closed queue refuses the waiting sender");
+        assert_eq!(q.recv().await, Some(frame(1)));
+        assert_eq!(q.recv().await, None);
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_a_burst_s_room() {
+        let q = SendQueue::new(1000);
+        for n in 0..500 {
+            assert!(q.offer(frame(n)).is_ok());
+        }
+        while q.try_recv().is_some() {}
+        assert!(q.state().frames.capacity() <= KEEP_ROOM, "{}", q.state().frames.capacity());
+    }
+}
