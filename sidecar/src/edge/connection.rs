@@ -92,17 +92,41 @@ fn session_for(edge: &Edge, identity: &mut Identity, resume: Option<&str>) -> (S
     }
 }
 
-async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id: u64, resume: Resume, _permit: OwnedSemaphorePermit) {
+/// A connection's life in three parts, so that an idle connection's task holds only the
+/// middle one: opening (session, welcome, restored subscriptions) and closing (checkpoint,
+/// presence) are boxed, each alive only while it runs.
+async fn serve_in_span(ws: Ws, edge: Arc<Edge>, identity: Identity, conn_id: u64, resume: Resume, _permit: OwnedSemaphorePermit) {
     edge.metrics.connections.inc();
     edge.metrics.connections_total.inc();
     let (sink, mut stream) = ws.split();
+    let mut open = Box::pin(open(sink, edge.clone(), identity, conn_id, resume)).await;
+    let close = read_requests(&mut open.conn, &mut stream, &mut open.writer).await;
+    Box::pin(finish(open, close)).await;
+    edge.metrics.connections.dec();
+}
+
+/// An open connection: its request handler, its writer and what ending it needs.
+struct Open {
+    conn: Conn,
+    writer: tokio::task::JoinHandle<()>,
+    close_tx: tokio::sync::oneshot::Sender<CloseFrame>,
+    queue: Arc<SendQueue>,
+}
+
+/// Opens the session (resumed or new), starts the writer with the welcome, and restores the
+/// session's subscriptions.
+async fn open(
+    sink: futures_util::stream::SplitSink<Ws, Message>,
+    edge: Arc<Edge>,
+    mut identity: Identity,
+    conn_id: u64,
+    resume: Resume,
+) -> Open {
     let queue = Arc::new(SendQueue::new(edge.config.send_queue));
     let signals = Arc::new(ConnSignals::default());
     let outbox = Outbox { id: conn_id, queue: queue.clone(), signals: signals.clone() };
     let (session_id, resumed, refused) = session_for(&edge, &mut identity, resume.token.as_deref());
     edge.drain.register(conn_id, signals.clone());
-    // Redis futures are boxed here and below: inlined, every idle connection's task would
-    // carry their size for its whole life.
     let opened = Box::pin(edge.sessions.open(session_id, &identity.user, conn_id, signals.clone(), resumed)).await;
     if resumed {
         edge.metrics.sessions_resumed.inc();
@@ -134,7 +158,7 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
         state.as_deref(),
     ))
     .await;
-    let mut writer = tokio::spawn(write_loop(sink, queue.clone(), signals, close_rx, session.clone(), edge.clone()));
+    let writer = tokio::spawn(write_loop(sink, queue.clone(), signals, close_rx, session.clone(), edge.clone()));
     if let Some(e) = refused {
         conn.fail(ProtocolError::new(None, ErrorCode::ResumeRejected, format!("{e}; this is a new session"))).await;
     }
@@ -146,46 +170,57 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
         }
     }
 
+    Open { conn, writer, close_tx, queue }
+}
+
+/// Reads and answers the client's requests until the connection is to end (the client
+/// closed or broke it, it idled out, its token expired, the writer ended); the close frame
+/// to send. Every await that is rare is boxed: this future is what an idle connection holds.
+async fn read_requests(
+    conn: &mut Conn,
+    stream: &mut futures_util::stream::SplitStream<Ws>,
+    writer: &mut tokio::task::JoinHandle<()>,
+) -> CloseFrame {
     let mut warned = None;
     let mut token_timer = expiry::Timer::default();
-    let close = loop {
+    loop {
         token_timer.arm(conn.identity.expires, warned, unix_ms);
         let next = tokio::select! {
-            next = tokio::time::timeout(edge.config.idle_timeout, stream.next()) => next,
+            next = tokio::time::timeout(conn.edge.config.idle_timeout, stream.next()) => next,
             // The writer ended (socket error, slow consumer, drain): the connection is over.
-            _ = &mut writer => break close_frame(CloseCode::Normal, ""),
+            _ = &mut *writer => return close_frame(CloseCode::Normal, ""),
             step = token_timer.fired() => match step {
                 expiry::Step::Warn { expires } => {
                     warned = Some(expires);
-                    conn.send(protocol::expiring_frame(expires, expires + LEEWAY_SECS)).await;
+                    Box::pin(conn.send(protocol::expiring_frame(expires, expires + LEEWAY_SECS))).await;
                     continue;
                 }
                 expiry::Step::Expire { expires } => {
-                    conn.fail(ProtocolError::new(
+                    Box::pin(conn.fail(ProtocolError::new(
                         None,
                         ErrorCode::TokenExpired,
                         format!("your token expired at {expires} (Unix seconds); connect again with a fresh token"),
-                    ))
+                    )))
                     .await;
-                    break close_frame(CloseCode::from(expiry::EXPIRED_CLOSE_CODE), "token expired");
+                    return close_frame(CloseCode::from(expiry::EXPIRED_CLOSE_CODE), "token expired");
                 }
             },
         };
         let msg = match next {
-            Err(_) => break close_frame(CloseCode::Away, "idle timeout"),
-            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => break close_frame(CloseCode::Normal, ""),
+            Err(_) => return close_frame(CloseCode::Away, "idle timeout"),
+            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => return close_frame(CloseCode::Normal, ""),
             Ok(Some(Err(WsError::Capacity(e)))) => {
-                conn.send(protocol::error_frame(None, ErrorCode::TooLarge, &format!("frame too large: {e}"))).await;
-                break close_frame(CloseCode::Size, "frame too large");
+                Box::pin(conn.send(protocol::error_frame(None, ErrorCode::TooLarge, &format!("frame too large: {e}")))).await;
+                return close_frame(CloseCode::Size, "frame too large");
             }
             // RFC 6455 7.4.1: a text frame that is not UTF-8 closes with 1007, not 1002.
             Ok(Some(Err(WsError::Utf8(e)))) => {
                 tracing::debug!(error = %e, "text frame is not valid UTF-8");
-                break close_frame(CloseCode::Invalid, "text frame is not valid UTF-8");
+                return close_frame(CloseCode::Invalid, "text frame is not valid UTF-8");
             }
             Ok(Some(Err(e))) => {
                 tracing::debug!(error = %e, "websocket error");
-                break close_frame(CloseCode::Protocol, "protocol error");
+                return close_frame(CloseCode::Protocol, "protocol error");
             }
             Ok(Some(Ok(m))) => m,
         };
@@ -195,28 +230,33 @@ async fn serve_in_span(ws: Ws, edge: Arc<Edge>, mut identity: Identity, conn_id:
             Message::Text(text) => Box::pin(conn.handle(&text)).await,
             Message::Binary(_) => {
                 conn.edge.metrics.protocol_errors.inc();
-                conn.send(protocol::error_frame(
+                Box::pin(conn.send(protocol::error_frame(
                     None,
                     ErrorCode::BinaryUnsupported,
                     "binary frames are not supported; send JSON text frames",
-                ))
+                )))
                 .await;
             }
-            Message::Close(_) => break close_frame(CloseCode::Normal, ""),
+            Message::Close(_) => return close_frame(CloseCode::Normal, ""),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
-    };
+    }
+}
+
+/// Ends an open connection: the close frame to the writer, the final checkpoint, leaving
+/// the hub and presence, then the writer's farewell.
+async fn finish(open: Open, close: CloseFrame) {
+    let Open { mut conn, writer, close_tx, queue } = open;
+    let (edge, session, conn_id) = (conn.edge.clone(), conn.session.clone(), conn.outbox.id);
     let _ = close_tx.send(close);
     edge.drain.unregister(conn_id);
     // The final checkpoint, before leaving the hub (positions are read from it).
-    let _ = tokio::time::timeout(FAREWELL_GRACE, Box::pin(edge.sessions.close(&session))).await;
-    // Boxed like the other Redis futures: inlined, it tripled an idle connection's task.
-    Box::pin(conn.leave_all()).await;
+    let _ = tokio::time::timeout(FAREWELL_GRACE, edge.sessions.close(&session)).await;
+    conn.leave_all().await;
     // Closing the queue lets the writer finish what is queued and close the socket.
     queue.close();
     drop(conn);
     if !writer.is_finished() {
         let _ = writer.await;
     }
-    edge.metrics.connections.dec();
 }

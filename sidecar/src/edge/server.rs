@@ -106,18 +106,17 @@ pub async fn handle(mut req: hyper::Request<Incoming>, edge: Arc<Edge>) -> HttpR
     };
     let upgrade = hyper::upgrade::on(&mut req);
     let config = ws_config(edge.config.max_frame_bytes);
-    let task = async move {
+    tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                // Boxed: one heap block of its own size for the connection's life, instead
-                // of a copy inside this task's state next to the upgrade's.
-                Box::pin(connection::serve(ws, edge, identity, conn_id, connection::Resume { token: resume, positions }, permit)).await;
+                // A task of its own, so that this one (with the upgrade's state) ends now
+                // instead of living, and weighing, as long as the connection.
+                tokio::spawn(connection::serve(ws, edge, identity, conn_id, connection::Resume { token: resume, positions }, permit));
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
-    };
-    tokio::spawn(task);
+    });
     let mut resp = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
     let h = resp.headers_mut();
     h.remove(header::CONTENT_TYPE);

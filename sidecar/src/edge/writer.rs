@@ -72,7 +72,7 @@ pub(super) async fn write_loop(
     mut sink: Sink,
     rx: Arc<SendQueue>,
     signals: Arc<ConnSignals>,
-    mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
+    close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
     session: Arc<Session>,
     edge: Arc<Edge>,
 ) {
@@ -97,6 +97,23 @@ pub(super) async fn write_loop(
             }
         }
     };
+    // Boxed: the farewell's state is large and needed once; inlined, every idle
+    // connection's writer would carry it.
+    Box::pin(take_farewell(farewell, sink, rx, signals, close_rx, session, edge)).await;
+}
+
+/// Ends the connection the writer is leaving: for a drain, the queued frames, a
+/// checkpoint, the reconnect hint and answers until the client switches; for a slow client,
+/// the reconnect hint; then the close frame.
+async fn take_farewell(
+    farewell: Option<Farewell>,
+    mut sink: Sink,
+    rx: Arc<SendQueue>,
+    signals: Arc<ConnSignals>,
+    mut close_rx: tokio::sync::oneshot::Receiver<CloseFrame>,
+    session: Arc<Session>,
+    edge: Arc<Edge>,
+) {
     let (hint, close) = match farewell {
         // Queued messages are dropped: the client recovers them with `since`.
         Some(Farewell::Slow) => {
