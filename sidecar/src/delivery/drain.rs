@@ -57,8 +57,8 @@ struct Connections {
 }
 
 fn tell(signals: &ConnSignals) {
-    signals.drain.store(true, Ordering::Relaxed);
-    signals.drain_wake.notify_one();
+    signals.drain.store(true, Ordering::Release);
+    signals.wake.notify_one();
 }
 
 /// The open connections, oldest first (connection ids grow).

@@ -31,17 +31,17 @@ use crate::store::channels::{ChannelStore, HistoryPage};
 
 pub type ConnId = u64;
 
-/// Out-of-band signals to a connection's writer: two reasons to end it, each with its own
-/// wake-up, because they differ: a slow client's blocked write is abandoned, a drained
-/// client's queue is flushed first.
+/// Out-of-band signals to a connection's writer: two reasons to end it, which differ (a
+/// slow client's blocked write is abandoned, a drained client's queue is flushed first),
+/// and one wake-up for both: the writer reads the flags when woken.
 #[derive(Default)]
 pub struct ConnSignals {
     /// Its send queue overflowed: disconnect with a reconnect hint.
     pub slow: AtomicBool,
-    pub slow_wake: Notify,
     /// The pod is draining: flush, send `reconnect`, close (and keep presence: it resumes).
     pub drain: AtomicBool,
-    pub drain_wake: Notify,
+    /// Notified after either flag is set.
+    pub wake: Notify,
     /// Frames put in the send queue (counted before they enter it) and frames the writer
     /// has flushed to the socket. Equal under the hub's lock means every frame queued
     /// for the connection so far is written: what session checkpoints rely on.
@@ -87,8 +87,8 @@ impl Outbox {
         match self.queue.offer(frame) {
             Ok(()) => true,
             Err(Refused::Full) => {
-                if !self.signals.slow.swap(true, Ordering::Relaxed) {
-                    self.signals.slow_wake.notify_one();
+                if !self.signals.slow.swap(true, Ordering::AcqRel) {
+                    self.signals.wake.notify_one();
                 }
                 false
             }

@@ -43,11 +43,12 @@ pub struct Resume {
     pub positions: HashMap<String, Position>,
 }
 
-/// Serves one upgraded connection until it closes. `_permit` holds its connection slot.
+/// Serves one upgraded connection until it closes. `permit` holds its connection slot.
 ///
-/// Not an `async fn`: a future that awaits another by value keeps room for both (the
-/// inner one is moved into the outer's state), and this one lives as long as the
-/// connection, so every idle connection would pay for it twice.
+/// Not an `async fn`, and the socket is split and the opening boxed before the long-lived
+/// future is made: a future keeps room for its arguments (and for a future it awaits by
+/// value) for its whole life, and this one lives as long as the connection, so every idle
+/// connection would pay for the unsplit socket and the opening's state.
 pub fn serve(
     ws: Ws,
     edge: Arc<Edge>,
@@ -57,7 +58,9 @@ pub fn serve(
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("conn", id = conn_id, user = %identity.user);
-    serve_in_span(ws, edge, identity, conn_id, resume, permit).instrument(span)
+    let (sink, stream) = ws.split();
+    let opening = Box::pin(open(sink, edge.clone(), identity, conn_id, resume));
+    serve_in_span(opening, stream, edge, permit).instrument(span)
 }
 
 /// A resume token for the session, issued when sent (`welcome`, `reconnect`) so that a
@@ -95,11 +98,15 @@ fn session_for(edge: &Edge, identity: &mut Identity, resume: Option<&str>) -> (S
 /// A connection's life in three parts, so that an idle connection's task holds only the
 /// middle one: opening (session, welcome, restored subscriptions) and closing (checkpoint,
 /// presence) are boxed, each alive only while it runs.
-async fn serve_in_span(ws: Ws, edge: Arc<Edge>, identity: Identity, conn_id: u64, resume: Resume, _permit: OwnedSemaphorePermit) {
+async fn serve_in_span(
+    opening: std::pin::Pin<Box<impl Future<Output = Open>>>,
+    mut stream: futures_util::stream::SplitStream<Ws>,
+    edge: Arc<Edge>,
+    _permit: OwnedSemaphorePermit,
+) {
     edge.metrics.connections.inc();
     edge.metrics.connections_total.inc();
-    let (sink, mut stream) = ws.split();
-    let mut open = Box::pin(open(sink, edge.clone(), identity, conn_id, resume)).await;
+    let mut open = opening.await;
     let close = read_requests(&mut open.conn, &mut stream, &mut open.writer).await;
     Box::pin(finish(open, close)).await;
     edge.metrics.connections.dec();

@@ -80,16 +80,28 @@ pub(super) async fn write_loop(
     let _close = CloseOnDrop(rx.clone());
     let mut ping = tokio::time::interval(edge.config.ping_interval);
     ping.tick().await;
-    let farewell = loop {
+    let farewell = 'serving: loop {
+        if signals.slow.load(Ordering::Acquire) {
+            break Some(Farewell::Slow);
+        }
+        if signals.drain.load(Ordering::Acquire) {
+            break Some(Farewell::Drain);
+        }
         tokio::select! {
             biased;
-            _ = signals.slow_wake.notified() => break Some(Farewell::Slow),
-            _ = signals.drain_wake.notified() => break Some(Farewell::Drain),
+            // A flag was set: read at the top.
+            _ = signals.wake.notified() => {}
             frame = rx.recv() => {
                 let Some(frame) = frame else { break None };
-                tokio::select! {
-                    r = write_burst(&mut sink, &rx, frame, &signals) => if r.is_err() { return },
-                    _ = signals.slow_wake.notified() => break Some(Farewell::Slow),
+                let burst = write_burst(&mut sink, &rx, frame, &signals);
+                tokio::pin!(burst);
+                loop {
+                    tokio::select! {
+                        r = &mut burst => if r.is_err() { return } else { break },
+                        // A slow client's blocked write is abandoned; a drain lets it
+                        // finish (the flag is read at the top).
+                        _ = signals.wake.notified() => if signals.slow.load(Ordering::Acquire) { break 'serving Some(Farewell::Slow) },
+                    }
                 }
             }
             _ = ping.tick() => {
