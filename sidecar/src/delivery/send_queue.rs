@@ -3,7 +3,8 @@
 //!
 //! It replaces a tokio `mpsc` channel, which allocates its first block of 32 slots (about
 //! 1.3 KB with its bookkeeping) when created: every idle connection paid for it. This one
-//! holds nothing until a frame is queued, gives its room back once it is empty, and
+//! holds one frame in place and allocates only behind it, gives that room back once it is
+//! written, and
 //! wakes the writer only when the queue goes from empty to not empty.
 //!
 //! The queue is closed explicitly ([`SendQueue::close`]), by the connection when it is done
@@ -34,8 +35,41 @@ pub struct SendQueue {
 
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Utf8Bytes>,
+    frames: Frames,
     closed: bool,
+}
+
+/// Frames in order: the first in place, the rest behind it. Most connections get one frame
+/// at a time, which then costs no allocation; the room a burst took is given back once it
+/// is written (most connections are idle most of the time, and room kept by each adds up).
+#[derive(Default)]
+struct Frames {
+    /// Empty only when `rest` is.
+    head: Option<Utf8Bytes>,
+    rest: VecDeque<Utf8Bytes>,
+}
+
+impl Frames {
+    fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.rest.len()
+    }
+
+    fn push_back(&mut self, frame: Utf8Bytes) {
+        if self.head.is_none() {
+            self.head = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Utf8Bytes> {
+        let frame = self.head.take()?;
+        self.head = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
+        Some(frame)
+    }
 }
 
 impl SendQueue {
@@ -109,12 +143,6 @@ impl SendQueue {
         let mut state = self.state();
         let was_full = state.frames.len() >= self.capacity;
         let frame = state.frames.pop_front();
-        // An emptied queue gives its room back: most connections are idle most of the
-        // time, and a few frames' room kept by each adds up (an allocation per burst is
-        // cheap next to the socket write it comes with).
-        if state.frames.is_empty() && state.frames.capacity() > 0 {
-            state.frames = VecDeque::new();
-        }
         drop(state);
         if was_full && frame.is_some() {
             self.room.notify_waiters();
@@ -205,6 +233,6 @@ mod tests {
             assert!(q.offer(frame(n)).is_ok());
         }
         while q.try_recv().is_some() {}
-        assert_eq!(q.state().frames.capacity(), 0);
+        assert_eq!(q.state().frames.rest.capacity(), 0);
     }
 }
