@@ -189,8 +189,8 @@ mod tests {
         assert_eq!((q.try_recv(), q.try_recv(), q.try_recv()), (Some(frame(1)), Some(frame(2)), None));
     }
 
-    #[tokio::test]
-    async fn a_sender_waits_for_room_and_the_writer_for_frames() {
+    /// A queue of one, full (frame 1), and a task sending frame 2 into it, already waiting.
+    async fn full_with_a_waiting_sender() -> (Arc<SendQueue>, tokio::task::JoinHandle<bool>) {
         let q = Arc::new(SendQueue::new(1));
         assert!(q.send(frame(1)).await);
         let sender = tokio::spawn({
@@ -199,6 +199,12 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!sender.is_finished(), "the queue is full: the sender waits");
+        (q, sender)
+    }
+
+    #[tokio::test]
+    async fn a_sender_waits_for_room_and_the_writer_for_frames() {
+        let (q, sender) = full_with_a_waiting_sender().await;
         assert_eq!(q.recv().await, Some(frame(1)));
         assert!(sender.await.expect("sender"), "room was made: it sent");
         assert_eq!(q.recv().await, Some(frame(2)));
@@ -213,13 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_releases_a_waiting_sender_and_ends_the_writer_after_the_queued_frames() {
-        let q = Arc::new(SendQueue::new(1));
-        assert!(q.send(frame(1)).await);
-        let sender = tokio::spawn({
-            let q = q.clone();
-            async move { q.send(frame(2)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (q, sender) = full_with_a_waiting_sender().await;
         drop(CloseOnDrop(q.clone()));
         assert!(!sender.await.expect("sender"), "a closed queue refuses the waiting sender");
         assert_eq!(q.recv().await, Some(frame(1)));
