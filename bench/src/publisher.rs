@@ -41,9 +41,21 @@ struct Publication {
 }
 
 impl Publication {
+    /// Its publish id: unique to this generator process, because publish ids outlive a run
+    /// in Redis and a later run over the same channels (the L3 test runs several) would
+    /// otherwise be answered "already stored" for publications it never made.
     fn pid(&self) -> String {
-        format!("b{}-{}", self.channel, self.seq)
+        format!("{}-{}-{}", run_id(), self.channel, self.seq)
     }
+}
+
+/// This process's run id: its start time and pid, in hex.
+fn run_id() -> &'static str {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        format!("{:x}{:x}", nanos as u64, std::process::id())
+    })
 }
 
 /// Publications sent on one connection and not answered yet, by request id.
