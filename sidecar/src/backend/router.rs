@@ -154,9 +154,12 @@ impl Router {
 
     /// Drops both of a node's connections (a broken one says the node is in trouble).
     fn forget(&self, addr: &Addr) {
-        if let Ok(mut conns) = self.conns.lock()
-            && [Lane::Shared, Lane::Blocking].iter().filter(|lane| conns.remove(&(addr.clone(), **lane)).is_some()).count() > 0
-        {
+        let removed = self.conns.lock().is_ok_and(|mut conns| {
+            let before = conns.len();
+            conns.retain(|(a, _), _| a != addr);
+            conns.len() < before
+        });
+        if removed {
             self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             (self.on_reconnect)();
         }

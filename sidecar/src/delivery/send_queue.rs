@@ -4,8 +4,7 @@
 //! It replaces a tokio `mpsc` channel, which allocates its first block of 32 slots (about
 //! 1.3 KB with its bookkeeping) when created: every idle connection paid for it. This one
 //! holds one frame in place and allocates only behind it, gives that room back once it is
-//! written, and
-//! wakes the writer only when the queue goes from empty to not empty.
+//! written, and wakes the writer only when the queue goes from empty to not empty.
 //!
 //! The queue is closed explicitly ([`SendQueue::close`]), by the connection when it is done
 //! or by the writer when the socket is gone: what is queued then is still handed to the
@@ -128,26 +127,30 @@ impl SendQueue {
     pub async fn recv(&self) -> Option<Utf8Bytes> {
         loop {
             let ready = self.ready.notified();
-            if let Some(frame) = self.try_recv() {
-                return Some(frame);
+            match self.take() {
+                (Some(frame), _) => return Some(frame),
+                (None, true) => return None,
+                (None, false) => ready.await,
             }
-            if self.state().closed {
-                return None;
-            }
-            ready.await;
         }
     }
 
     /// The next frame if one is queued.
     pub fn try_recv(&self) -> Option<Utf8Bytes> {
+        self.take().0
+    }
+
+    /// The next frame if one is queued, and whether the queue is closed: one lock for both.
+    fn take(&self) -> (Option<Utf8Bytes>, bool) {
         let mut state = self.state();
         let was_full = state.frames.len() >= self.capacity;
         let frame = state.frames.pop_front();
+        let closed = state.closed;
         drop(state);
         if was_full && frame.is_some() {
             self.room.notify_waiters();
         }
-        frame
+        (frame, closed)
     }
 
     /// Takes no more frames; the writer still gets those queued. Wakes everyone waiting.
