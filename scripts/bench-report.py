@@ -71,6 +71,21 @@ def ratio(v, base):
     return f"{(v / base):.2f}×"
 
 
+PEERS = ["centrifugo", "socketio", "wsredis"]
+
+
+def versus_best(what, by_system, lower_is_better):
+    """One line under a table: SocketFleet's figure as a ratio to the best peer's of the same run."""
+    peers = {s: v for s, v in by_system.items() if s in PEERS and v is not None}
+    ours = by_system.get("socketfleet")
+    if ours is None or not peers:
+        return
+    best = (min if lower_is_better else max)(peers, key=peers.get)
+    digits = 0 if ours >= 100 else 2
+    print(f"SocketFleet against the best peer, {what}: {fmt(ours, digits)} against {NAMES[best]}'s {fmt(peers[best], digits)}, "
+          f"{ratio(ours, peers[best])}.\n")
+
+
 def table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -86,7 +101,7 @@ def main(out):
               f"{fmt(loop.get('batched_64_per_write_per_s'))} frames/s with 64 frames per write.\n")
 
     # 1. fan-out
-    rows, base, base_per_core = [], None, None
+    rows, base, base_per_core, per_cores = [], None, None, {}
     for s in SYSTEMS:
         rs = runs(out, "fanout", s)
         if not rs:
@@ -99,6 +114,7 @@ def main(out):
             base = m
         lim = loop.get("one_write_per_frame_per_s")
         per_core = median([v / c for v, c in zip(sust, cores) if v and c])
+        per_cores[s] = per_core
         if s == "socketfleet":
             base_per_core = per_core
         rows.append([NAMES[s], fmt(m), ratio(m, base), fmt(median(peak)), fmt(median(cores), 2), fmt(per_core), ratio(per_core, base_per_core),
@@ -107,15 +123,17 @@ def main(out):
     print(table(["system", "sustained deliveries/s (median)", "ratio to SocketFleet", "peak deliveries/s", "server cores at sustained step",
                  "deliveries/s per server core", "ratio", "of loopback limit (one write per frame)", "runs"], rows))
     print()
+    versus_best("deliveries/s per server core", per_cores, lower_is_better=False)
 
     # 2. latency
-    rows, base_p99 = [], None
+    rows, base_p99, p99s = [], None, {}
     for s in SYSTEMS:
         rs = [r for r in runs(out, "fanout", s) if "fixed" in r]
         if not rs:
             continue
         f = [r["fixed"] for r in rs]
         q = lambda k: median([x["latency"][k] for x in f])
+        p99s[s] = q("p99_ms")
         if s == "socketfleet":
             base_p99 = q("p99_ms")
         rows.append([NAMES[s], fmt(median([x["published_per_s"] for x in f])), fmt(median([x["delivered_per_s"] for x in f])),
@@ -123,15 +141,18 @@ def main(out):
     print("### 2. Publish-to-deliver latency at a fixed rate\n")
     print(table(["system", "publishes/s", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "p99 ratio to SocketFleet"], rows))
     print()
+    versus_best("p99 ms", p99s, lower_is_better=True)
 
     # 3. idle memory
     counts = sorted({int(m.group(1)) for f in glob.glob(os.path.join(out, "idle*-*.json")) if (m := re.search(r"idle(\d+)-", f))})
     rows = []
     bases = {}
+    largest = {}
     for s in SYSTEMS:
         row = [NAMES[s]]
         for n in counts:
             v = median([r.get("bytes_per_connection") for r in runs(out, f"idle{n}", s)])
+            largest[s] = v
             if s == "socketfleet":
                 bases[n] = v
             row += [fmt(v), ratio(v, bases.get(n))]
@@ -143,15 +164,22 @@ def main(out):
     print("### 3. Memory per idle connection (RSS growth of the instances / connections)\n")
     print(table(header, rows))
     print()
+    if counts:
+        versus_best(f"bytes per idle connection at {counts[-1]:,}", largest, lower_is_better=True)
 
     for scenario, title in [("rolling", "4. Rolling replacement of every instance under load"),
-                            ("failover", "5. A Redis primary killed under load")]:
-        rows = []
+                            ("failover", "5. A Redis primary killed under load"),
+                            ("storm", "6. Reconnect storm: every client connection reset at once under load"),
+                            ("loss", "7. Packet loss on the clients' path under load"),
+                            ("blackhole", "8. A blackhole on the clients' path under load")]:
+        rows, back = [], {}
         for s in SYSTEMS:
             rs = runs(out, scenario, s)
             if not rs:
                 continue
             rec = [r["fixed"].get("recovery", {}) for r in rs]
+            peak = lambda group: fmt(median([(r["fixed"].get("peak_cores") or {}).get(group) for r in rs]), 2)
+            back[s] = median([x.get("all_connected_again_s") for x in rec])
             rows.append([NAMES[s], fmt(median([r["fixed"]["published_per_s"] for r in rs])),
                          fmt(median([r.get("missing") for r in rs])), fmt(median([r.get("clients_missing") for r in rs])),
                          fmt(median([r.get("duplicates") for r in rs])),
@@ -159,12 +187,18 @@ def main(out):
                          fmt(median([x.get("all_connected_again_s") for x in rec]), 2),
                          fmt(median([x.get("recovered_after_s") for x in rec]), 2),
                          fmt(median([r["fixed"].get("event", {}).get("duration_s") for r in rs]), 1),
+                         peak("servers"), peak("redis"), fmt(median([r.get("connect_errors") for r in rs])),
+                         fmt(median([r["fixed"]["latency"]["p99_ms"] for r in rs]), 1),
                          " / ".join(fmt(r.get("missing")) for r in rs)])
+        if not rows:
+            continue
         print(f"### {title}\n")
         print(table(["system", "publishes/s", "acknowledged but missing (deliveries)", "clients missing any", "duplicates delivered",
                      "publishes refused or unconfirmed", "every client connected again after s", "recovered after s",
-                     "event took s", "missing per run"], rows))
+                     "event took s", "peak server cores (busiest second)", "peak Redis cores", "connection attempts refused",
+                     "p99 ms over the phase", "missing per run"], rows))
         print()
+        versus_best("seconds until every client is connected again", back, lower_is_better=True)
 
 
 def merge_idle(out, parts):

@@ -14,7 +14,14 @@
 #   5. a Redis primary killed (SIGKILL) under that fixed load, which local mode starts
 #      again RESTART_AFTER seconds later, as a StatefulSet would; with DURABLE=1 (default)
 #      also SocketFleet with SF_DURABLE_PUBLISH=true ("socketfleet-durable"), whose
-#      publishes are acknowledged once a replica has them.
+#      publishes are acknowledged once a replica has them;
+#   6. a reconnect storm under that fixed load: every client connection reset at once
+#      (`ss -K`), the clients coming back as their libraries do;
+#   7. LOSS_PERCENT% of the clients' packets dropped either way for LOSS_SECONDS;
+#   8. a BLACKHOLE_SECONDS blackhole on the clients' path (every packet dropped, no RST).
+# Scenarios 6 to 8 change firewall rules and kill sockets (scripts/bench-net.sh): they need
+# root, and the whole run then moves into a private network namespace with its own
+# loopback, so nothing touches the host's network.
 # Plus the machine's loopback limit for 100-byte frames. Raw JSON reports go to
 # target/bench/<stamp>/; scripts/bench-report.py turns them into bench/RESULTS.md's tables.
 # CPU pinning (taskset): this script and everything it starts (Redis, the servers under
@@ -23,6 +30,16 @@
 # Every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SCENARIOS=${SCENARIOS:-fanout idle rolling failover storm loss blackhole}
+eval "$(scripts/bench-peers.sh)"
+if [[ " $SCENARIOS " =~ \ (storm|loss|blackhole)\  && ${SF_BENCH_NETNS:-} != 1 ]]; then
+  if [[ $(id -u) != 0 ]]; then
+    echo "bench: the storm, loss and blackhole scenarios need root (a private network namespace); run as root or set SCENARIOS without them" >&2
+    exit 1
+  fi
+  export SCENARIOS CENTRIFUGE_PEER SF_BENCH_NETNS=1
+  exec unshare --net bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
 source scripts/bench-fleet.sh
 RUNS=${RUNS:-3}
 SYSTEMS=${SYSTEMS:-socketfleet centrifugo socketio wsredis}
@@ -33,17 +50,19 @@ RAMP=${RAMP:-100:1.2:4:24}
 LATENCY_FRACTION=${LATENCY_FRACTION:-0.2}
 LATENCY_SECONDS=${LATENCY_SECONDS:-15}
 IDLE_COUNTS=${IDLE_COUNTS:-10000 50000}
-SCENARIOS=${SCENARIOS:-fanout idle rolling failover}
 ROLLING_SECONDS=${ROLLING_SECONDS:-35}
 FAILOVER_SECONDS=${FAILOVER_SECONDS:-25}
 DURABLE=${DURABLE:-1}
+NET_SECONDS=${NET_SECONDS:-25}
+LOSS_PERCENT=${LOSS_PERCENT:-2}
+LOSS_SECONDS=${LOSS_SECONDS:-10}
+BLACKHOLE_SECONDS=${BLACKHOLE_SECONDS:-2}
 RESTART_AFTER=${RESTART_AFTER:-5}
 OUT=${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 # Raise the soft limit to the hard one (20,000 on this machine: one process cannot hold
 # 50,000 sockets, so idle memory at 50,000 spreads over the instances and generators).
 ulimit -n "$(ulimit -Hn)"
-eval "$(scripts/bench-peers.sh)"
 taskset -cp 0 $$ >/dev/null
 GEN=(taskset -c 1 "$BIN/socketfleet-bench")
 
@@ -110,6 +129,10 @@ addrs() { (IFS=,; echo "${INST_ADDRS[*]}"); }
 procs() { echo "servers=$(IFS=,; echo "${INST_PIDS[*]}");redis=$(redis_pids)"; }
 
 replace_event() { echo "scripts/bench-replace.sh $INST_DIR"; }
+ports() { local a p=(); for a in "${INST_ADDRS[@]}"; do p+=("${a##*:}"); done; (IFS=,; echo "${p[*]}"); }
+storm_event() { echo "scripts/bench-net.sh reset $(ports)"; }
+loss_event() { echo "scripts/bench-net.sh drop $LOSS_PERCENT $LOSS_SECONDS $(ports)"; }
+blackhole_event() { echo "scripts/bench-net.sh drop 100 $BLACKHOLE_SECONDS $(ports)"; }
 
 # under_event SCENARIO SYSTEM TAG RATE SECONDS EVENT: SYSTEM on a fresh cluster at RATE
 # publishes/s for SECONDS; 5 s in, the command EVENT prints (a function, called once the
@@ -118,7 +141,7 @@ under_event() {
   local scenario=$1 system=$2 tag=$3 rate=$4 seconds=$5 event=$6
   start_instances "$system" "$INSTANCES"
   "${GEN[@]}" run --system "${system%-durable}" --addrs "$(addrs)" --clients "$CLIENTS" --channels "$CHANNELS" \
-    --fixed "$rate:$seconds" --event-at 5 --event "$($event)" > "$OUT/$scenario-$tag.json" 2> "$OUT/$scenario-$tag.log" \
+    --fixed "$rate:$seconds" --event-at 5 --event "$($event)" --procs "$(procs)" > "$OUT/$scenario-$tag.json" 2> "$OUT/$scenario-$tag.log" \
     || { echo "bench: $tag $scenario failed:"; tail -5 "$OUT/$scenario-$tag.log"; }
   python3 scripts/bench-report.py --line "$OUT/$scenario-$tag.json" || true
   stop_instances
@@ -175,6 +198,18 @@ for run in $(seq "${RUN_FROM:-1}" "$RUNS"); do
       under_event rolling "$system" "$tag" "$rate" "$ROLLING_SECONDS" replace_event
     fi
     if [[ " $SCENARIOS " == *" failover "* ]]; then failover "$system" "$tag" "$rate"; fi
+    if [[ " $SCENARIOS " == *" storm "* ]]; then
+      echo "== run $run: $system reconnect storm (every client connection reset) at $rate publishes/s"
+      under_event storm "$system" "$tag" "$rate" "$NET_SECONDS" storm_event
+    fi
+    if [[ " $SCENARIOS " == *" loss "* ]]; then
+      echo "== run $run: $system $LOSS_PERCENT% packet loss for $LOSS_SECONDS s at $rate publishes/s"
+      under_event loss "$system" "$tag" "$rate" "$NET_SECONDS" loss_event
+    fi
+    if [[ " $SCENARIOS " == *" blackhole "* ]]; then
+      echo "== run $run: $system $BLACKHOLE_SECONDS s blackhole at $rate publishes/s"
+      under_event blackhole "$system" "$tag" "$rate" "$NET_SECONDS" blackhole_event
+    fi
   done
   if [[ " $SCENARIOS " == *" failover "* && $DURABLE = 1 && " $SYSTEMS " == *" socketfleet "* ]]; then
     failover socketfleet-durable "socketfleet-durable-run$run" "$rate"

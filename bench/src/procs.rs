@@ -1,5 +1,6 @@
 //! CPU and memory of the processes under test, read from `/proc`: CPU as cores used over
-//! a phase (user + system ticks), memory as resident set size.
+//! a phase (user + system ticks) and the busiest second of a phase, memory as resident set
+//! size.
 
 use serde_json::{Value, json};
 
@@ -48,6 +49,32 @@ impl Procs {
 
     pub fn sample(&self) -> Sample {
         Sample { at: std::time::Instant::now(), ticks: self.groups.iter().map(|(_, pids)| pids.iter().map(|p| ticks(*p)).sum()).collect() }
+    }
+
+    /// Cores used per group between two samples.
+    fn cores_between(earlier: &Sample, later: &Sample) -> Vec<f64> {
+        let secs = later.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
+        earlier.ticks.iter().zip(&later.ticks).map(|(t0, t1)| t1.saturating_sub(*t0) as f64 / USER_HZ / secs).collect()
+    }
+
+    /// The most cores each group used in any one second until `stop` is set (at most
+    /// `limit` seconds): the peak of a disruption, which a phase's average hides.
+    pub async fn peak(self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>, limit: u64) -> Value {
+        let mut peaks = vec![0.0f64; self.groups.len()];
+        let mut last = self.sample();
+        for _ in 0..limit {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = self.sample();
+            for (peak, cores) in peaks.iter_mut().zip(Self::cores_between(&last, &now)) {
+                *peak = peak.max(cores);
+            }
+            last = now;
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+        }
+        let rounded = |c: f64| (c * 100.0).round() / 100.0;
+        Value::Object(self.groups.iter().zip(peaks).map(|((name, _), c)| (name.clone(), json!(rounded(c)))).collect())
     }
 
     /// Cores used since `before` and RSS now, per group.

@@ -124,6 +124,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Value> {
     for p in publishers {
         p.await?;
     }
+    // A client still reconnecting has not lost what it will get once back: wait for every
+    // subscriber to be connected again (at most 60 s) before settling.
+    if wait_until(Duration::from_secs(60), || stats.connected.load(Ordering::SeqCst) >= plan.clients).await.is_err() {
+        eprintln!("{}", not_ready());
+    }
     // Let deliveries settle: until nothing arrived for two seconds (at most 30 s).
     let mut last = u64::MAX;
     for _ in 0..30 {
@@ -171,6 +176,8 @@ async fn phase(fleet: &Arc<Fleet>, procs: &Procs, rate: f64, seconds: u64, fanou
     let phase = stats.start_phase();
     let (p0, d0, t0) = (stats.published.load(Ordering::SeqCst), stats.delivered.load(Ordering::SeqCst), Instant::now());
     let cpu0 = procs.sample();
+    let sampling = Arc::new(AtomicBool::new(false));
+    let peak = event.is_some().then(|| tokio::spawn(procs.clone().peak(sampling.clone(), seconds + 1)));
     fleet.rate.store(rate.round() as u64, Ordering::SeqCst);
     let event = event.map(|(at, command)| {
         let stats = stats.clone();
@@ -182,6 +189,7 @@ async fn phase(fleet: &Arc<Fleet>, procs: &Procs, rate: f64, seconds: u64, fanou
         })
     });
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    sampling.store(true, Ordering::SeqCst);
     let elapsed = t0.elapsed().as_secs_f64();
     let published = (stats.published.load(Ordering::SeqCst) - p0) as f64 / elapsed;
     let delivered = (stats.delivered.load(Ordering::SeqCst) - d0) as f64 / elapsed;
@@ -200,6 +208,9 @@ async fn phase(fleet: &Arc<Fleet>, procs: &Procs, rate: f64, seconds: u64, fanou
             }
             Err(e) => row["event"] = json!({"error": e.to_string()}),
         }
+    }
+    if let Some(peak) = peak {
+        row["peak_cores"] = peak.await.unwrap_or(Value::Null);
     }
     row
 }

@@ -10,7 +10,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -32,6 +32,20 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
 /// A JSON response of any serializable body (a `serde_json::Value` or a typed shape).
 pub fn json(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
     respond(status, "application/json", serde_json::to_string(body).unwrap_or_default())
+}
+
+/// How many connections the kernel may queue for a listener before it is accepted from.
+/// tokio's default (1024) overflows when thousands of clients reconnect at once: the kernel
+/// then drops their SYNs and each of them waits out TCP's retransmits (1, 3, 7 s). The
+/// kernel caps this at `net.core.somaxconn` (4096 by default).
+pub const LISTEN_BACKLOG: u32 = 65_535;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as tokio's own bind).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Accepts until `shutdown` turns true; each connection is served by `handler`, with

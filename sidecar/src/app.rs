@@ -38,9 +38,9 @@ pub struct Listeners {
 impl Listeners {
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
         Ok(Listeners {
-            ws: TcpListener::bind(config.ws_addr).await?,
-            admin: TcpListener::bind(config.admin_addr).await?,
-            app_api: TcpListener::bind(config.app_api_addr).await?,
+            ws: http_util::listen(config.ws_addr)?,
+            admin: http_util::listen(config.admin_addr)?,
+            app_api: http_util::listen(config.app_api_addr)?,
         })
     }
 }

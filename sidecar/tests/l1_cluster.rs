@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use socketfleet_api::settings;
 use support::*;
 
@@ -151,9 +151,57 @@ async fn presence_ephemeral_keys_and_the_app_publish_api() {
     let (status, _) = http_request(sidecars[1].api_port, "POST", "/publish", Some(r#"{"channel":"bad{name}","data":1}"#));
     assert_eq!(status, 400);
 
-    drop(b);
+    // A client that says goodbye (a close frame) leaves at once.
+    let _ = b.ws.close(None).await;
     let leave = a.next_of("leave", STEP).await.expect("a sees b leave");
     assert_eq!(leave["user"], join["user"]);
     let p = a.call(json!({"op": "presence", "channel": "lobby"})).await;
     assert_eq!(p["members"].as_array().map(Vec::len), Some(1), "{p}");
+}
+
+/// A connection lost without a close frame (a broken network, a reconnect storm) keeps its
+/// presence member for one TTL: a session that resumes by then never leaves, one that does
+/// not leaves then, with one `leave` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_leaves_presence_one_ttl_later_unless_its_session_resumes() {
+    let cluster = RedisCluster::start();
+    let mut env = cluster_env(&cluster);
+    env.push((settings::ENV_PRESENCE_TTL, "2s".into()));
+    // One resume key for both sidecars, as the operator's Secret gives every pod.
+    env.push((settings::ENV_RESUME_KEY, "l1-presence-key-l1-presence-key-l1-presence".into()));
+    let sidecars = start_sidecars(2, &env);
+    let mut a = Client::connect(&sidecars[0].url()).await;
+    a.subscribe("lobby").await;
+    let mut comes_back = Client::connect(&sidecars[1].url()).await;
+    comes_back.subscribe("lobby").await;
+    let mut gone = Client::connect(&sidecars[1].url()).await;
+    gone.subscribe("lobby").await;
+    for _ in 0..3 {
+        a.next_of("join", STEP).await.expect("a sees the three joins");
+    }
+    let (back_session, gone_session) = (comes_back.welcome["session"].clone(), gone.welcome["session"].clone());
+    let token = comes_back.welcome["resumeToken"].as_str().expect("a resume token").to_string();
+    // Both sockets end without a close frame; one session resumes on the other sidecar.
+    drop(comes_back);
+    drop(gone);
+    // As a client library's reconnect delay would: the old sidecar has seen the loss and
+    // stored the session's last checkpoint.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resumed = Client::connect(&format!("{}?resume={token}", sidecars[0].url())).await;
+    assert_eq!(resumed.welcome["session"], back_session, "{}", resumed.welcome);
+    assert_eq!(resumed.welcome["subscriptions"], json!(["lobby"]), "{}", resumed.welcome);
+    // Within the TTL nobody has left: no event, and both members are still listed.
+    assert_eq!(a.next_of("leave", Duration::from_millis(1000)).await, None, "no leave within the presence TTL");
+    let p = a.call(json!({"op": "presence", "channel": "lobby"})).await;
+    assert_eq!(p["members"].as_array().map(Vec::len), Some(3), "{p}");
+    // One TTL (and a margin) after the loss, the session that did not come back leaves.
+    let leave = a.next_of("leave", STEP).await.expect("the lost session leaves after its TTL");
+    assert_eq!(leave["client"], gone_session, "{leave}");
+    // The resumed one never does (it is refreshed by the sidecar it resumed on).
+    assert_eq!(a.next_of("leave", Duration::from_secs(4)).await, None, "a resumed session does not leave");
+    let p = a.call(json!({"op": "presence", "channel": "lobby"})).await;
+    let members: Vec<&Value> = p["members"].as_array().expect("members").iter().map(|m| &m["client"]).collect();
+    assert_eq!(members.len(), 2, "{p}");
+    assert!(members.contains(&&back_session) && !members.contains(&&gone_session), "{p}");
+    drop(resumed);
 }

@@ -436,7 +436,7 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let notices = preflight::check(&fleet, &opts.www).await.map_err(|problems| {
         anyhow::anyhow!("{} cannot run locally:\n  {problems}", fleet.metadata.name.as_deref().unwrap_or("the fleet"))
     })?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await.map_err(|e| {
+    let listener = socketfleet_plumbing::http_server::listen(([127, 0, 0, 1], opts.port).into()).map_err(|e| {
         anyhow::anyhow!("port {} is busy ({e}); pass --port <another> (make demo: DEMO_PORT=<another> make demo)", opts.port)
     })?;
     // `--port 0` picks a free port: say the one really bound.

@@ -107,8 +107,8 @@ async fn serve_in_span(
     edge.metrics.connections.inc();
     edge.metrics.connections_total.inc();
     let mut open = opening.await;
-    let close = read_requests(&mut open.conn, &mut stream, &mut open.writer).await;
-    Box::pin(finish(open, close)).await;
+    let (close, ended) = read_requests(&mut open.conn, &mut stream, &mut open.writer).await;
+    Box::pin(finish(open, close, ended)).await;
     edge.metrics.connections.dec();
 }
 
@@ -180,6 +180,16 @@ async fn open(
     Open { conn, writer, close_tx, queue }
 }
 
+/// How a connection ended, for presence: a client that said goodbye (its close frame) or
+/// that we closed (expired token, a broken frame) has left; one whose socket broke, went
+/// silent or could not keep up may come back and resume, so its `leave` waits (see
+/// `Presence::leave_unless_back`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Ended {
+    Left,
+    Lost,
+}
+
 /// Reads and answers the client's requests until the connection is to end (the client
 /// closed or broke it, it idled out, its token expired, the writer ended); the close frame
 /// to send. Every await that is rare is boxed: this future is what an idle connection holds.
@@ -187,7 +197,7 @@ async fn read_requests(
     conn: &mut Conn,
     stream: &mut futures_util::stream::SplitStream<Ws>,
     writer: &mut tokio::task::JoinHandle<()>,
-) -> CloseFrame {
+) -> (CloseFrame, Ended) {
     let mut warned = None;
     let mut token_timer = expiry::Timer::default();
     loop {
@@ -195,7 +205,7 @@ async fn read_requests(
         let next = tokio::select! {
             next = tokio::time::timeout(conn.edge.config.idle_timeout, stream.next()) => next,
             // The writer ended (socket error, slow consumer, drain): the connection is over.
-            _ = &mut *writer => return close_frame(CloseCode::Normal, ""),
+            _ = &mut *writer => return (close_frame(CloseCode::Normal, ""), Ended::Lost),
             step = token_timer.fired() => match step {
                 expiry::Step::Warn { expires } => {
                     warned = Some(expires);
@@ -209,25 +219,27 @@ async fn read_requests(
                         format!("your token expired at {expires} (Unix seconds); connect again with a fresh token"),
                     )))
                     .await;
-                    return close_frame(CloseCode::from(expiry::EXPIRED_CLOSE_CODE), "token expired");
+                    return (close_frame(CloseCode::from(expiry::EXPIRED_CLOSE_CODE), "token expired"), Ended::Left);
                 }
             },
         };
         let msg = match next {
-            Err(_) => return close_frame(CloseCode::Away, "idle timeout"),
-            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => return close_frame(CloseCode::Normal, ""),
+            Err(_) => return (close_frame(CloseCode::Away, "idle timeout"), Ended::Lost),
+            // The socket ended without a close frame: the client's side or the network broke.
+            Ok(None) | Ok(Some(Err(WsError::Io(_)))) => return (close_frame(CloseCode::Normal, ""), Ended::Lost),
+            Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => return (close_frame(CloseCode::Normal, ""), Ended::Left),
             Ok(Some(Err(WsError::Capacity(e)))) => {
                 Box::pin(conn.send(protocol::error_frame(None, ErrorCode::TooLarge, &format!("frame too large: {e}")))).await;
-                return close_frame(CloseCode::Size, "frame too large");
+                return (close_frame(CloseCode::Size, "frame too large"), Ended::Left);
             }
             // RFC 6455 7.4.1: a text frame that is not UTF-8 closes with 1007, not 1002.
             Ok(Some(Err(WsError::Utf8(e)))) => {
                 tracing::debug!(error = %e, "text frame is not valid UTF-8");
-                return close_frame(CloseCode::Invalid, "text frame is not valid UTF-8");
+                return (close_frame(CloseCode::Invalid, "text frame is not valid UTF-8"), Ended::Left);
             }
             Ok(Some(Err(e))) => {
                 tracing::debug!(error = %e, "websocket error");
-                return close_frame(CloseCode::Protocol, "protocol error");
+                return (close_frame(CloseCode::Protocol, "protocol error"), Ended::Left);
             }
             Ok(Some(Ok(m))) => m,
         };
@@ -244,7 +256,7 @@ async fn read_requests(
                 )))
                 .await;
             }
-            Message::Close(_) => return close_frame(CloseCode::Normal, ""),
+            Message::Close(_) => return (close_frame(CloseCode::Normal, ""), Ended::Left),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
@@ -252,14 +264,14 @@ async fn read_requests(
 
 /// Ends an open connection: the close frame to the writer, the final checkpoint, leaving
 /// the hub and presence, then the writer's farewell.
-async fn finish(open: Open, close: CloseFrame) {
+async fn finish(open: Open, close: CloseFrame, ended: Ended) {
     let Open { mut conn, writer, close_tx, queue } = open;
     let (edge, session, conn_id) = (conn.edge.clone(), conn.session.clone(), conn.outbox.id);
     let _ = close_tx.send(close);
     edge.drain.unregister(conn_id);
     // The final checkpoint, before leaving the hub (positions are read from it).
     let _ = tokio::time::timeout(FAREWELL_GRACE, edge.sessions.close(&session)).await;
-    conn.leave_all().await;
+    conn.leave_all(ended).await;
     // Closing the queue lets the writer finish what is queued and close the socket.
     queue.close();
     drop(conn);

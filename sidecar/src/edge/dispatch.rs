@@ -218,13 +218,17 @@ impl Conn {
         Ok(())
     }
 
-    pub(super) async fn leave_all(&mut self) {
+    pub(super) async fn leave_all(&mut self, ended: super::connection::Ended) {
         // A drained client is coming back elsewhere: keep its presence, announce nothing.
         let handing_off = self.outbox.signals.drain.load(Ordering::Relaxed);
         for channel in self.session.channels() {
             self.edge.hub.leave(&channel, self.outbox.id);
             if handing_off {
                 self.edge.presence.hand_off(&channel, &self.session.id, &self.identity.user);
+            } else if ended == super::connection::Ended::Lost {
+                // It may come back: a network blip (or a reconnect storm) must not flood
+                // every room with leave and join events.
+                self.edge.presence.leave_unless_back(&channel, &self.session.id, &self.identity.user);
             } else if let Err(e) = self.edge.presence.leave(&channel, &self.session.id, &self.identity.user).await {
                 tracing::debug!(%channel, error = %e, "presence leave failed");
             }

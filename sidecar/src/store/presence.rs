@@ -3,7 +3,9 @@
 //! Members live in the sorted set `sf:{<ch>}:presence`, scored by their expiry time, so
 //! entries of a pod that died without cleaning up expire on their own: every pod refreshes
 //! the scores of its own members every third of the presence TTL, and readers drop
-//! expired entries. Join and leave are broadcast as transient events on the channel.
+//! expired entries. Join and leave are broadcast as transient events on the channel; the
+//! leave of a connection that was lost rather than closed waits one TTL, and is not sent
+//! when the session resumed meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,21 @@ fn member(session: &str, user: &str) -> String {
 fn presence_key(channel: &str) -> String {
     keys::presence(channel)
 }
+
+/// Removes member ARGV[1] of presence set KEYS[1] and announces its leave (ARGV[3]) on shard
+/// channel KEYS[2], only if its expiry is past (ARGV[2], now in ms): nobody refreshed it.
+const LEAVE_IF_EXPIRED: &str = r"
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if expiry and tonumber(expiry) <= tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('SPUBLISH', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Past a lost member's TTL, so that a refresh in flight when it expired has landed.
+const LEAVE_MARGIN: Duration = Duration::from_secs(1);
 
 /// Presence reads return at most this many members.
 pub const MAX_MEMBERS: isize = 1000;
@@ -77,6 +94,31 @@ impl Presence {
                 local.remove(channel);
             }
         }
+    }
+
+    /// A member whose connection was lost (not closed): kept, unrefreshed, for one TTL; if
+    /// its session resumed anywhere by then, the resumed pod has refreshed it and nothing is
+    /// announced, otherwise it is removed and its `leave` broadcast then. A pod that stops
+    /// before that lets such members expire without an event, as a crashed pod's do.
+    pub fn leave_unless_back(self: &Arc<Self>, channel: &str, session: &str, user: &str) {
+        let m = member(session, user);
+        self.forget_local(channel, &m);
+        let (this, channel, event) = (self.clone(), channel.to_string(), Self::event("leave", channel, session, user));
+        tokio::spawn(async move {
+            tokio::time::sleep(this.ttl + LEAVE_MARGIN).await;
+            let mut pipe = redis::pipe();
+            pipe.cmd("EVAL")
+                .arg(LEAVE_IF_EXPIRED)
+                .arg(2)
+                .arg(presence_key(&channel))
+                .arg(shard_channel(&channel))
+                .arg(&m)
+                .arg(unix_ms())
+                .arg(event);
+            if let Err(e) = this.store.on_channel(&channel, &pipe, true).await {
+                tracing::warn!(%channel, error = %e, "presence leave of a lost connection failed; the member expires on its own");
+            }
+        });
     }
 
     pub async fn leave(&self, channel: &str, session: &str, user: &str) -> Result<(), ChannelError> {
