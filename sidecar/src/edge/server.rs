@@ -51,6 +51,12 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
 }
 
+/// A query parameter's value percent-decoded: a client may encode every character of a
+/// token (`%2E` for `.`), as URL encoders that escape all but letters and digits do.
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query_param(query, name).map(|raw| percent_decode_str(raw).decode_utf8_lossy().into_owned())
+}
+
 fn header_has(req: &hyper::Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
     req.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
@@ -92,12 +98,12 @@ pub async fn handle(mut req: hyper::Request<Incoming>, edge: Arc<Edge>) -> HttpR
         return text(StatusCode::BAD_REQUEST, format!("protocol version {v} is not supported; this server speaks v=1\n"));
     }
     let conn_id = edge.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let identity = match edge.auth.authenticate(query_param(query, "token"), conn_id) {
+    let identity = match edge.auth.authenticate(query_value(query, "token").as_deref(), conn_id) {
         Ok(id) => id,
         Err(e) => return text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
     };
-    let resume = query_param(query, "resume").map(str::to_string);
-    let positions = match query_param(query, "since").map(|raw| percent_decode_str(raw).decode_utf8_lossy()) {
+    let resume = query_value(query, "resume");
+    let positions = match query_value(query, "since") {
         None => HashMap::new(),
         Some(json) => match protocol::parse_positions(&json, edge.config.max_subscriptions) {
             Ok(p) => p,
