@@ -8,7 +8,7 @@
 #   - per instance <i>.cmd (how it was started), <i>.pid and <i>.ready (its readiness URL).
 set -euo pipefail
 dir=${1:?usage: bench-replace.sh DIR}
-fleet() { curl -sf "$(cat "$dir/local")/fleet.json" | python3 -c "import json,sys; f=json.load(sys.stdin); print($1)"; }
+fleet() { curl -sf -m 5 "$(cat "$dir/local")/fleet.json" | python3 -c "import json,sys; f=json.load(sys.stdin); print($1)"; }
 if [[ -e $dir/local ]]; then
   # A sidecar that drained and exited is replaced under a new name on its ports: follow
   # its WebSocket address.
@@ -18,7 +18,7 @@ if [[ -e $dir/local ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 900); do
       admin=$(fleet "next((s['admin'] for s in $sel if s['pid'] != $pid), '')" || true)
-      [[ -n $admin ]] && curl -sf "$admin/ready" >/dev/null 2>&1 && break
+      [[ -n $admin ]] && curl -sf -m 2 "$admin/ready" >/dev/null 2>&1 && break
       sleep 0.1
     done
   done
@@ -32,5 +32,5 @@ for cmd in "$dir"/*.cmd; do
   kill -9 "$pid" 2>/dev/null || true
   bash "$cmd" >>"$i.log" 2>&1 < /dev/null &
   echo $! > "$i.pid"
-  for _ in $(seq 1 300); do curl -sf "$(cat "$i.ready")" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 1 300); do curl -sf -m 2 "$(cat "$i.ready")" >/dev/null 2>&1 && break; sleep 0.1; done
 done

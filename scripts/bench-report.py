@@ -195,7 +195,7 @@ def main(out):
         print(f"### {title}\n")
         print(table(["system", "publishes/s", "acknowledged but missing (deliveries)", "clients missing any", "duplicates delivered",
                      "publishes refused or unconfirmed", "every client connected again after s", "recovered after s",
-                     "event took s", "peak server cores (busiest second)", "peak Redis cores", "connection attempts refused",
+                     "event took s", "peak server cores (busiest second)", "peak Redis cores", "connection attempts that failed",
                      "p99 ms over the phase", "missing per run"], rows))
         print()
         versus_best("seconds until every client is connected again", back, lower_is_better=True)
