@@ -15,6 +15,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -226,7 +227,9 @@ async fn read_requests(
         let msg = match next {
             Err(_) => return (close_frame(CloseCode::Away, "idle timeout"), Ended::Lost),
             // The socket ended without a close frame: the client's side or the network broke.
-            Ok(None) | Ok(Some(Err(WsError::Io(_)))) => return (close_frame(CloseCode::Normal, ""), Ended::Lost),
+            Ok(None) | Ok(Some(Err(WsError::Io(_) | WsError::Protocol(WsProtocolError::ResetWithoutClosingHandshake)))) => {
+                return (close_frame(CloseCode::Normal, ""), Ended::Lost);
+            }
             Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => return (close_frame(CloseCode::Normal, ""), Ended::Left),
             Ok(Some(Err(WsError::Capacity(e)))) => {
                 Box::pin(conn.send(protocol::error_frame(None, ErrorCode::TooLarge, &format!("frame too large: {e}")))).await;
