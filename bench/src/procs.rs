@@ -15,6 +15,10 @@ pub struct Sample {
     ticks: Vec<u64>,
 }
 
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
 const USER_HZ: f64 = 100.0;
 
@@ -57,37 +61,29 @@ impl Procs {
         earlier.ticks.iter().zip(&later.ticks).map(|(t0, t1)| t1.saturating_sub(*t0) as f64 / USER_HZ / secs).collect()
     }
 
-    /// The most cores each group used in any one second until `stop` is set (at most
-    /// `limit` seconds): the peak of a disruption, which a phase's average hides.
-    pub async fn peak(self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>, limit: u64) -> Value {
+    /// The most cores each group used in any one second over the next `seconds`: the peak
+    /// of a disruption, which a phase's average hides.
+    pub async fn peak(self, seconds: u64) -> Value {
         let mut peaks = vec![0.0f64; self.groups.len()];
         let mut last = self.sample();
-        for _ in 0..limit {
+        for _ in 0..seconds {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let now = self.sample();
             for (peak, cores) in peaks.iter_mut().zip(Self::cores_between(&last, &now)) {
                 *peak = peak.max(cores);
             }
             last = now;
-            if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
         }
-        let rounded = |c: f64| (c * 100.0).round() / 100.0;
-        Value::Object(self.groups.iter().zip(peaks).map(|((name, _), c)| (name.clone(), json!(rounded(c)))).collect())
+        Value::Object(self.groups.iter().zip(peaks).map(|((name, _), c)| (name.clone(), json!(round2(c)))).collect())
     }
 
     /// Cores used since `before` and RSS now, per group.
     pub fn usage(&self, before: &Sample) -> Value {
-        let secs = before.at.elapsed().as_secs_f64();
+        let cores = Self::cores_between(before, &self.sample());
         let mut out = serde_json::Map::new();
-        for ((name, pids), t0) in self.groups.iter().zip(&before.ticks) {
-            let t1: u64 = pids.iter().map(|p| ticks(*p)).sum();
+        for ((name, pids), cores) in self.groups.iter().zip(cores) {
             let rss: u64 = pids.iter().map(|p| rss_bytes(*p)).sum();
-            out.insert(
-                name.clone(),
-                json!({"cores": ((t1.saturating_sub(*t0)) as f64 / USER_HZ / secs * 100.0).round() / 100.0, "rss_mib": rss / (1 << 20)}),
-            );
+            out.insert(name.clone(), json!({"cores": round2(cores), "rss_mib": rss / (1 << 20)}));
         }
         Value::Object(out)
     }

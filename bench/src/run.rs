@@ -176,8 +176,7 @@ async fn phase(fleet: &Arc<Fleet>, procs: &Procs, rate: f64, seconds: u64, fanou
     let phase = stats.start_phase();
     let (p0, d0, t0) = (stats.published.load(Ordering::SeqCst), stats.delivered.load(Ordering::SeqCst), Instant::now());
     let cpu0 = procs.sample();
-    let sampling = Arc::new(AtomicBool::new(false));
-    let peak = event.is_some().then(|| tokio::spawn(procs.clone().peak(sampling.clone(), seconds + 1)));
+    let peak = event.is_some().then(|| tokio::spawn(procs.clone().peak(seconds)));
     fleet.rate.store(rate.round() as u64, Ordering::SeqCst);
     let event = event.map(|(at, command)| {
         let stats = stats.clone();
@@ -189,7 +188,6 @@ async fn phase(fleet: &Arc<Fleet>, procs: &Procs, rate: f64, seconds: u64, fanou
         })
     });
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    sampling.store(true, Ordering::SeqCst);
     let elapsed = t0.elapsed().as_secs_f64();
     let published = (stats.published.load(Ordering::SeqCst) - p0) as f64 / elapsed;
     let delivered = (stats.delivered.load(Ordering::SeqCst) - d0) as f64 / elapsed;

@@ -221,6 +221,7 @@ impl Conn {
     pub(super) async fn leave_all(&mut self, ended: super::connection::Ended) {
         // A drained client is coming back elsewhere: keep its presence, announce nothing.
         let handing_off = self.outbox.signals.drain.load(Ordering::Relaxed);
+        let mut lost = Vec::new();
         for channel in self.session.channels() {
             self.edge.hub.leave(&channel, self.outbox.id);
             if handing_off {
@@ -228,10 +229,13 @@ impl Conn {
             } else if ended == super::connection::Ended::Lost {
                 // It may come back: a network blip (or a reconnect storm) must not flood
                 // every room with leave and join events.
-                self.edge.presence.leave_unless_back(&channel, &self.session.id, &self.identity.user);
+                lost.push(channel);
             } else if let Err(e) = self.edge.presence.leave(&channel, &self.session.id, &self.identity.user).await {
                 tracing::debug!(%channel, error = %e, "presence leave failed");
             }
+        }
+        if !lost.is_empty() {
+            self.edge.presence.leave_unless_back(lost, &self.session.id, &self.identity.user);
         }
     }
 }

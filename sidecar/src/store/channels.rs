@@ -158,6 +158,12 @@ impl ChannelStore {
         ChannelStore { router, settings, publish: Script::new(PUBLISH), read: Script::new(READ) }
     }
 
+    /// Runs `script` on `keys` (of one channel's slot), retried like any idempotent query:
+    /// for the scripts of other stores on the same channels (presence).
+    pub async fn run_script(&self, script: &Script, keys: &[&str], args: &[&[u8]]) -> Result<Vec<Value>, ChannelError> {
+        Ok(script.run(&self.router, keys, args, true, None).await?)
+    }
+
     /// Runs one of the channel scripts on the channel's keys (and `extra`, of the same slot).
     async fn run(
         &self,

@@ -15,6 +15,7 @@ use redis::Value;
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use crate::backend::script::Script;
 use crate::clock::unix_ms;
 use crate::store::channels::{ChannelError, ChannelStore};
 use crate::store::keys::{self, shard_channel};
@@ -49,13 +50,14 @@ pub const MAX_MEMBERS: isize = 1000;
 pub struct Presence {
     store: Arc<ChannelStore>,
     ttl: Duration,
+    leave_if_expired: Script,
     /// This pod's members per channel, refreshed periodically.
     local: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl Presence {
     pub fn new(store: Arc<ChannelStore>, ttl: Duration) -> Arc<Presence> {
-        Arc::new(Presence { store, ttl, local: Mutex::new(HashMap::new()) })
+        Arc::new(Presence { store, ttl, leave_if_expired: Script::new(LEAVE_IF_EXPIRED), local: Mutex::new(HashMap::new()) })
     }
 
     fn local(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
@@ -96,27 +98,27 @@ impl Presence {
         }
     }
 
-    /// A member whose connection was lost (not closed): kept, unrefreshed, for one TTL; if
+    /// The members of a connection that was lost (not closed), one per channel: kept, unrefreshed, for one TTL; if
     /// its session resumed anywhere by then, the resumed pod has refreshed it and nothing is
     /// announced, otherwise it is removed and its `leave` broadcast then. A pod that stops
     /// before that lets such members expire without an event, as a crashed pod's do.
-    pub fn leave_unless_back(self: &Arc<Self>, channel: &str, session: &str, user: &str) {
+    pub fn leave_unless_back(self: &Arc<Self>, channels: Vec<String>, session: &str, user: &str) {
         let m = member(session, user);
-        self.forget_local(channel, &m);
-        let (this, channel, event) = (self.clone(), channel.to_string(), Self::event("leave", channel, session, user));
+        for channel in &channels {
+            self.forget_local(channel, &m);
+        }
+        // One task per lost connection, whatever its number of channels.
+        let (this, session, user) = (self.clone(), session.to_string(), user.to_string());
         tokio::spawn(async move {
             tokio::time::sleep(this.ttl + LEAVE_MARGIN).await;
-            let mut pipe = redis::pipe();
-            pipe.cmd("EVAL")
-                .arg(LEAVE_IF_EXPIRED)
-                .arg(2)
-                .arg(presence_key(&channel))
-                .arg(shard_channel(&channel))
-                .arg(&m)
-                .arg(unix_ms())
-                .arg(event);
-            if let Err(e) = this.store.on_channel(&channel, &pipe, true).await {
-                tracing::warn!(%channel, error = %e, "presence leave of a lost connection failed; the member expires on its own");
+            for channel in channels {
+                let (key, shard, event) =
+                    (presence_key(&channel), shard_channel(&channel), Self::event("leave", &channel, &session, &user));
+                let now = unix_ms().to_string();
+                let args: [&[u8]; 3] = [m.as_bytes(), now.as_bytes(), event.as_bytes()];
+                if let Err(e) = this.store.run_script(&this.leave_if_expired, &[&key, &shard], &args).await {
+                    tracing::warn!(%channel, error = %e, "presence leave of a lost connection failed; the member expires on its own");
+                }
             }
         });
     }
