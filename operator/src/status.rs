@@ -233,6 +233,8 @@ fn redis_status(o: &RedisObserved) -> (RedisStatus, bool, Reason, String) {
                 )
             } else if ok && r.converged {
                 (Reason::RedisClusterHealthy, format!("{} primaries and {} replicas serve all {SLOTS} slots", r.primaries, r.replicas))
+            } else if ok && r.departed > 0 {
+                (Reason::RedisClusterHealthy, format!("all {SLOTS} slots are served; {} removed nodes not forgotten yet", r.departed))
             } else if ok {
                 (Reason::RedisClusterHealthy, format!("all {SLOTS} slots are served; replicas still attaching ({} of them)", r.replicas))
             } else if r.slots_covered == 0 {

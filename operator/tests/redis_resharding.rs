@@ -57,6 +57,10 @@ async fn three_shards_grow_to_five_and_shrink_back_without_losing_a_key() {
     assert_eq!(cluster.readable_keys(KEYS).await, KEYS, "every key after 5 -> 3");
     let forgotten = actions.iter().filter(|a| matches!(a, Action::Forget { owned_slots: 0, .. })).count();
     assert_eq!(forgotten, 4, "the 4 removed pods are forgotten: {actions:?}");
+    for pod in &cluster.pods {
+        let known = cli(pod.port, &["CLUSTER", "NODES"]).lines().count();
+        assert_eq!(known, 6, "pod {} knows only the 6 pods that stay", pod.ordinal);
+    }
     eprintln!(
         "MEASURE reshard 3->5: {slots_out} slots and {keys_out} keys in {:.1}s ({:.0} slots/s); 5->3: {slots_in} slots and {keys_in} keys \
          in {:.1}s ({:.0} slots/s, removal of the 4 pods included); {KEYS} of {KEYS} keys readable after each",

@@ -157,6 +157,9 @@ pub struct Report {
     /// Healthy primaries serving slots without a replica in sync: a durable publish to
     /// them is refused until one is.
     pub primaries_without_replica: usize,
+    /// Nodes the cluster still knows that no pod is: a removed pod not yet forgotten (it
+    /// is, once the cluster marks it failed), or a handshake under way.
+    pub departed: usize,
     /// Everything is as the layout asks and nothing was changed.
     pub converged: bool,
 }
@@ -224,7 +227,8 @@ pub async fn heal(layout: Layout, members: &[Member], access: &Access) -> Result
         && plan.handovers.is_empty()
         && report.slots_covered == SLOTS as usize
         && report.primaries == layout.shards
-        && report.replicas == layout.shards * layout.replicas_per_shard;
+        && report.replicas == layout.shards * layout.replicas_per_shard
+        && report.departed == 0;
     Ok(report)
 }
 
@@ -535,6 +539,7 @@ impl Pass<'_> {
         report.replicas = followers.len();
         report.primaries_without_replica = healthy.values().filter(|n| !n.slots.is_empty() && !followers.contains(&n.id.as_str())).count();
         report.cluster_state = self.anchor.cluster_state.clone();
+        report.departed = view.iter().filter(|n| self.pod_by_id(&n.id).is_none()).count();
     }
 }
 
