@@ -15,12 +15,17 @@ if [[ -e $dir/local ]]; then
   for ws in $(fleet '" ".join(s["ws"] for s in f["sidecars"])'); do
     sel="[s for s in f['sidecars'] if s['ws'] == '$ws']"
     pid=$(fleet "$sel[0]['pid']")
+    began=$(date +%s.%N) exited=
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 900); do
+      [[ -z $exited ]] && ! kill -0 "$pid" 2>/dev/null && exited=$(date +%s.%N)
       admin=$(fleet "next((s['admin'] for s in $sel if s['pid'] != $pid), '')" || true)
       [[ -n $admin ]] && curl -sf -m 2 "$admin/ready" >/dev/null 2>&1 && break
       sleep 0.1
     done
+    # To the generator's log: where a replacement's time goes.
+    awk -v ws="$ws" -v a="$began" -v e="${exited:-$began}" -v r="$(date +%s.%N)" \
+      'BEGIN { printf "bench-replace: %s exited %.2f s after SIGTERM, ready again after %.2f s\n", ws, e - a, r - a }' >&2
   done
   exit 0
 fi

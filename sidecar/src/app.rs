@@ -150,8 +150,11 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
         tracing::info!("drained; staying until stopped");
         stop.await;
     }
-    // A preStop hook waiting on `/drain/prestop` gets its answer before the listener goes.
-    tokio::time::sleep(PRESTOP_ANSWER_GRACE).await;
+    // A preStop hook waiting on `/drain/prestop` gets its answer before the listener goes;
+    // without one (SIGTERM alone, local mode) nothing is waiting and the exit is not held.
+    if drain.prestop_asked() {
+        tokio::time::sleep(PRESTOP_ANSWER_GRACE).await;
+    }
     for task in background.iter().chain([&ws, &admin, &api]) {
         task.abort();
     }

@@ -6,8 +6,10 @@
 //!    takes a moment to propagate), then refused;
 //! 3. every connection is told to go, one at a time, evenly over `SF_DRAIN_SPREAD`: the i-th
 //!    of N at `start + spread * i / N`. Each gets its queued messages, a final session
-//!    checkpoint, then `reconnect` with its resume token and a jittered `delayMs`, then
-//!    close 1012;
+//!    checkpoint, then `reconnect` with its resume token and a jittered `delayMs` (below
+//!    500 ms and below the pacing's step `spread / N`: the pacing already keeps clients
+//!    from reconnecting together, and a longer jitter only holds the last one, and with it
+//!    the pod's exit, back), then close 1012;
 //! 4. the process exits when the last connection is gone, or at `SF_DRAIN_TIMEOUT`.
 //!
 //! Clients resume on another pod from their offsets or the session's checkpoint, so nothing
@@ -20,7 +22,7 @@
 //! clients reconnect through the Service, which spreads them over the pods.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,11 +42,16 @@ pub struct Drain {
     hold: AtomicBool,
     /// Every listed connection has been told to go (what a preStop hook waits for).
     all_told: AtomicBool,
+    /// A preStop hook asked (`/drain/prestop`): its answer must get out before the exit.
+    prestop_asked: AtomicBool,
     all_told_wake: Notify,
     total: AtomicUsize,
     told: AtomicUsize,
     /// A shed in progress (one at a time).
     shedding: AtomicBool,
+    /// The step of the pacing under way (drain or shed), in milliseconds: the bound of the
+    /// jitter a told connection adds to its client's reconnect. Zero when none was set.
+    step_ms: AtomicU64,
     connections: Mutex<Connections>,
 }
 
@@ -82,6 +89,9 @@ async fn tell_paced(order: Vec<Arc<ConnSignals>>, spread: Duration, stop: impl F
     }
 }
 
+/// The most a told client is asked to wait before reconnecting, whatever the pacing.
+const MAX_RECONNECT_JITTER: Duration = Duration::from_millis(500);
+
 /// The drain's pacing settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Pace {
@@ -93,6 +103,22 @@ pub struct Pace {
 impl Drain {
     fn connections(&self) -> std::sync::MutexGuard<'_, Connections> {
         self.connections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The jitter bound for the `delayMs` of a connection told to go: the pacing's step
+    /// (`spread / N`) capped at [`MAX_RECONNECT_JITTER`].
+    pub fn reconnect_jitter(&self) -> Duration {
+        match self.step_ms.load(Ordering::Relaxed) {
+            0 => MAX_RECONNECT_JITTER,
+            ms => Duration::from_millis(ms).min(MAX_RECONNECT_JITTER),
+        }
+    }
+
+    /// Records the step of a pacing of `n` connections over `spread`.
+    fn pace_step(&self, spread: Duration, n: usize) {
+        let step = spread.as_millis() as u64 / n.max(1) as u64;
+        // At least 1 ms: zero means "not set".
+        self.step_ms.store(step.max(1), Ordering::Relaxed);
     }
 
     pub fn register(&self, id: ConnId, signals: Arc<ConnSignals>) {
@@ -130,6 +156,17 @@ impl Drain {
         self.started.load(Ordering::Relaxed)
     }
 
+    /// Asks for a drain on behalf of a preStop hook, which waits for its answer.
+    pub fn request_for_prestop(&self) {
+        self.prestop_asked.store(true, Ordering::Release);
+        self.request();
+    }
+
+    /// Whether a preStop hook asked: the process then leaves its answer time to get out.
+    pub fn prestop_asked(&self) -> bool {
+        self.prestop_asked.load(Ordering::Acquire)
+    }
+
     /// Waits until every connection has been told to go (at most `limit`); true when so.
     pub async fn all_told(&self, limit: Duration) -> bool {
         let wait = async {
@@ -152,6 +189,7 @@ impl Drain {
         }
         let victims: Vec<Arc<ConnSignals>> = oldest_first(&self.connections()).into_iter().take(count).collect();
         let n = victims.len();
+        self.pace_step(spread, n);
         let this = self.clone();
         tokio::spawn(async move {
             // A drain that starts meanwhile tells everyone, these included.
@@ -196,6 +234,7 @@ impl Drain {
             oldest_first(&c)
         };
         self.total.store(order.len(), Ordering::Relaxed);
+        self.pace_step(pace.spread, order.len());
         tracing::info!(connections = order.len(), spread = ?pace.spread, "draining");
         tell_paced(
             order,
@@ -214,5 +253,24 @@ impl Drain {
         }
         tracing::info!(remaining = self.connections().live.len(), took = ?start.elapsed(), "drain finished");
         self.finished.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reconnect_jitter_never_outlasts_the_pacing_step() {
+        let drain = Drain::default();
+        assert_eq!(drain.reconnect_jitter(), MAX_RECONNECT_JITTER, "no pacing yet");
+        drain.pace_step(Duration::from_secs(3), 2);
+        assert_eq!(drain.reconnect_jitter(), MAX_RECONNECT_JITTER, "a step of 1.5 s is capped");
+        drain.pace_step(Duration::from_secs(3), 3_000);
+        assert_eq!(drain.reconnect_jitter(), Duration::from_millis(1));
+        drain.pace_step(Duration::ZERO, 10);
+        assert_eq!(drain.reconnect_jitter(), Duration::from_millis(1), "no spread: reconnect at once");
+        drain.pace_step(Duration::from_secs(3), 0);
+        assert_eq!(drain.reconnect_jitter(), MAX_RECONNECT_JITTER, "nothing to tell");
     }
 }

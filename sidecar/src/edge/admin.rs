@@ -97,7 +97,7 @@ pub async fn handle(req: hyper::Request<Incoming>, app: Arc<Admin>) -> HttpRespo
             },
         },
         PATH_DRAIN_PRESTOP => {
-            app.drain.request();
+            app.drain.request_for_prestop();
             let limit = app.drain_timeout + Duration::from_secs(1);
             let status = if app.drain.all_told(limit).await { StatusCode::OK } else { StatusCode::GATEWAY_TIMEOUT };
             json(status, &app.drain.status())

@@ -36,9 +36,6 @@ pub(super) const FAREWELL_GRACE: std::time::Duration = std::time::Duration::from
 /// (the TypeScript client does), or the pod closes it when this has passed.
 pub(super) const SWITCH_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Jitter of the `delayMs` a drained client is asked to wait before reconnecting.
-const MAX_RECONNECT_DELAY_MS: u64 = 500;
-
 type Sink = futures_util::stream::SplitSink<Ws, Message>;
 
 /// Writes one frame and whatever else is queued (up to [`COALESCE`]), then flushes once
@@ -148,7 +145,8 @@ async fn take_farewell(
         let hint = if drained {
             Box::pin(edge.sessions.checkpoint(&session)).await;
             signals.handed_off.store(true, Ordering::Release);
-            let delay = rand::random::<u64>() % MAX_RECONNECT_DELAY_MS;
+            let jitter = edge.drain.reconnect_jitter().as_millis() as u64;
+            let delay = rand::random::<u64>() % jitter.max(1);
             Some(protocol::reconnect_frame(&resume_token(&edge, &session), delay, "drain"))
         } else {
             hint
