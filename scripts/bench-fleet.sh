@@ -46,6 +46,28 @@ spec:
 YAML
 }
 
+# free_port: a free loopback port below the kernel's ephemeral range, as local mode picks
+# its own (harness/src/ports.rs): a port inside that range can be taken by a client's
+# outgoing connection while the instance that had it restarts.
+free_port() {
+  python3 - <<'PY'
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in [random.randrange(10000, lo) for _ in range(200)] if lo > 10000 else []:
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+        print(port)
+        break
+    except OSError:
+        pass
+else:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+PY
+}
+
 # start_local FILE [ARGS...]: `socketfleet local FILE` on a free port until it says it runs
 # (at most 120 s); sets LOCAL_URL and LOCAL_PID.
 start_local() {

@@ -46,6 +46,8 @@ def line(path):
         if "recovery" in f:
             parts.append(f"recovered after {f['recovery']['recovered_after_s']} s")
     parts.append(f"missing {r.get('missing')} dup {r.get('duplicates')} refused {r.get('refused')} unconfirmed {r.get('unconfirmed')}")
+    if r.get("resumed") or r.get("resume_rejected"):
+        parts.append(f"sessions resumed {r.get('resumed')}, resume refused {r.get('resume_rejected')}")
     print("  " + "; ".join(parts))
 
 

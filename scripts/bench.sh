@@ -87,7 +87,7 @@ start_instances() {
   start_local "$INST_DIR/fleet.yaml" --redis-only --restart-after "${RESTART_AFTER}s"
   SF_CLUSTER_ADDRS=$(redis_addrs)
   for i in $(seq 1 "$count"); do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     echo "http://127.0.0.1:$port/ready" > "$INST_DIR/$i.ready"
     case $system in
       centrifugo)

@@ -145,6 +145,12 @@ pub async fn subscriber(
                         delay_ms = d;
                         break 'conn;
                     }
+                    Action::Resumed(true) => {
+                        stats.resumed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Action::Resumed(false) => {
+                        stats.resume_rejected.fetch_add(1, Ordering::Relaxed);
+                    }
                     Action::Ready | Action::Ack { .. } => {}
                 }
             }

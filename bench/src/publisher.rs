@@ -171,7 +171,7 @@ async fn read_answers(
                     let _ = control.send(frame);
                 }
                 Action::Reconnect { .. } => told_to_go.notify_one(),
-                Action::Deliver(_) | Action::Ready => {}
+                Action::Deliver(_) | Action::Ready | Action::Resumed(_) => {}
             }
         }
     }

@@ -166,6 +166,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Value> {
     report["duplicates"] = json!(stats.duplicates.load(Ordering::SeqCst));
     report["connect_errors"] = json!(stats.connect_errors.load(Ordering::SeqCst));
     report["disconnects"] = json!(stats.disconnects.load(Ordering::SeqCst));
+    report["resumed"] = json!(stats.resumed.load(Ordering::SeqCst));
+    report["resume_rejected"] = json!(stats.resume_rejected.load(Ordering::SeqCst));
     Ok(report)
 }
 

@@ -28,6 +28,9 @@ pub struct Stats {
     /// Publications sent again with their publish id after their outcome was unknown.
     pub retried: AtomicU64,
     pub connect_errors: AtomicU64,
+    /// Sessions resumed with a token, and tokens refused (a fresh session instead).
+    pub resumed: AtomicU64,
+    pub resume_rejected: AtomicU64,
     pub disconnects: AtomicU64,
     pub connected: AtomicUsize,
     clients: usize,
@@ -55,6 +58,8 @@ impl Stats {
             unconfirmed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
+            resume_rejected: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             connected: AtomicUsize::new(0),
             clients,

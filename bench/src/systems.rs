@@ -54,6 +54,8 @@ pub enum Action {
     Reconnect {
         delay_ms: u64,
     },
+    /// A resume token was presented: the session resumed (true) or was refused (false).
+    Resumed(bool),
 }
 
 /// Channels are `<prefix>:<n>`; two runs side by side (one holding load, one publishing
@@ -204,6 +206,8 @@ struct SfFrame<'a> {
     subscriptions: Option<Vec<String>>,
     #[serde(rename = "delayMs")]
     delay_ms: Option<u64>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
 }
 
 /// The string value of `"key":"..."` in a flat JSON frame, without parsing the frame: the
@@ -230,6 +234,9 @@ fn socketfleet(text: &str, conn: &mut Conn, out: &mut Vec<Action>) {
             conn.epoch = frame.epoch.map(Cow::into_owned);
         }
         "welcome" => {
+            if frame.resumed == Some(true) {
+                out.push(Action::Resumed(true));
+            }
             conn.token = frame.resume_token;
             match conn.channel {
                 None => ready(conn, out),
@@ -250,6 +257,7 @@ fn socketfleet(text: &str, conn: &mut Conn, out: &mut Vec<Action>) {
         }
         "subscribed" => ready(conn, out),
         "reply" => out.extend(frame.id.map(|id| Action::Ack { id, ok: true })),
+        "error" if frame.code.as_deref() == Some("resume_rejected") => out.push(Action::Resumed(false)),
         "error" => out.extend(frame.id.map(|id| Action::Ack { id, ok: false })),
         "reconnect" => {
             conn.token = frame.resume_token.or(conn.token.take());

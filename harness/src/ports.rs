@@ -1,17 +1,70 @@
 //! Free loopback ports. A port is only free when it is picked: whoever binds it must be
 //! ready to pick again ([`crate::redis::start_anywhere`] does).
+//!
+//! Ports are picked below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`),
+//! never inside it: a port there can be taken, while its server is restarting, as the
+//! source port of any outgoing connection on the machine (a benchmark's 10,000 clients
+//! reconnecting, say), and the server then cannot have it back. Only when nothing below
+//! that range is free is the kernel asked for one.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-pub fn try_free_port() -> std::io::Result<u16> {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
+/// The lowest port picked: below it live the well-known and registered services.
+const LOWEST: u16 = 10_000;
+
+/// Attempts at a random port below the ephemeral range before asking the kernel.
+const ATTEMPTS: usize = 200;
+
+/// The first port of the kernel's ephemeral range (Linux's default when unreadable).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
-/// A free port whose cluster bus port (port + 10000) is valid and free too.
+/// A number in `lo..hi` (`lo < hi`): splitmix64 over a per-process seed and a counter, so
+/// processes started together (tests run in parallel) pick different ports.
+fn random_in(lo: u16, hi: u16) -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 32);
+    let mut z = seed.wrapping_add(NEXT.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    lo + (z % u64::from(hi - lo)) as u16
+}
+
+fn free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free port in `lo..hi` whose `port + offset` is free too, or None after [`ATTEMPTS`].
+fn pick(lo: u16, hi: u16, offset: u16) -> Option<u16> {
+    if lo >= hi {
+        return None;
+    }
+    (0..ATTEMPTS).map(|_| random_in(lo, hi)).find(|&p| free(p) && (offset == 0 || free(p + offset)))
+}
+
+pub fn try_free_port() -> std::io::Result<u16> {
+    match pick(LOWEST, ephemeral_start(), 0) {
+        Some(p) => Ok(p),
+        None => TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()),
+    }
+}
+
+/// A free port whose cluster bus port (port + 10000) is valid and free too, both below the
+/// ephemeral range when there is room.
 pub fn try_free_cluster_port() -> std::io::Result<u16> {
+    if let Some(p) = pick(LOWEST, ephemeral_start().saturating_sub(10_000), 10_000) {
+        return Ok(p);
+    }
     for _ in 0..1000 {
-        let p = try_free_port()?;
-        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+        let p = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())?.port();
+        if p < 55_000 && free(p + 10_000) {
             return Ok(p);
         }
     }
@@ -26,4 +79,34 @@ pub fn free_port() -> u16 {
 /// [`try_free_cluster_port`] for tests.
 pub fn free_cluster_port() -> u16 {
     try_free_cluster_port().expect("a free port pair")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_picked_free_and_below_the_ephemeral_range() {
+        let start = ephemeral_start();
+        // A machine whose ephemeral range starts this low leaves no room below it: the
+        // kernel picks there, and only freeness can be checked.
+        let room = start > LOWEST + 10_000;
+        for _ in 0..50 {
+            let p = free_port();
+            assert!(!room || (LOWEST..start).contains(&p), "{p} is outside {LOWEST}..{start}");
+            assert!(TcpListener::bind(("127.0.0.1", p)).is_ok(), "{p} is free");
+            let c = free_cluster_port();
+            assert!(!room || (LOWEST..start - 10_000).contains(&c), "cluster port {c}");
+            assert!(TcpListener::bind(("127.0.0.1", c + 10_000)).is_ok(), "its bus port {} is free", c + 10_000);
+        }
+    }
+
+    #[test]
+    fn a_port_in_use_is_never_picked() {
+        let held: Vec<TcpListener> = (0..50).map(|_| TcpListener::bind(("127.0.0.1", free_port())).expect("bind")).collect();
+        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().expect("addr").port()).collect();
+        for _ in 0..200 {
+            assert!(!ports.contains(&free_port()));
+        }
+    }
 }
