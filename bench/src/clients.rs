@@ -97,10 +97,15 @@ pub async fn subscriber(
         }
     };
     while !*stop.borrow() {
-        let opened = connect(&fleet, at, client, &mut conn, |a| {
-            if let Action::Deliver(stamp) = a {
-                deliver(*stamp, &mut received);
+        let opened = connect(&fleet, at, client, &mut conn, |a| match a {
+            Action::Deliver(stamp) => deliver(*stamp, &mut received),
+            Action::Resumed(true) => {
+                stats.resumed.fetch_add(1, Ordering::Relaxed);
             }
+            Action::Resumed(false) => {
+                stats.resume_rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
         });
         let mut ws = match opened.await {
             Ok(ws) => ws,
