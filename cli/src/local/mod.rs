@@ -188,11 +188,15 @@ impl Gateway {
     /// the end once the sidecar has exited.
     async fn watch_drains(&mut self) {
         let mut changed = false;
+        let drain_timeout = self.settings.drain_timeout;
         for s in &mut self.sidecars {
             if let Some((started, held)) = s.drain_started
                 && s.exited()
             {
-                let left = s.last_drain.as_ref().map_or(0, |d| d.remaining);
+                // A sidecar exits before its drain timeout only once its last connection is
+                // gone: what the last `/status` read still counted has moved since.
+                let timed_out = started.elapsed() >= drain_timeout;
+                let left = if timed_out { s.last_drain.as_ref().map_or(0, |d| d.remaining) } else { 0 };
                 let closed =
                     if left > 0 { format!(", {} still connected at its drain timeout were closed", clients(left)) } else { String::new() };
                 println!(
