@@ -99,12 +99,7 @@ pub async fn subscriber(
     while !*stop.borrow() {
         let opened = connect(&fleet, at, client, &mut conn, |a| match a {
             Action::Deliver(stamp) => deliver(*stamp, &mut received),
-            Action::Resumed(true) => {
-                stats.resumed.fetch_add(1, Ordering::Relaxed);
-            }
-            Action::Resumed(false) => {
-                stats.resume_rejected.fetch_add(1, Ordering::Relaxed);
-            }
+            Action::Resumed(resumed) => stats.resume(*resumed),
             _ => {}
         });
         let mut ws = match opened.await {
@@ -150,12 +145,7 @@ pub async fn subscriber(
                         delay_ms = d;
                         break 'conn;
                     }
-                    Action::Resumed(true) => {
-                        stats.resumed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Action::Resumed(false) => {
-                        stats.resume_rejected.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Action::Resumed(resumed) => stats.resume(resumed),
                     Action::Ready | Action::Ack { .. } => {}
                 }
             }

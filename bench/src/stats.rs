@@ -69,6 +69,12 @@ impl Stats {
         }
     }
 
+    /// Counts a resume token's outcome: the session resumed, or was refused.
+    pub fn resume(&self, resumed: bool) {
+        let counter = if resumed { &self.resumed } else { &self.resume_rejected };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Microseconds since the generator started: the clock every payload is stamped with.
     pub fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64

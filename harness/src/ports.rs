@@ -49,11 +49,13 @@ fn pick(lo: u16, hi: u16, offset: u16) -> Option<u16> {
     (0..ATTEMPTS).map(|_| random_in(lo, hi)).find(|&p| free(p) && (offset == 0 || free(p + offset)))
 }
 
+/// A free port the kernel picks (inside its ephemeral range).
+fn kernel_port() -> std::io::Result<u16> {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
+}
+
 pub fn try_free_port() -> std::io::Result<u16> {
-    match pick(LOWEST, ephemeral_start(), 0) {
-        Some(p) => Ok(p),
-        None => TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()),
-    }
+    pick(LOWEST, ephemeral_start(), 0).map_or_else(kernel_port, Ok)
 }
 
 /// A free port whose cluster bus port (port + 10000) is valid and free too, both below the
@@ -63,7 +65,7 @@ pub fn try_free_cluster_port() -> std::io::Result<u16> {
         return Ok(p);
     }
     for _ in 0..1000 {
-        let p = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())?.port();
+        let p = kernel_port()?;
         if p < 55_000 && free(p + 10_000) {
             return Ok(p);
         }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use sentinel_set::{MASTER, SentinelSet};
 use socketfleet_api::settings;
 use socketfleet_harness::redis::redis_cli as sentinel_cli;
+use socketfleet_harness::wait::poll_until;
 use socketfleet_operator::children::Ctx;
 use socketfleet_operator::children::redis::redis_conf;
 use socketfleet_operator::redis_cluster::{Access, Member};
@@ -86,18 +87,17 @@ async fn an_authenticated_sentinel_set_fails_over_and_a_primary_back_empty_follo
     let follows = |info: &str| {
         info.contains("role:slave") && info.contains(&format!("master_port:{new_primary}")) && info.contains("master_link_status:up")
     };
-    let until = Instant::now() + Duration::from_secs(40);
-    while !follows(&redis_cli(redis_ports[0], &["INFO", "replication"])) {
+    let info = || redis_cli(redis_ports[0], &["INFO", "replication"]);
+    if !poll_until(Duration::from_secs(40), || follows(&info())) {
         // A failure says why: what the restarted pod's entrypoint did and what each Sentinel names.
-        assert!(
-            Instant::now() < until,
-            "the restarted pod does not follow {new_primary} (promoted after {:.1}s) within 40 s: its INFO replication {:?};              Sentinels name {:?}; its entrypoint's log:\n{}",
+        panic!(
+            "the restarted pod does not follow {new_primary} (promoted after {:.1}s) within 40 s: its INFO replication {:?}; \
+             Sentinels name {:?}; its entrypoint's log:\n{}",
             promoted.as_secs_f64(),
-            redis_cli(redis_ports[0], &["INFO", "replication"]),
+            info(),
             (0..sentinel_ports.len()).map(|s| set.primary_port(s)).collect::<Vec<_>>(),
             std::fs::read_to_string(root.join("redis-0-run.log")).unwrap_or_default(),
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (key, probe) = publish_until_acked(&sidecars[1].url(), "m:0", Duration::from_secs(40)).await;
     traffic.wait_all_received(&key, probe, Duration::from_secs(20));
