@@ -11,6 +11,8 @@ def serving(row):
 
 
 def spread(row):
+    if not row:
+        return None
     counts = [s["connections"] for s in serving(row) if s["connections"] is not None]
     total = sum(counts)
     return max(counts) * len(counts) / total if counts and total else None

@@ -61,6 +61,10 @@ pub const ENV_MAX_CONNECTIONS: &str = "SF_MAX_CONNECTIONS";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 pub const ENV_MAX_SUBSCRIPTIONS: &str = "SF_MAX_SUBSCRIPTIONS";
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 256;
+/// The sidecar's worker threads; unset, one per CPU the process may use (cgroup limits
+/// count). With one, frames are written by the task that offers them (`send_queue.rs`).
+pub const ENV_WORKER_THREADS: &str = "SF_WORKER_THREADS";
+pub const MAX_WORKER_THREADS: usize = 1024;
 pub const ENV_SEND_QUEUE: &str = "SF_SEND_QUEUE";
 pub const DEFAULT_SEND_QUEUE: usize = 1024;
 pub const ENV_MAX_FRAME_BYTES: &str = "SF_MAX_FRAME_BYTES";
@@ -240,6 +244,8 @@ pub struct SidecarSettings {
     pub max_connections: usize,
     pub max_subscriptions: usize,
     pub send_queue: usize,
+    /// Unset: one per CPU the process may use.
+    pub worker_threads: Option<usize>,
     pub max_frame_bytes: usize,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
@@ -289,6 +295,7 @@ impl SidecarSettings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             send_queue: DEFAULT_SEND_QUEUE,
+            worker_threads: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -337,6 +344,7 @@ impl SidecarSettings {
             max_connections: r.number(ENV_MAX_CONNECTIONS, d.max_connections, 1, 10_000_000),
             max_subscriptions: r.number(ENV_MAX_SUBSCRIPTIONS, d.max_subscriptions, 1, 100_000),
             send_queue: r.number(ENV_SEND_QUEUE, d.send_queue, 1, 1_000_000),
+            worker_threads: (get)(ENV_WORKER_THREADS).map(|_| r.number(ENV_WORKER_THREADS, 1, 1, MAX_WORKER_THREADS)),
             max_frame_bytes: r.number(ENV_MAX_FRAME_BYTES, d.max_frame_bytes, 256, 64 << 20),
             ping_interval: r.duration::<PingInterval>(ENV_PING_INTERVAL, d.ping_interval),
             idle_timeout: r.duration::<IdleTimeout>(ENV_IDLE_TIMEOUT, d.idle_timeout),
@@ -435,6 +443,9 @@ impl SidecarSettings {
         ]);
         if let Some(p) = self.session_position_checkpoint {
             out.push((ENV_SESSION_POSITION_CHECKPOINT, dur(p)));
+        }
+        if let Some(n) = self.worker_threads {
+            out.push((ENV_WORKER_THREADS, text(n.to_string())));
         }
         out.push((ENV_SESSION_STATE_MAX, text(self.session_state_max.to_string())));
         if let Some(k) = &self.resume_key {
@@ -684,6 +695,18 @@ mod tests {
         let vars: Vec<&str> = errs.iter().map(|e| e.var).collect();
         for v in [ENV_AUTH, ENV_WS_ADDR, ENV_REDIS_MODE, ENV_HISTORY_SIZE, ENV_HISTORY_TTL, ENV_DURABLE_PUBLISH, ENV_REDIS_ADDRS] {
             assert!(vars.contains(&v), "{v} not reported in {errs:?}");
+        }
+    }
+
+    #[test]
+    fn worker_threads_are_the_cpus_unless_set_and_a_set_count_round_trips() {
+        assert_eq!(load(&[(ENV_AUTH, "none")]).expect("valid").worker_threads, None);
+        let c = load(&[(ENV_AUTH, "none"), (ENV_WORKER_THREADS, "1")]).expect("valid");
+        assert_eq!(c.worker_threads, Some(1));
+        assert_eq!(round_trip(&c).expect("round trip").worker_threads, Some(1));
+        for bad in ["0", "many", "100000"] {
+            let errs = load(&[(ENV_AUTH, "none"), (ENV_WORKER_THREADS, bad)]).expect_err("out of range");
+            assert_eq!((errs.len(), errs[0].var), (1, ENV_WORKER_THREADS), "{bad}: {errs:?}");
         }
     }
 

@@ -42,3 +42,11 @@ impl Drop for Proc {
         self.kill();
     }
 }
+
+/// The last `lines` lines of the text file at `path` (empty when it cannot be read): what a
+/// failing test prints of a process's log.
+pub fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -47,7 +47,8 @@ fn launch(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Resul
         write_private(&conf, &format!("requirepass \"{p}\"\nmasterauth \"{p}\"\n"))?;
         cmd.arg(&conf);
     }
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).arg("--dir").arg(dir);
+    // The log in the node's directory: a test that fails prints it (`process::log_tail`).
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).arg("--dir").arg(dir).arg("--logfile").arg(dir.join(LOG_FILE));
     let child = cmd
         .args(args)
         .stdout(Stdio::null())
@@ -56,6 +57,9 @@ fn launch(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Resul
         .map_err(|e| format!("redis-server does not start ({e}); install Redis 7 (make deps does it on Debian)"))?;
     Ok(Proc::new(child, format!("redis:{port}")))
 }
+
+/// The log file of a node started here, in its directory.
+pub const LOG_FILE: &str = "redis.log";
 
 /// Writes `text` to `path`, readable by its owner only.
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
@@ -85,14 +89,23 @@ pub async fn redis_cli_async(port: u16, password: Option<&str>, args: &[&str]) -
     }
 }
 
-/// Starts `redis-server --port <port> <args>` in `dir` and waits for PONG; `Err` when it
+/// Whether `INFO server` was answered by process `pid`. Not just any answer: when this
+/// node could not bind its port, another test's node there (same password) answers too,
+/// and a test once built its cluster on a node of another test's cluster that way.
+fn is_process(info: &str, pid: u32) -> bool {
+    let ours = format!("process_id:{pid}");
+    info.lines().any(|l| l.trim_end() == ours)
+}
+
+/// Starts `redis-server --port <port> <args>` in `dir` and waits until it answers; `Err` when it
 /// exits first (the port was taken) or is not answering after 10 s.
 pub fn spawn(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Result<Proc, String> {
     let mut p = launch(dir, port, password, args)?;
     let mut exited = None;
+    let pid = p.child.id();
     let answered = poll_until(Duration::from_secs(10), || {
         exited = p.exited();
-        exited.is_some() || redis_cli(port, password, &["PING"]) == "PONG"
+        exited.is_some() || is_process(&redis_cli(port, password, &["INFO", "server"]), pid)
     });
     match exited {
         Some(status) => Err(format!("redis-server on {port} exited ({status})")),
@@ -139,11 +152,11 @@ pub async fn spawn_async(dir: &Path, port: u16, password: Option<&str>, args: &[
     let mut p = launch(dir, port, password, args)?;
     let mut exited = None;
     let password = password.map(str::to_string);
+    let pid = p.child.id();
     let answered = poll_until_async(Duration::from_secs(10), || {
         exited = p.exited();
         let (gone, password) = (exited.is_some(), password.clone());
-        // A PONG, not just a connect: a connect can reach whoever else holds the port.
-        async move { gone || redis_cli_async(port, password.as_deref(), &["PING"]).await == "PONG" }
+        async move { gone || is_process(&redis_cli_async(port, password.as_deref(), &["INFO", "server"]).await, pid) }
     })
     .await;
     match exited {
@@ -174,6 +187,15 @@ pub async fn start_anywhere_async(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_is_ours_only_when_it_names_our_process() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nprocess_id:4242\r\nprocess_supervised:no\r\n";
+        assert!(is_process(info, 4242));
+        assert!(!is_process(info, 424), "another process");
+        assert!(!is_process(info, 42421), "another process");
+        assert!(!is_process("", 4242), "no answer");
+    }
 
     #[tokio::test]
     async fn a_node_whose_port_is_taken_starts_elsewhere() {

@@ -66,7 +66,7 @@ async fn the_operator_repairs_and_reports_what_the_sentinels_do_not_decide() {
     let r = pass(&set, 3, 3).await;
     assert_eq!(r.actions, [Action::Monitor { sentinel: "sentinel-1".into(), primary: "redis-0".into() }]);
     assert_eq!(set.primary_port(1), Some(ports[0]));
-    assert_eq!(field(&set, 1, "down-after-milliseconds"), "1000", "the peers' settings, not the defaults");
+    assert_eq!(field(&set, 1, "down-after-milliseconds"), "3000", "the peers' settings, not the defaults");
     wait_until("the restored Sentinel sees the replicas through the password", Duration::from_secs(30), || {
         field(&set, 1, "flags") == "master" && field(&set, 1, "num-slaves") == "2"
     });

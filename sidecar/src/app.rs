@@ -20,6 +20,7 @@ use crate::delivery::session::{SessionSettings, Sessions};
 use crate::edge::admin::{self, Admin, Health};
 use crate::edge::app_api::{self, AppApi};
 use crate::edge::auth::Authenticator;
+use crate::edge::keepalive;
 use crate::edge::resume_token::ResumeKeys;
 use crate::edge::server::{self, Edge};
 use crate::metrics::Metrics;
@@ -107,6 +108,14 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
         max_frame_bytes: config.max_frame_bytes,
     });
     let health_poll = config.redis.topology_poll.min(Duration::from_secs(2));
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    // Direct writes (frames written by the task that offers them, see `send_queue.rs`) are
+    // off: with them on, the autoscaling benchmark (local mode's balancer, 5,000 clients
+    // per sidecar, rebalancing hand-offs) failed its clients' connections by the hundred
+    // thousand, in 2 of 2 runs, and in 0 of 1 with them off. Until that is understood the
+    // connection's writer task writes every frame, on any number of workers.
+    let direct_writes = false;
+    tracing::info!(workers, direct_writes, "runtime");
     let edge = Arc::new(Edge {
         conn_limit: Arc::new(Semaphore::new(config.max_connections)),
         config,
@@ -119,6 +128,7 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
         drain: drain.clone(),
         resume_keys,
         sessions: sessions.clone(),
+        direct_writes,
         shutdown: shutdown.clone(),
     });
 
@@ -126,6 +136,7 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
         tokio::spawn(presence.refresh_forever()),
         tokio::spawn(sessions.checkpoint_forever()),
         tokio::spawn(check_redis_forever(health, router, health_poll)),
+        tokio::spawn(keepalive::ping_forever(drain.clone(), edge.config.ping_interval)),
     ];
     let config = &edge.config;
     let header_timeout = config.handshake_timeout;

@@ -509,3 +509,82 @@ fn huge_durations_exit_64_with_their_range_not_101() {
         }
     }
 }
+
+/// Keepalive: every connection is pinged once per `SF_PING_INTERVAL` (one task pings the
+/// pod's connections in slices of the interval, no timer per connection), pings interleave
+/// with messages without corrupting them, and a client that only answers pings outlives
+/// the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_is_pinged_each_interval_and_a_client_answering_pings_stays() {
+    let redis = RedisStandalone::start();
+    let mut env = standalone_env(&redis);
+    env.extend([(settings::ENV_PING_INTERVAL, "1s".to_string()), (settings::ENV_IDLE_TIMEOUT, "2s".to_string())]);
+    // Two sidecars: the first on one worker thread, the second on one per CPU.
+    let sidecars = start_sidecars(2, &env);
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let mut c = Client::connect(&sidecars[i % 2].url()).await;
+        c.subscribe("keepalive").await;
+        clients.push(c);
+    }
+    // A ping falling due while a connection opens comes after its welcome, never before.
+    // Twenty sessions resume while Redis holds writes (CLIENT PAUSE): each opening waits on
+    // its session claim for 600 ms, across about ten ping slices.
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let c = Client::connect(&sidecars[i % 2].url()).await;
+        tokens.push((i % 2, c.welcome["resumeToken"].as_str().expect("a resume token").to_string()));
+    }
+    redis_cli(redis.port, &["CLIENT", "PAUSE", "600", "WRITE"]);
+    let openings: Vec<_> = tokens
+        .into_iter()
+        .map(|(k, token)| {
+            let url = format!("{}?resume={token}", sidecars[k].url());
+            tokio::spawn(async move {
+                let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+                tokio::time::timeout(STEP, futures_util::StreamExt::next(&mut ws)).await
+            })
+        })
+        .collect();
+    for opening in openings {
+        match opening.await.expect("opening") {
+            Ok(Some(Ok(Message::Text(t)))) => assert!(t.contains("\"welcome\""), "first frame: {t}"),
+            other => panic!("the first frame is the welcome, got {other:?}"),
+        }
+    }
+    let mut publisher = Client::connect(&sidecars[0].url()).await;
+    // 6 s of listening: three idle timeouts long, six ping intervals.
+    let listen = Duration::from_secs(6);
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let (mut pings, mut messages) = (0, Vec::new());
+                let until = tokio::time::Instant::now() + listen;
+                // Reading answers each ping with a pong (tungstenite does it when it reads).
+                while let Ok(next) = tokio::time::timeout_at(until, futures_util::StreamExt::next(&mut c.ws)).await {
+                    match next {
+                        Some(Ok(Message::Ping(_))) => pings += 1,
+                        Some(Ok(Message::Text(t))) => {
+                            let frame: Value = serde_json::from_str(&t).expect("JSON");
+                            if frame["type"] == "message" {
+                                messages.push(frame["data"]["n"].clone());
+                            }
+                        }
+                        other => panic!("the connection ended while answering pings: {other:?}"),
+                    }
+                }
+                (pings, messages)
+            })
+        })
+        .collect();
+    for n in 0..20 {
+        assert_eq!(publisher.publish("keepalive", json!({"n": n})).await["ok"], true);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for reader in readers {
+        let (pings, messages) = reader.await.expect("reader");
+        assert!((4..=8).contains(&pings), "one ping per 1 s interval over 6 s, got {pings}");
+        assert_eq!(messages, (0..20).map(|n| json!(n)).collect::<Vec<_>>(), "every message, in order, between the pings");
+    }
+}

@@ -242,7 +242,10 @@ impl Gateway {
                 gone.push((s.name.clone(), s.ports(), status));
                 false
             }
-            Some(_) => false,
+            // A drain local mode asked for is forgotten once its end is reported: one that
+            // exited while `watch_drains` above was reading the others is kept for the next
+            // look, which reports it.
+            Some(_) => s.drain_started.is_some(),
             None => true,
         });
         for (name, ports, status) in gone {
@@ -501,8 +504,9 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut tick = tokio::time::interval(AUTOSCALE_PERIOD);
-    // Supervision looks often: a process that died is started again within a quarter second.
-    let mut watch = tokio::time::interval(Duration::from_millis(250));
+    // Supervision looks often: a process that died is started again within a tenth of a
+    // second (a drained sidecar's replacement waits for this, as a pod's for its kubelet).
+    let mut watch = tokio::time::interval(Duration::from_millis(100));
     let autoscaled = spec.autoscaling.builtin() && !opts.redis_only;
     let policy = Policy::from_spec(&spec);
     let mut memory = Memory { replicas: wanted as u32, ..Memory::default() };

@@ -50,8 +50,10 @@ pub struct SentinelSet {
 }
 
 impl SentinelSet {
-    /// `pods` Redis pods (pod 0 the first primary) and three Sentinels with a 1 s
+    /// `pods` Redis pods (pod 0 the first primary) and three Sentinels with a 3 s
     /// down-after, once every replica is in sync and every Sentinel sees the others.
+    /// (At 1 s, a Sentinel on a loaded CI machine once marked the primary it had just
+    /// switched to down before its first reply, and failed over a second time.)
     pub fn start(root: &Path, fleet_conf: &str, pods: usize, password: &str) -> SentinelSet {
         let redis_ports: Vec<u16> = (0..pods).map(|_| free_port()).collect();
         let sentinel_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -80,7 +82,7 @@ impl SentinelSet {
         }
         // The ConfigMap's sentinel.conf names pod 0 by DNS; here pod 0 is on loopback.
         let sentinel_conf = format!(
-            "sentinel monitor {MASTER} 127.0.0.1 {} 2\nsentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 5000\n",
+            "sentinel monitor {MASTER} 127.0.0.1 {} 2\nsentinel down-after-milliseconds {MASTER} 3000\nsentinel failover-timeout {MASTER} 5000\n",
             set.redis_ports[0]
         );
         set.sentinels = (0..3)

@@ -133,6 +133,14 @@ impl Drain {
         self.connections().live.remove(&id);
     }
 
+    /// Calls `f` for every registered connection (the registry is the pod's list of live
+    /// connections; the keepalive walks it too).
+    pub fn each_live(&self, mut f: impl FnMut(ConnId, &ConnSignals)) {
+        for (id, signals) in &self.connections().live {
+            f(*id, signals);
+        }
+    }
+
     /// Asks for a drain (idempotent); [`Drain::requested`] wakes.
     pub fn request(&self) {
         self.requested.notify_one();

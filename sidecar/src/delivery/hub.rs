@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::backend::subscriber::{MessageSink, Subscriber};
 use crate::clock::unix_ms;
 use crate::delivery::offset::{Gap, Offset, Position};
-use crate::delivery::send_queue::{Refused, SendQueue};
+use crate::delivery::send_queue::{Refused, SendQueue, Taken};
 use crate::edge::protocol;
 use crate::metrics::Metrics;
 use crate::store::channels::{ChannelStore, HistoryPage};
@@ -32,19 +32,22 @@ use crate::store::channels::{ChannelStore, HistoryPage};
 pub type ConnId = u64;
 
 /// Out-of-band signals to a connection's writer: two reasons to end it, which differ (a
-/// slow client's blocked write is abandoned, a drained client's queue is flushed first),
-/// and one wake-up for both: the writer reads the flags when woken.
+/// slow client's blocked write is abandoned, a drained client's queue is flushed first), a
+/// ping to send, and one wake-up for all: the writer reads the flags when woken.
 #[derive(Default)]
 pub struct ConnSignals {
     /// Its send queue overflowed: disconnect with a reconnect hint.
     pub slow: AtomicBool,
     /// The pod is draining: flush, send `reconnect`, close (and keep presence: it resumes).
     pub drain: AtomicBool,
-    /// Notified after either flag is set.
+    /// A keepalive ping is due (`edge/keepalive.rs`).
+    pub ping: AtomicBool,
+    /// Notified after any flag is set.
     pub wake: Notify,
-    /// Frames put in the send queue (counted before they enter it) and frames the writer
-    /// has flushed to the socket. Equal under the hub's lock means every frame queued
-    /// for the connection so far is written: what session checkpoints rely on.
+    /// Frames put in the send queue (counted before they enter it) and frames flushed to
+    /// the socket (by a direct write or by the writer). Equal under the hub's lock means
+    /// every frame queued for the connection so far is written: what session checkpoints
+    /// rely on.
     pub queued: AtomicU64,
     pub written: AtomicU64,
     /// The client was told to reconnect, with the checkpoint written just before: that is
@@ -78,14 +81,31 @@ impl Outbox {
     /// checkpoints must stop advancing for good.
     pub async fn send(&self, frame: Utf8Bytes) -> bool {
         self.signals.queued.fetch_add(1, Ordering::AcqRel);
-        self.queue.send(frame).await
+        match self.queue.send(frame).await {
+            Some(taken) => {
+                self.count(taken);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A frame written straight away (see `send_queue`) counts as written now; a queued
+    /// one when the writer flushes it.
+    fn count(&self, taken: Taken) {
+        if taken == Taken::Written {
+            self.signals.written.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Queues without waiting; a full queue marks the connection slow. Counted like `send`.
     pub fn offer(&self, frame: Utf8Bytes) -> bool {
         self.signals.queued.fetch_add(1, Ordering::AcqRel);
         match self.queue.offer(frame) {
-            Ok(()) => true,
+            Ok(taken) => {
+                self.count(taken);
+                true
+            }
             Err(Refused::Full) => {
                 if !self.signals.slow.swap(true, Ordering::AcqRel) {
                     self.signals.wake.notify_one();
@@ -534,7 +554,7 @@ mod tests {
     use super::*;
 
     fn member(state: &mut ChannelState, id: ConnId) -> Arc<SendQueue> {
-        let queue = Arc::new(SendQueue::new(16));
+        let queue = Arc::new(SendQueue::new(16, false));
         let outbox = Outbox { id, queue: queue.clone(), signals: Arc::default() };
         state.members.insert(id, Member { outbox, mode: Mode::Buffering { items: Vec::new(), overflowed: false }, sent_up_to: None });
         queue

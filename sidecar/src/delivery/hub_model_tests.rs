@@ -134,7 +134,7 @@ impl Sim {
             }
             Step::Join if self.members.len() < MAX_MEMBERS => {
                 let id = self.members.len() as ConnId + 1;
-                let rx = Arc::new(SendQueue::new(100_000));
+                let rx = Arc::new(SendQueue::new(100_000, false));
                 let outbox = Outbox { id, queue: rx.clone(), signals: Arc::default() };
                 let mode = Mode::Buffering { items: Vec::new(), overflowed: false };
                 self.state.members.insert(id, Member { outbox: outbox.clone(), mode, sent_up_to: None });

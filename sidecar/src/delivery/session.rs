@@ -10,7 +10,11 @@
 //!   `SF_SESSION_CHECKPOINT`, one whose only change is its positions at most once per
 //!   `SF_SESSION_POSITION_CHECKPOINT` (positions move with every message; writing them
 //!   every second was a third of the sidecar's CPU under load), with bounded concurrency,
-//!   and refreshes the TTL of unchanged ones at half the window;
+//!   and refreshes the TTL of unchanged ones at half the window. It looks at one of
+//!   `ROUND_SLICES` slices of the sessions (by connection id) at a time, one slice every
+//!   `SF_SESSION_CHECKPOINT / ROUND_SLICES`: each session is still looked at once per
+//!   interval, and the writes reach Redis, which the publishes share, evenly instead of in
+//!   one burst per interval;
 //! - a position only advances to what the hub vouches was flushed to the socket
 //!   ([`Hub::written_position`]), so a checkpoint is never ahead of the client;
 //! - a drained connection writes its final checkpoint before it is told to reconnect, so a
@@ -53,6 +57,10 @@ return doc
 
 /// Sessions written concurrently by one checkpoint round.
 const SAVE_CONCURRENCY: usize = 64;
+
+/// The checkpoint interval is split into this many rounds, each over its slice of the
+/// sessions.
+const ROUND_SLICES: u64 = 10;
 
 fn key(session: &str) -> String {
     crate::store::keys::session(session)
@@ -406,18 +414,20 @@ impl Sessions {
         }
     }
 
-    /// One checkpoint round: advance every position, write what is due. After a Redis
-    /// connection dropped, every session is due: a node that restarted empty lost the
-    /// documents it held, and a resume must not find them missing until the next change.
-    async fn round(&self) {
-        let sessions: Vec<Arc<Session>> = self.live().values().cloned().collect();
+    /// One checkpoint round over the sessions of `slice`: advance their positions, write
+    /// what is due. After a Redis connection dropped, every session (of every slice) is
+    /// due: a node that restarted empty lost the documents it held, and a resume must not
+    /// find them missing until the next change.
+    async fn round(&self, slice: u64) {
         let dropped = self.router.dropped_connections();
-        let rewrite = self.dropped_seen.swap(dropped, std::sync::atomic::Ordering::Relaxed) != dropped;
-        for s in &sessions {
-            s.advance(&self.hub);
-            if rewrite {
+        if self.dropped_seen.swap(dropped, std::sync::atomic::Ordering::Relaxed) != dropped {
+            for s in self.live().values() {
                 s.inner().version += 1;
             }
+        }
+        let sessions: Vec<Arc<Session>> = self.live().values().filter(|s| s.conn % ROUND_SLICES == slice).cloned().collect();
+        for s in &sessions {
+            s.advance(&self.hub);
         }
         let refresh_after = self.ttl / 2;
         futures_util::stream::iter(sessions)
@@ -431,13 +441,14 @@ impl Sessions {
             .await;
     }
 
-    /// Checkpoints forever, one round per interval (a slow round delays the next).
+    /// Checkpoints forever, one slice's round per `interval / ROUND_SLICES` (a slow round
+    /// delays the next).
     pub async fn checkpoint_forever(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.interval);
+        let mut tick = tokio::time::interval(self.interval / ROUND_SLICES as u32);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        for slice in (0..ROUND_SLICES).cycle() {
             tick.tick().await;
-            self.round().await;
+            self.round(slice).await;
         }
     }
 }

@@ -35,6 +35,8 @@ use crate::edge::server::Edge;
 use crate::edge::writer::{FAREWELL_GRACE, close_frame, write_loop};
 
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
+/// A connection's sending half: its writer's, or the queue's while the writer is idle.
+pub type Sink = futures_util::stream::SplitSink<Ws, Message>;
 
 /// What the client asked to resume: `?resume=<token>` and, optionally, `?since=` with the
 /// positions it has per channel (they win over the session's checkpoint).
@@ -123,14 +125,10 @@ struct Open {
 
 /// Opens the session (resumed or new), starts the writer with the welcome, and restores the
 /// session's subscriptions.
-async fn open(
-    sink: futures_util::stream::SplitSink<Ws, Message>,
-    edge: Arc<Edge>,
-    mut identity: Identity,
-    conn_id: u64,
-    resume: Resume,
-) -> Open {
-    let queue = Arc::new(SendQueue::new(edge.config.send_queue));
+async fn open(sink: Sink, edge: Arc<Edge>, mut identity: Identity, conn_id: u64, resume: Resume) -> Open {
+    let queue = Arc::new(SendQueue::new(edge.config.send_queue, edge.direct_writes));
+    // The writer's while it is idle (with direct writes, the welcome below is written from here).
+    queue.park(sink);
     let signals = Arc::new(ConnSignals::default());
     let outbox = Outbox { id: conn_id, queue: queue.clone(), signals: signals.clone() };
     let (session_id, resumed, refused) = session_for(&edge, &mut identity, resume.token.as_deref());
@@ -166,7 +164,7 @@ async fn open(
         state.as_deref(),
     ))
     .await;
-    let writer = tokio::spawn(write_loop(sink, queue.clone(), signals, close_rx, session.clone(), edge.clone()));
+    let writer = tokio::spawn(write_loop(queue.clone(), signals, close_rx, session.clone(), edge.clone()));
     if let Some(e) = refused {
         conn.fail(ProtocolError::new(None, ErrorCode::ResumeRejected, format!("{e}; this is a new session"))).await;
     }

@@ -20,6 +20,7 @@ pub const PASSWORD: &str = "l1-test-password";
 
 pub use socketfleet_harness::ports::{free_cluster_port, free_port};
 pub use socketfleet_harness::process::Proc;
+use socketfleet_harness::process::log_tail;
 pub use socketfleet_harness::wait::{off_worker, wait_until};
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -172,7 +173,16 @@ impl RedisCluster {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
+        let ports: Vec<u16> = self.nodes.iter().map(|(port, _)| *port).collect();
         self.nodes.clear();
+        if std::thread::panicking() {
+            for port in ports {
+                eprintln!(
+                    "--- last log lines of redis :{port}:\n{}",
+                    log_tail(&self.dir.join(port.to_string()).join(socketfleet_harness::redis::LOG_FILE), 25)
+                );
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -252,13 +262,30 @@ impl Drop for SentinelSet {
     }
 }
 
-/// A sidecar process on free loopback ports.
+/// A sidecar process on free loopback ports. Its log (stderr, at `SF_TEST_LOG`'s level,
+/// warn by default) goes to a file whose tail is printed when a test fails while it runs:
+/// a failure seen once in CI must be explainable from its output.
 pub struct Sidecar {
     pub proc: Proc,
     pub ws_port: u16,
     pub admin_port: u16,
     pub api_port: u16,
     pub name: String,
+    log: PathBuf,
+}
+
+/// Log lines of a sidecar printed when a test fails.
+const LOG_TAIL: usize = 60;
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        self.proc.kill();
+        if std::thread::panicking() {
+            eprintln!("--- last {LOG_TAIL} log lines of {} ({}):\n{}", self.name, self.log.display(), log_tail(&self.log, LOG_TAIL));
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
 }
 
 impl Sidecar {
@@ -279,12 +306,15 @@ impl Sidecar {
             if !exited {
                 return s;
             }
+            eprintln!("{name} exited before it was ready:\n{}", std::fs::read_to_string(&s.log).unwrap_or_default());
         }
-        panic!("sidecar {name} exited before it was ready, three times (run with SF_TEST_LOG=info to see why)");
+        panic!("sidecar {name} exited before it was ready, three times (SF_TEST_LOG=info for more of its log)");
     }
 
     fn spawn(name: &str, env: &[(&str, &str)]) -> Sidecar {
         let (ws_port, admin_port, api_port) = (free_port(), free_port(), free_port());
+        let log = std::env::temp_dir().join(format!("sf-l1-{name}-{}-{ws_port}.log", std::process::id()));
+        let stderr = std::fs::File::create(&log).expect("sidecar log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_socketfleet-sidecar"));
         cmd.env_clear()
             .env(settings::ENV_WS_ADDR, format!("127.0.0.1:{ws_port}"))
@@ -295,15 +325,13 @@ impl Sidecar {
             .env(settings::ENV_TOPOLOGY_POLL, "1s")
             .env(settings::ENV_REDIS_RETRY_BUDGET, "5s")
             .env(settings::ENV_LOG, std::env::var("SF_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::null());
-        if std::env::var("SF_TEST_LOG").is_err() {
-            cmd.stderr(Stdio::null());
-        }
+            .stdout(Stdio::null())
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("sidecar starts");
-        Sidecar { proc: Proc { child, name: name.into() }, ws_port, admin_port, api_port, name: name.into() }
+        Sidecar { proc: Proc { child, name: name.into() }, ws_port, admin_port, api_port, name: name.into(), log }
     }
 
     pub fn url(&self) -> String {
@@ -465,9 +493,21 @@ pub fn cluster_env(cluster: &RedisCluster) -> Vec<(&'static str, String)> {
     vec![(settings::ENV_AUTH, "none".into()), (settings::ENV_REDIS_MODE, "cluster".into()), (settings::ENV_REDIS_ADDRS, cluster.addrs())]
 }
 
+/// Starts `n` sidecars with `env`. Unless `env` says otherwise, the first runs one worker
+/// thread (a pod limited to one CPU) and the others one per CPU: every test covers both
+/// runtimes, and a fleet of several mixes them.
 pub fn start_sidecars(n: usize, env: &[(&'static str, String)]) -> Vec<Sidecar> {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    (0..n).map(|i| Sidecar::start(&format!("sidecar-{i}"), &env)).collect()
+    let set = env.iter().any(|(k, _)| *k == settings::ENV_WORKER_THREADS);
+    (0..n)
+        .map(|i| {
+            let mut env = env.clone();
+            if i == 0 && !set {
+                env.push((settings::ENV_WORKER_THREADS, "1"));
+            }
+            Sidecar::start(&format!("sidecar-{i}"), &env)
+        })
+        .collect()
 }
 
 impl RedisCluster {
@@ -663,12 +703,13 @@ impl Traffic {
 pub async fn publish_until_acked(url: &str, channel: &str, timeout: Duration) -> (String, u64) {
     let mut client = Client::connect(url).await;
     let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
     while Instant::now() < deadline {
-        let r = client.publish(channel, json!("probe")).await;
-        if r["ok"] == true {
-            return (ledger_key(&r["channel"], &r["epoch"]), seq_of(&r["offset"]));
+        last = client.publish(channel, json!("probe")).await;
+        if last["ok"] == true {
+            return (ledger_key(&last["channel"], &last["epoch"]), seq_of(&last["offset"]));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("publishing on {channel} did not resume within {timeout:?}");
+    panic!("publishing on {channel} did not resume within {timeout:?}; the last answer: {last}");
 }
