@@ -2,11 +2,14 @@
 # `make bench-autoscale`: the connection autoscaler under a load that doubles, then halves,
 # through `socketfleet local` (the operator's decision and rebalancing, run every 2 s on
 # real sidecars and a real 6-node Redis Cluster), loopback only:
-#   - BASE clients (default 5,000) over CHANNELS channels publish at RATE/s for DURATION s,
+#   - BASE clients (default 4,000) over CHANNELS channels publish at RATE/s for DURATION s,
 #     through local mode's one address (its balancer picks a sidecar per connection);
-#   - SURGE_AT s in, SURGE more clients (default 5,000) join for SURGE_FOR s, then leave;
-#   - at TARGET connections per sidecar (3,000; min 1, max 8, a WINDOW-second scale-down window)
+#   - SURGE_AT s in, SURGE more clients (default 4,000) join for SURGE_FOR s, then leave;
+#   - at TARGET connections per sidecar (2,400; min 1, max 8, a WINDOW-second scale-down window)
 #     that asks for 2 → 4 → 2 sidecars.
+# The balancer holds two open files per client: BASE + SURGE must fit in half of this
+# shell's open-file limit (20,000 on the project's machines, which cannot raise it), or the
+# run stops before it starts.
 # Measured: when sidecars were added and drained (a timeline of every sidecar's connections,
 # polled each second), the spread after each change, messages lost and duplicated by each
 # group of clients, and the reconnects the autoscaler caused. JSON to target/bench/<stamp>/
@@ -16,9 +19,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-fleet.sh
-BASE=${BASE:-5000}
-SURGE=${SURGE:-5000}
-TARGET=${TARGET:-3000}
+BASE=${BASE:-4000}
+SURGE=${SURGE:-4000}
+TARGET=${TARGET:-2400}
 CHANNELS=${CHANNELS:-100}
 RATE=${RATE:-100}
 DURATION=${DURATION:-160}
@@ -30,6 +33,11 @@ mkdir -p "$OUT"
 # 10,000 clients are 20,000 sockets in local mode's balancer (each side of each proxy).
 ulimit -Hn 200000 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
+fits=$(( ($(ulimit -n) - 200) / 2 ))
+if [ $((BASE + SURGE)) -gt "$fits" ]; then
+  echo "bench-autoscale: $BASE + $SURGE clients do not fit local mode's balancer here: at the open-file limit of $(ulimit -n) it proxies $fits (two sockets per client); lower BASE and SURGE" >&2
+  exit 2
+fi
 taskset -cp 0 $$ >/dev/null
 GEN=(taskset -c 1 "$BIN/socketfleet-bench")
 
@@ -70,4 +78,5 @@ sleep "$SURGE_AT"
 wait "$base" || echo "bench: the base load failed: $(tail -3 "$OUT/autoscale-base.log")"
 wait "$watcher" || true
 grep -E "autoscaler|rebalanc|draining|drained|takes its place|running again" "$local_log" > "$OUT/autoscale-decisions.log" || true
+cp "$local_log" "$OUT/autoscale-local.log"
 python3 scripts/bench-autoscale-report.py "$OUT" "$SURGE_AT" "$SURGE_FOR" "$DURATION" | tee "$OUT/autoscale-table.md"

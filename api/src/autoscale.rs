@@ -184,6 +184,12 @@ pub fn plural(n: u64, one: &str) -> String {
     if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") }
 }
 
+/// "4005 connections want 2 pods", "1 connection wants 1 pod".
+fn wants(connections: u64, pods: u32) -> String {
+    let verb = if connections == 1 { "wants" } else { "want" };
+    format!("{} {verb} {}", plural(connections, "connection"), plural(u64::from(pods), "pod"))
+}
+
 /// The next decision. `memory.replicas == 0` means "nothing remembered": start from the
 /// pods that exist, within bounds.
 pub fn decide(policy: &Policy, memory: &Memory, pods: &[PodLoad], now_ms: u64) -> Decision {
@@ -212,7 +218,7 @@ pub fn decide(policy: &Policy, memory: &Memory, pods: &[PodLoad], now_ms: u64) -
         m.low_since_ms = None;
         let paced = m.last_scale_up_ms.is_some_and(|t| now_ms.saturating_sub(t) < SCALE_UP_PERIOD_MS);
         if paced && serving >= min {
-            d.reason = format!("{} want {wanted} pods; the last scale-up was under 15s ago", plural(connections, "connection"));
+            d.reason = format!("{}; the last scale-up was under 15s ago", wants(connections, wanted));
         } else {
             let step = SCALE_UP_MIN_STEP.max(serving);
             let to_serving = wanted.min(serving.saturating_add(step)).max(min);
@@ -223,7 +229,7 @@ pub fn decide(policy: &Policy, memory: &Memory, pods: &[PodLoad], now_ms: u64) -
             d.reason = if serving < min {
                 format!("fewer pods than gateway.replicas.min ({min})")
             } else {
-                format!("{} want {wanted} pods at {} per pod", plural(connections, "connection"), policy.target_per_pod)
+                format!("{} at {} per pod", wants(connections, wanted), policy.target_per_pod)
             };
         }
     }
@@ -288,11 +294,7 @@ pub fn decide(policy: &Policy, memory: &Memory, pods: &[PodLoad], now_ms: u64) -
     if !over_max && now_ms < at {
         d.next_scale_down_ms = Some(at);
         // No countdown in the text: a status that only counts down would be a write per pass.
-        d.reason = format!(
-            "{} want {wanted} pods; one pod fewer if load stays this low for {}s",
-            plural(connections, "connection"),
-            policy.stabilization_ms / 1000
-        );
+        d.reason = format!("{}; one pod fewer if load stays this low for {}s", wants(connections, wanted), policy.stabilization_ms / 1000);
         d.memory = m;
         return d;
     }
@@ -312,8 +314,8 @@ pub fn decide(policy: &Policy, memory: &Memory, pods: &[PodLoad], now_ms: u64) -
         format!("more pods than gateway.replicas.max ({max}): draining {} ({})", victim.name, plural(conns, "connection"))
     } else {
         format!(
-            "{} want {wanted} pods for {}s: draining {} ({})",
-            plural(connections, "connection"),
+            "{} for {}s: draining {} ({})",
+            wants(connections, wanted),
             policy.stabilization_ms / 1000,
             victim.name,
             plural(conns, "connection")

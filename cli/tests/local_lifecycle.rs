@@ -41,7 +41,19 @@ struct Run {
 
 impl Run {
     fn start(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_socketfleet"))
+        Self::spawn(tokio::process::Command::new(env!("CARGO_BIN_EXE_socketfleet")), file, args, env)
+    }
+
+    /// [`Run::start`] under an open-file limit of `limit` (soft and hard), as a login's
+    /// limits would set it: util-linux's `prlimit` runs it.
+    fn start_with_open_file_limit(file: &Path, limit: u64) -> Run {
+        let mut cmd = tokio::process::Command::new("prlimit");
+        cmd.arg(format!("--nofile={limit}:{limit}")).arg("--").arg(env!("CARGO_BIN_EXE_socketfleet"));
+        Self::spawn(cmd, file, &[], &[])
+    }
+
+    fn spawn(mut cmd: tokio::process::Command, file: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut child = cmd
             .arg("local")
             .arg(file)
             .args(["--port", "0"])
@@ -320,6 +332,104 @@ async fn minus_and_a_name_drains_that_sidecar_and_plus_adds_one() {
     .await;
     assert!(three, "+ added a third sidecar:\n{}", run.output());
 
+    signal(run.pid(), "INT");
+    assert_eq!(run.exit_code().await, Some(0), "{}", run.output());
+}
+
+/// A WebSocket upgrade through the balancer, answered or not within `wait`: the status
+/// line, or None while it waits in the listener's queue.
+async fn upgrade(port: u16, wait: Duration) -> (tokio::net::TcpStream, Option<String>) {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the balancer's listener takes the connection");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.expect("send the upgrade");
+    let answer = status_line(&mut s, wait).await;
+    (s, answer)
+}
+
+/// The first line of what `s` answers within `wait` (`""` when it closes without a word).
+async fn status_line(s: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(wait, s.read(&mut buf)).await.ok()?.unwrap_or(0);
+    Some(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string())
+}
+
+/// CPU seconds `pid` has used (user and system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    let fields: Vec<&str> = stat.rsplit_once(") ").expect("stat").1.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5), counted after the command name: utime and stime.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// More clients than the balancer has open files for: the banner says how many fit; a
+/// client beyond them is told 503 with the reason, or waits in the listener's queue while
+/// no file is free, instead of being cut off mid-handshake; the balancer does not spin on
+/// a failing `accept` while it is full; once clients leave, the waiting ones are served.
+#[tokio::test]
+async fn clients_beyond_the_open_file_limit_wait_or_are_told_why_and_are_served_once_others_leave() {
+    const LIMIT: u64 = 300;
+    let file = fleet_file("open-files", &format!("{REDIS}{GATEWAY}{DRAIN}  auth:\n    mode: none\n"));
+    let mut run = Run::start_with_open_file_limit(&file, LIMIT);
+    let port = run.running().await;
+    run.says(&format!("it proxies up to 50 clients at once: open-file limit {LIMIT}")).await;
+
+    // Each proxied client holds two of the balancer's files: fill them until one is told
+    // the balancer is full.
+    let mut served = Vec::new();
+    let mut full = None;
+    for _ in 0..LIMIT {
+        let (s, answer) = upgrade(port, Duration::from_secs(5)).await;
+        match answer.as_deref() {
+            Some(l) if l.starts_with("HTTP/1.1 101") => served.push(s),
+            Some(l) if l.starts_with("HTTP/1.1 503") => {
+                full = Some(l.to_string());
+                break;
+            }
+            other => panic!("a client got {other:?} (an empty line: cut off without an answer):\n{}", run.output()),
+        }
+    }
+    assert!(full.is_some() && served.len() >= 50, "{} served, then {full:?}:\n{}", served.len(), run.output());
+    // A connection that says nothing holds the last free file while its request is read:
+    // now `accept` itself fails, and the next clients wait in the listener's queue.
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut waiting = Vec::new();
+    for _ in 0..5 {
+        let (s, answer) = upgrade(port, Duration::from_millis(500)).await;
+        match answer.as_deref() {
+            None => waiting.push(s),
+            Some(l) if l.starts_with("HTTP/1.1 503") => {}
+            other => panic!("a client beyond the limit got {other:?}:\n{}", run.output()),
+        }
+    }
+    assert!(!waiting.is_empty(), "with no file free, clients wait in the queue:\n{}", run.output());
+    run.says("! balancer: Too many open files").await;
+    let pid = run.pid();
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_seconds(pid) - before;
+    assert!(used < 1.0, "the full balancer used {used:.2} CPU seconds in 2 s (spinning on accept):\n{}", run.output());
+
+    let (fit, waited) = (served.len(), waiting.len());
+    served.clear();
+    for s in &mut waiting {
+        let answer = status_line(s, Duration::from_secs(10)).await;
+        assert!(
+            answer.as_deref().is_some_and(|l| l.starts_with("HTTP/1.1 101")),
+            "a waiting client is served once others leave: {answer:?}:\n{}",
+            run.output()
+        );
+    }
+    eprintln!(
+        "MEASURE open-file limit {LIMIT}: {fit} clients fit, {waited} waited and were served later, {used:.2} CPU s in 2 s while full"
+    );
+    drop(waiting);
     signal(run.pid(), "INT");
     assert_eq!(run.exit_code().await, Some(0), "{}", run.output());
 }

@@ -110,9 +110,8 @@ pub async fn run(config: Config, auth: Authenticator, listeners: Listeners, stop
     let health_poll = config.redis.topology_poll.min(Duration::from_secs(2));
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     // Direct writes (frames written by the task that offers them, see `send_queue.rs`) are
-    // off: with them on, the autoscaling benchmark (local mode's balancer, 5,000 clients
-    // per sidecar, rebalancing hand-offs) failed its clients' connections by the hundred
-    // thousand, in 2 of 2 runs, and in 0 of 1 with them off. Until that is understood the
+    // off: with them on, a rolling replacement's clients reconnected more slowly (p50
+    // 216-986 ms against 18-22 ms, two runs each). Until that is understood the
     // connection's writer task writes every frame, on any number of workers.
     let direct_writes = false;
     tracing::info!(workers, direct_writes, "runtime");

@@ -77,12 +77,36 @@ pub struct Site {
     pub auth_mode: &'static str,
 }
 
+/// How long the balancer waits after a failed `accept` before trying again.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often it repeats that it is out of open files.
+const SAY_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// EMFILE or ENFILE: this process, or the whole system, is at its open-file limit.
+fn out_of_files(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
+}
+
 /// Longest request head accepted (a WebSocket upgrade with a token and `since` fits).
 const MAX_HEAD: usize = 32 * 1024;
 
 pub async fn serve(listener: TcpListener, backends: Arc<Backends>, site: Arc<Site>) {
+    let mut last_said: Option<std::time::Instant> = None;
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // At the open-file limit `accept` fails at once for as long as it lasts:
+                // wait for sockets to close instead of spinning, and say so now and then.
+                if out_of_files(&e) && last_said.is_none_or(|t| t.elapsed() >= SAY_AGAIN_AFTER) {
+                    println!("  ! balancer: {e}: new clients wait until others leave (see the open-file limit above)");
+                    last_said = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
         let (backends, site) = (backends.clone(), site.clone());
         tokio::spawn(async move {
             let _ = connection(stream, &backends, &site).await;
@@ -112,7 +136,15 @@ async fn connection(mut client: TcpStream, backends: &Backends, site: &Site) -> 
         let Some(backend) = backends.pick(query_param(target, "via")) else {
             return respond(&mut client, 503, "text/plain", b"no sidecar is accepting connections\n").await;
         };
-        let mut upstream = TcpStream::connect(("127.0.0.1", backend.ws_port)).await?;
+        let mut upstream = match TcpStream::connect(("127.0.0.1", backend.ws_port)).await {
+            Ok(upstream) => upstream,
+            Err(e) if out_of_files(&e) => {
+                return respond(&mut client, 503, "text/plain", b"the local balancer is at its open-file limit; try again later\n").await;
+            }
+            Err(e) => {
+                return respond(&mut client, 502, "text/plain", format!("sidecar {} did not answer: {e}\n", backend.name).as_bytes()).await;
+            }
+        };
         upstream.write_all(&head).await?;
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         return Ok(());
@@ -190,6 +222,7 @@ async fn respond(client: &mut TcpStream, status: u16, content_type: &str, body: 
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        502 => "Bad Gateway",
         _ => "Service Unavailable",
     };
     let head = format!(

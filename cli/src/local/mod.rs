@@ -14,9 +14,11 @@
 //!
 //! `/fleet.json` lists every process (addresses, pids): test drivers and `make bench`
 //! run their fleets through this module rather than a harness of their own;
-//! `--redis-only` serves a benchmark's peers the same Redis without sidecars.
+//! `--redis-only` serves a benchmark's peers the same Redis without sidecars. The balancer
+//! holds two open files per client: the banner says how many fit ([`open_files`]).
 
 pub mod balancer;
+pub mod open_files;
 pub mod preflight;
 pub mod redis;
 pub mod sidecars;
@@ -220,7 +222,9 @@ impl Gateway {
                 continue;
             }
             let moved = s.last_drain.as_ref().is_none_or(|d| d.remaining != now.remaining);
-            if moved && now.total > 0 && now.remaining > 0 {
+            let due = s.drain_told.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if moved && due && now.total > 0 && now.remaining > 0 {
+                s.drain_told = Some(Instant::now());
                 println!("    {} draining: {} of {} moved", s.name, now.total - now.remaining.min(now.total), clients(now.total));
             }
             s.last_drain = Some(now);
@@ -440,6 +444,7 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     // First: a signal during start-up must stop what has started, not end this process
     // with its children left running.
     let mut stop = stop_signals()?;
+    let open_files = open_files::raise_to_hard_limit();
     let notices = preflight::check(&fleet, &opts.www).await.map_err(|problems| {
         anyhow::anyhow!("{} cannot run locally:\n  {problems}", fleet.metadata.name.as_deref().unwrap_or("the fleet"))
     })?;
@@ -481,7 +486,13 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     tokio::spawn(balancer::serve(listener, backends.clone(), site));
 
     println!("\nSocketFleet is running locally:  http://127.0.0.1:{}/", port);
-    println!("  clients connect to ws://127.0.0.1:{}/ws (the balancer picks a sidecar)", port);
+    match open_files {
+        Some(limit) => println!(
+            "  clients connect to ws://127.0.0.1:{port}/ws (the balancer picks a sidecar; it proxies up to {} clients at once: open-file limit {limit})",
+            open_files::clients_within(limit)
+        ),
+        None => println!("  clients connect to ws://127.0.0.1:{port}/ws (the balancer picks a sidecar)"),
+    }
     if generated {
         println!("  demo tokens: http://127.0.0.1:{}/token?user=<name> (HS256 secret generated for this run)", port);
     }

@@ -35,6 +35,8 @@ pub struct Sidecar {
     pub drain_started: Option<(std::time::Instant, u64)>,
     /// The drain's progress as last read from its `/status`.
     pub last_drain: Option<DrainStatus>,
+    /// When its drain's progress was last printed (at most once a second).
+    pub drain_told: Option<std::time::Instant>,
 }
 
 /// The last warning or error the sidecar logged since `from` (its own start), as
@@ -137,6 +139,7 @@ impl Sidecar {
             drained_from_outside: false,
             drain_started: None,
             last_drain: None,
+            drain_told: None,
         };
         let (addr, mut exited) = (s.admin_addr(), None);
         let ready = poll_until_async(Duration::from_secs(20), || {
