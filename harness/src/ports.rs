@@ -41,12 +41,31 @@ fn free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// A free port in `lo..hi` whose `port + offset` is free too, or None after [`ATTEMPTS`].
+/// Every port this process has picked: never picked twice. A test that kills a node and
+/// starts it again on its port finds that port free meanwhile, and another test running
+/// beside it in the same process must not take it then.
+static PICKED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether `ports` were not picked before; if so, they are picked now.
+fn claim(ports: &[u16]) -> bool {
+    let mut picked = PICKED.lock().unwrap_or_else(|p| p.into_inner());
+    if ports.iter().any(|p| picked.contains(p)) {
+        return false;
+    }
+    picked.extend_from_slice(ports);
+    true
+}
+
+/// A free port in `lo..hi`, never picked before, whose `port + offset` is free and new too,
+/// or None after [`ATTEMPTS`].
 fn pick(lo: u16, hi: u16, offset: u16) -> Option<u16> {
     if lo >= hi {
         return None;
     }
-    (0..ATTEMPTS).map(|_| random_in(lo, hi)).find(|&p| free(p) && (offset == 0 || free(p + offset)))
+    (0..ATTEMPTS).map(|_| random_in(lo, hi)).find(|&p| {
+        let bus = (offset != 0).then(|| p + offset);
+        free(p) && bus.is_none_or(free) && claim(&[Some(p), bus].into_iter().flatten().collect::<Vec<_>>())
+    })
 }
 
 /// A free port the kernel picks (inside its ephemeral range).
@@ -100,6 +119,17 @@ mod tests {
             let c = free_cluster_port();
             assert!(!room || (LOWEST..start - 10_000).contains(&c), "cluster port {c}");
             assert!(TcpListener::bind(("127.0.0.1", c + 10_000)).is_ok(), "its bus port {} is free", c + 10_000);
+        }
+    }
+
+    #[test]
+    fn a_port_is_picked_once_per_process_even_when_it_is_free_again() {
+        let first: Vec<u16> = (0..100).map(|_| free_port()).collect();
+        let cluster: Vec<u16> = (0..50).map(|_| free_cluster_port()).collect();
+        // None of them is bound: each is free, and still never picked again.
+        for _ in 0..300 {
+            let p = free_port();
+            assert!(!first.contains(&p) && !cluster.contains(&p) && !cluster.iter().any(|c| c + 10_000 == p), "{p} picked twice");
         }
     }
 
