@@ -119,6 +119,28 @@ impl Run {
     }
 }
 
+/// A test that fails while it runs stops it as its users do, SIGTERM twice (drain, then at
+/// once), so that its sidecars and Redis nodes stop with it: `kill_on_drop`'s SIGKILL alone
+/// would leave them running.
+impl Drop for Run {
+    fn drop(&mut self) {
+        for _ in 0..2 {
+            match (self.child.try_wait(), self.child.id()) {
+                // Not `signal`: an assertion failing here, during a panic, would abort.
+                (Ok(None), Some(pid)) => drop(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()),
+                _ => return,
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        for _ in 0..50 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) {
     tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(stream).lines();
