@@ -31,6 +31,24 @@ pub struct Fleet {
 
 /// Opens a connection to `addrs[at]` and runs the protocol until the client is ready;
 /// actions that arrive before (backfill) are handed to `on_action`.
+impl Fleet {
+    /// The instance a client goes to after `at`: any other one, picked by `seed` (the
+    /// client and its attempt), as a client of a Service's one address lands on any ready
+    /// pod. Always the next one piled every client of a rolling replacement onto the
+    /// instance drained last (10,000 clients moved by its drain alone).
+    pub fn another(&self, at: usize, seed: u64) -> usize {
+        another_of(self.addrs.len(), at, seed)
+    }
+}
+
+/// [`Fleet::another`] among `count` instances.
+fn another_of(count: usize, at: usize, seed: u64) -> usize {
+    match count as u64 {
+        0 | 1 => at + 1,
+        n => at + 1 + (crate::systems::splitmix64(seed) % (n - 1)) as usize,
+    }
+}
+
 pub(crate) async fn connect(
     fleet: &Fleet,
     at: usize,
@@ -88,7 +106,8 @@ pub async fn subscriber(
     let mut down_since: Option<u64> = None;
     let mut attempt = 0u32;
     // What this client's library would wait before reconnect attempt `attempt` from `at`.
-    let reconnect_delay = |attempt: u32, at: usize| fleet.system.reconnect_delay_ms(attempt, ((client as u64) << 32) ^ at as u64);
+    let seed = |at: usize| ((client as u64) << 32) ^ at as u64;
+    let reconnect_delay = |attempt: u32, at: usize| fleet.system.reconnect_delay_ms(attempt, seed(at));
     let deliver = |stamp: Stamp, received: &mut Seqs| {
         if received.insert(stamp.seq) {
             stats.delivered(client, stamp.sent_us);
@@ -110,7 +129,7 @@ pub async fn subscriber(
                     eprintln!("subscriber {client}: connect failed: {e:#}");
                 }
                 down_since.get_or_insert_with(|| stats.now_us());
-                at += 1;
+                at = fleet.another(at, seed(at));
                 attempt += 1;
                 let backoff = Duration::from_millis(reconnect_delay(attempt, at));
                 if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
@@ -155,7 +174,7 @@ pub async fn subscriber(
         }
         stats.went_down();
         down_since = Some(stats.now_us());
-        at += 1;
+        at = fleet.another(at, seed(at));
         drop(ws);
         if delay_ms == 0 {
             delay_ms = reconnect_delay(0, at);
@@ -193,5 +212,30 @@ pub async fn idle(
                 ws.send(Message::Text(frame.into())).await?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_moves_to_another_instance_and_clients_spread_over_all_the_others() {
+        for count in [2usize, 3, 5] {
+            let mut landed = vec![0usize; count];
+            for client in 0..3000u64 {
+                let at = client as usize;
+                let next = another_of(count, at, client << 32 ^ at as u64);
+                assert_ne!(next % count, at % count, "a client leaves the instance it was on");
+                landed[(next + count - at % count) % count] += 1;
+            }
+            // Relative to where each client was: every other instance takes its share.
+            assert_eq!(landed[0], 0);
+            for share in &landed[1..] {
+                let even = 3000 / (count - 1);
+                assert!(share.abs_diff(even) < even / 5, "{count} instances: {landed:?}");
+            }
+        }
+        assert_eq!(another_of(1, 7, 42), 8);
     }
 }

@@ -313,7 +313,7 @@ fn centrifugo(line: &str, conn: &mut Conn, out: &mut Vec<Action>) {
 }
 
 /// A well-mixed 64-bit hash (SplitMix64's finaliser): jitter without a random source.
-fn splitmix64(seed: u64) -> u64 {
+pub(crate) fn splitmix64(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
