@@ -44,7 +44,8 @@ pub struct Edge {
     pub resume_keys: ResumeKeys,
     pub sessions: Arc<Sessions>,
     /// Frames are written by the task that offers them when the socket is idle
-    /// (`send_queue.rs`). Off (`app.rs` says why): each connection's writer task writes.
+    /// (`send_queue.rs`): on a runtime of one worker (`app.rs`); else each connection's
+    /// writer task writes.
     pub direct_writes: bool,
     /// Turns true when the client listeners stop accepting (during a drain).
     pub shutdown: watch::Receiver<bool>,
