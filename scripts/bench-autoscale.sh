@@ -30,7 +30,8 @@ SURGE_FOR=${SURGE_FOR:-50}
 WINDOW=${WINDOW:-20}
 OUT=${OUT:-target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
-# 10,000 clients are 20,000 sockets in local mode's balancer (each side of each proxy).
+# Each client is two sockets in local mode's balancer (each side of the proxy): the limit
+# is raised where this shell may, and the sizes checked against it.
 ulimit -Hn 200000 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
 fits=$(( ($(ulimit -n) - 200) / 2 ))
