@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rolling replacement, run by the load generator during the rolling scenario, one instance
 # at a time: SIGTERM it, wait for it to exit (at most 60 s), have it started again, wait
-# until it is ready (at most 30 s or so). Usage: bench-replace.sh DIR, where DIR holds either
+# until it is ready (at most 600 looks, about 30 s). Usage: bench-replace.sh DIR, where DIR holds either
 #   - local: the URL of `socketfleet local`, which replaces a sidecar that drained and
 #     exited on its ports (the instance is back when /fleet.json shows its WebSocket address
 #     with a new pid and its /ready answers), or

@@ -29,19 +29,17 @@ pub struct Fleet {
     pub token: Option<String>,
 }
 
-/// Opens a connection to `addrs[at]` and runs the protocol until the client is ready;
-/// actions that arrive before (backfill) are handed to `on_action`.
 impl Fleet {
-    /// The instance a client goes to after `at`: any other one, picked by `seed` (the
-    /// client and its attempt), as a client of a Service's one address lands on any ready
-    /// pod. Always the next one piled every client of a rolling replacement onto the
-    /// instance drained last (10,000 clients moved by its drain alone).
-    pub fn another(&self, at: usize, seed: u64) -> usize {
-        another_of(self.addrs.len(), at, seed)
+    /// The instance client (or publisher) `who` goes to after `at`: any other one, picked
+    /// by a hash of both, as a client of a Service's one address lands on any ready pod.
+    /// Always the next one piled every client of a rolling replacement onto the instance
+    /// drained last (10,000 clients moved by its drain alone).
+    pub fn another(&self, at: usize, who: usize) -> usize {
+        another_of(self.addrs.len(), at, ((who as u64) << 32) ^ at as u64)
     }
 }
 
-/// [`Fleet::another`] among `count` instances.
+/// [`Fleet::another`] among `count` instances, picked by `seed`.
 fn another_of(count: usize, at: usize, seed: u64) -> usize {
     match count as u64 {
         0 | 1 => at + 1,
@@ -49,6 +47,8 @@ fn another_of(count: usize, at: usize, seed: u64) -> usize {
     }
 }
 
+/// Opens a connection to `addrs[at]` and runs the protocol until the client is ready;
+/// actions that arrive before (backfill) are handed to `on_action`.
 pub(crate) async fn connect(
     fleet: &Fleet,
     at: usize,
@@ -106,8 +106,7 @@ pub async fn subscriber(
     let mut down_since: Option<u64> = None;
     let mut attempt = 0u32;
     // What this client's library would wait before reconnect attempt `attempt` from `at`.
-    let seed = |at: usize| ((client as u64) << 32) ^ at as u64;
-    let reconnect_delay = |attempt: u32, at: usize| fleet.system.reconnect_delay_ms(attempt, seed(at));
+    let reconnect_delay = |attempt: u32, at: usize| fleet.system.reconnect_delay_ms(attempt, ((client as u64) << 32) ^ at as u64);
     let deliver = |stamp: Stamp, received: &mut Seqs| {
         if received.insert(stamp.seq) {
             stats.delivered(client, stamp.sent_us);
@@ -129,7 +128,7 @@ pub async fn subscriber(
                     eprintln!("subscriber {client}: connect failed: {e:#}");
                 }
                 down_since.get_or_insert_with(|| stats.now_us());
-                at = fleet.another(at, seed(at));
+                at = fleet.another(at, client);
                 attempt += 1;
                 let backoff = Duration::from_millis(reconnect_delay(attempt, at));
                 if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
@@ -174,7 +173,7 @@ pub async fn subscriber(
         }
         stats.went_down();
         down_since = Some(stats.now_us());
-        at = fleet.another(at, seed(at));
+        at = fleet.another(at, client);
         drop(ws);
         if delay_ms == 0 {
             delay_ms = reconnect_delay(0, at);

@@ -70,7 +70,6 @@ pub async fn publisher(fleet: Arc<Fleet>, index: usize, channels: Vec<u32>, stop
     let mut seqs = vec![0u64; channels.len()];
     let mut next = 0usize;
     let mut at = index;
-    let seed = |at: usize| ((index as u64) << 32) ^ at as u64 ^ 0x9ab1;
     let mut id = FIRST_PUBLISH_ID;
     let retries: Retries = Arc::default();
     let mut old_connections = JoinSet::new();
@@ -80,7 +79,7 @@ pub async fn publisher(fleet: Arc<Fleet>, index: usize, channels: Vec<u32>, stop
             Ok(ws) => ws,
             Err(_) => {
                 stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                at = fleet.another(at, seed(at));
+                at = fleet.another(at, index);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -134,7 +133,7 @@ pub async fn publisher(fleet: Arc<Fleet>, index: usize, channels: Vec<u32>, stop
         }
         let addr = fleet.addrs[at % fleet.addrs.len()].clone();
         old_connections.spawn(finish_connection(fleet.clone(), index, addr, tx, reader, pending, retries.clone()));
-        at = fleet.another(at, seed(at));
+        at = fleet.another(at, index);
     }
     // The run is over: what is still in flight gets its answers (or retries) first.
     while old_connections.join_next().await.is_some() {}

@@ -46,13 +46,14 @@ fn free(port: u16) -> bool {
 /// beside it in the same process must not take it then.
 static PICKED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
 
-/// Whether `ports` were not picked before; if so, they are picked now.
-fn claim(ports: &[u16]) -> bool {
+/// Whether `port` and `bus` were not picked before; if so, they are picked now.
+fn claim(port: u16, bus: Option<u16>) -> bool {
     let mut picked = PICKED.lock().unwrap_or_else(|p| p.into_inner());
-    if ports.iter().any(|p| picked.contains(p)) {
+    if picked.contains(&port) || bus.is_some_and(|b| picked.contains(&b)) {
         return false;
     }
-    picked.extend_from_slice(ports);
+    picked.push(port);
+    picked.extend(bus);
     true
 }
 
@@ -64,7 +65,7 @@ fn pick(lo: u16, hi: u16, offset: u16) -> Option<u16> {
     }
     (0..ATTEMPTS).map(|_| random_in(lo, hi)).find(|&p| {
         let bus = (offset != 0).then(|| p + offset);
-        free(p) && bus.is_none_or(free) && claim(&[Some(p), bus].into_iter().flatten().collect::<Vec<_>>())
+        free(p) && bus.is_none_or(free) && claim(p, bus)
     })
 }
 

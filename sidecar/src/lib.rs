@@ -14,7 +14,8 @@
 //! - [`backend`]: talking to Redis: topology, the command router, our sharded subscriber,
 //!   Lua scripts, RESP and key slots;
 //! - [`app`]: wiring and shutdown; [`metrics`]: the Prometheus registry; [`clock`]:
-//!   wall-clock milliseconds.
+//!   wall-clock milliseconds; [`slices`]: periodic work over every connection, spread
+//!   over its interval.
 
 pub mod app;
 pub mod backend;
@@ -22,4 +23,5 @@ pub mod clock;
 pub mod delivery;
 pub mod edge;
 pub mod metrics;
+pub mod slices;
 pub mod store;

@@ -82,12 +82,6 @@ struct State<S> {
     writer_waits: bool,
 }
 
-impl<S> Default for State<S> {
-    fn default() -> Self {
-        State { frames: Frames::default(), closed: false, direct: false, socket: None, unflushed: 0, writer_waits: false }
-    }
-}
-
 /// Frames in order: the first in place, the rest behind it. Most connections get one frame
 /// at a time, which then costs no allocation; the room a burst took is given back once it
 /// is written (most connections are idle most of the time, and room kept by each adds up).
@@ -138,7 +132,7 @@ impl<S: WriteNow> SendQueue<S> {
     /// A queue of `capacity` frames; with `direct`, offers write to the parked socket
     /// themselves when nothing is queued (see the module's documentation).
     pub fn new(capacity: usize, direct: bool) -> SendQueue<S> {
-        let state = State { direct, ..State::default() };
+        let state = State { frames: Frames::default(), closed: false, direct, socket: None, unflushed: 0, writer_waits: false };
         SendQueue { state: Mutex::new(state), capacity: capacity.max(1), ready: Notify::new(), freed: Notify::new() }
     }
 

@@ -11,10 +11,9 @@
 //!   `SF_SESSION_POSITION_CHECKPOINT` (positions move with every message; writing them
 //!   every second was a third of the sidecar's CPU under load), with bounded concurrency,
 //!   and refreshes the TTL of unchanged ones at half the window. It looks at one of
-//!   `ROUND_SLICES` slices of the sessions (by connection id) at a time, one slice every
-//!   `SF_SESSION_CHECKPOINT / ROUND_SLICES`: each session is still looked at once per
-//!   interval, and the writes reach Redis, which the publishes share, evenly instead of in
-//!   one burst per interval;
+//!   `ROUND_SLICES` slices of the sessions (by connection id, [`crate::slices`]) at a
+//!   time: each session is still looked at once per interval, and the writes reach Redis,
+//!   which the publishes share, evenly instead of in one burst per interval;
 //! - a position only advances to what the hub vouches was flushed to the socket
 //!   ([`Hub::written_position`]), so a checkpoint is never ahead of the client;
 //! - a drained connection writes its final checkpoint before it is told to reconnect, so a
@@ -37,6 +36,7 @@ use crate::backend::script::Script;
 use crate::delivery::hub::{ConnId, ConnSignals, Hub};
 use crate::delivery::offset::Position;
 use crate::metrics::Metrics;
+use crate::slices::{Slice, Turns};
 
 /// Writes the document unless another connection owns the session now.
 const SAVE: &str = r#"
@@ -418,14 +418,14 @@ impl Sessions {
     /// what is due. After a Redis connection dropped, every session (of every slice) is
     /// due: a node that restarted empty lost the documents it held, and a resume must not
     /// find them missing until the next change.
-    async fn round(&self, slice: u64) {
+    async fn round(&self, slice: Slice) {
         let dropped = self.router.dropped_connections();
         if self.dropped_seen.swap(dropped, std::sync::atomic::Ordering::Relaxed) != dropped {
             for s in self.live().values() {
                 s.inner().version += 1;
             }
         }
-        let sessions: Vec<Arc<Session>> = self.live().values().filter(|s| s.conn % ROUND_SLICES == slice).cloned().collect();
+        let sessions: Vec<Arc<Session>> = self.live().values().filter(|s| slice.holds(s.conn)).cloned().collect();
         for s in &sessions {
             s.advance(&self.hub);
         }
@@ -444,10 +444,9 @@ impl Sessions {
     /// Checkpoints forever, one slice's round per `interval / ROUND_SLICES` (a slow round
     /// delays the next).
     pub async fn checkpoint_forever(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.interval / ROUND_SLICES as u32);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for slice in (0..ROUND_SLICES).cycle() {
-            tick.tick().await;
+        let mut turns = Turns::new(self.interval, ROUND_SLICES);
+        loop {
+            let slice = turns.next().await;
             self.round(slice).await;
         }
     }
