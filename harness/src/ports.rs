@@ -74,23 +74,36 @@ fn kernel_port() -> std::io::Result<u16> {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
 }
 
+/// A kernel-picked port never picked before, with its bus port (`port + offset`, free and
+/// new too) when `offset` is not 0.
+fn kernel_pick(offset: u16) -> std::io::Result<u16> {
+    for _ in 0..1000 {
+        let p = kernel_port()?;
+        let bus = match offset {
+            0 => None,
+            _ => match p.checked_add(offset) {
+                Some(b) if free(b) => Some(b),
+                _ => continue,
+            },
+        };
+        if claim(p, bus) {
+            return Ok(p);
+        }
+    }
+    Err(std::io::Error::other("no new free loopback port"))
+}
+
 pub fn try_free_port() -> std::io::Result<u16> {
-    pick(LOWEST, ephemeral_start(), 0).map_or_else(kernel_port, Ok)
+    pick(LOWEST, ephemeral_start(), 0).map_or_else(|| kernel_pick(0), Ok)
 }
 
 /// A free port whose cluster bus port (port + 10000) is valid and free too, both below the
 /// ephemeral range when there is room.
 pub fn try_free_cluster_port() -> std::io::Result<u16> {
-    if let Some(p) = pick(LOWEST, ephemeral_start().saturating_sub(10_000), 10_000) {
-        return Ok(p);
-    }
-    for _ in 0..1000 {
-        let p = kernel_port()?;
-        if p < 55_000 && free(p + 10_000) {
-            return Ok(p);
-        }
-    }
-    Err(std::io::Error::other("no free pair of loopback ports for a Redis Cluster node"))
+    pick(LOWEST, ephemeral_start().saturating_sub(10_000), 10_000).map_or_else(
+        || kernel_pick(10_000).map_err(|_| std::io::Error::other("no free pair of loopback ports for a Redis Cluster node")),
+        Ok,
+    )
 }
 
 /// [`try_free_port`] for tests, where no port is a failure.

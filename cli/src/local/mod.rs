@@ -118,6 +118,8 @@ struct Gateway {
     drain_limit: Duration,
     /// A rebalance is under way (told once when it starts and once when it ends).
     rebalancing: bool,
+    /// When drains were last followed through `/status` (see [`STATUS_PERIOD`]).
+    looked: Instant,
 }
 
 impl Gateway {
@@ -238,7 +240,11 @@ impl Gateway {
     /// ports, one that crashed or was killed; replaces, under a new name, one that drained
     /// and exited on its own (SIGTERM from outside, a drain asked of it directly).
     async fn supervise(&mut self) {
-        self.watch_drains().await;
+        // Exits are checked every pass; the `/status` reads that follow drains need not be.
+        if self.looked.elapsed() >= STATUS_PERIOD {
+            self.looked = Instant::now();
+            self.watch_drains().await;
+        }
         let before = self.sidecars.len();
         let mut gone = Vec::new();
         self.sidecars.retain_mut(|s| match s.exit_status() {
@@ -393,6 +399,10 @@ impl Gateway {
     }
 }
 
+/// How often supervision reads each sidecar's `/status` to follow drains (processes that
+/// exited are looked for on every 100 ms pass).
+const STATUS_PERIOD: Duration = Duration::from_millis(250);
+
 /// How often local mode's autoscaler decides (and rebalances).
 const AUTOSCALE_PERIOD: Duration = Duration::from_secs(2);
 
@@ -477,6 +487,7 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
         backends: backends.clone(),
         drain_limit,
         rebalancing: false,
+        looked: Instant::now(),
     };
     let (min, max) = if opts.redis_only { (0, 0) } else { (spec.gateway.replicas.min, spec.gateway.replicas.max) };
     let mut wanted = spec.gateway.replicas.count.unwrap_or(min).clamp(min, max.max(min)) as usize;
