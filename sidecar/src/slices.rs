@@ -1,8 +1,8 @@
 //! Periodic work over every connection of the pod, spread over its interval: the
 //! connections are split into `count` slices by id, and every `interval / count` the next
 //! slice has its turn. Each connection is still visited once per interval, and what the
-//! visits send (keepalive pings, session checkpoints to Redis) leaves evenly instead of in
-//! one burst per interval.
+//! visits send (session checkpoints to Redis) leaves evenly instead of in one burst per
+//! interval.
 
 use std::time::Duration;
 
