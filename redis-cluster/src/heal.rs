@@ -12,7 +12,9 @@
 //! 2. **forget**: node ids no pod answers to any more, that the cluster marked failed and
 //!    that own no slots (a pod that came back empty gets a new id), are forgotten on every
 //!    pod; a failed primary whose slots no replica took over is forgotten too, so its slots
-//!    can be served again (that shard's data is lost: reported as a warning);
+//!    can be served again (that shard's data is lost: reported as a warning), but only once
+//!    no replica of it is left that could still be promoted (one the cluster has not marked
+//!    failed, or one that answered the pass, whatever its bus link looks like);
 //! 3. **slots**: create-or-join is decided by coverage. With no slot assigned anywhere the
 //!    lowest `shards` ordinals get the even split (a new cluster, or a scale from zero
 //!    without persistence); otherwise unassigned slots go to the chosen primary holding the
@@ -37,7 +39,7 @@ use std::fmt;
 
 use super::layout::{Layout, Member};
 use super::migrate;
-use super::nodes::{NodeLine, OpenSlot, SLOTS, ranges};
+use super::nodes::{NodeLine, OpenSlot, SLOTS, has_unfailed_replica, ranges};
 use super::plan::{self, Plan};
 use super::pod::{Access, HealError, Pod, cmd};
 
@@ -302,9 +304,14 @@ impl Pass<'_> {
         Ok(actions)
     }
 
-    /// Whether a replica of `id` is alive to take its slots over.
-    fn has_live_replica(&self, id: &str) -> bool {
-        self.anchor.view.iter().any(|n| n.master_id.as_deref() == Some(id) && !n.failed && n.connected)
+    /// Whether a replica of `id` may still take its slots over: one the cluster has not
+    /// marked failed, or one that answered this pass. The anchor's bus link to it is not
+    /// asked: under load a link is dropped and made again (after half the node timeout
+    /// without a pong), and forgetting the primary then would hand its slots, and the data
+    /// only its replica holds, to an empty pod.
+    fn may_fail_over(&self, id: &str) -> bool {
+        has_unfailed_replica(&self.anchor.view, id)
+            || self.pods.iter().any(|p| p.me().is_some_and(|me| me.master_id.as_deref() == Some(id)))
     }
 
     async fn forget(&self) -> Result<Vec<Action>, HealError> {
@@ -314,7 +321,7 @@ impl Pass<'_> {
             if ours.contains(n.id.as_str()) || n.handshake || !(n.failed || n.noaddr) {
                 continue;
             }
-            if !n.slots.is_empty() && self.has_live_replica(&n.id) {
+            if !n.slots.is_empty() && self.may_fail_over(&n.id) {
                 continue; // the cluster fails over to that replica by itself
             }
             for pod in self.pods {
@@ -400,6 +407,9 @@ impl Pass<'_> {
             }
             if pod.line(&target.id).is_none_or(|n| n.handshake) {
                 continue; // it does not know the primary yet: gossip first
+            }
+            if pod.me().is_some_and(|me| !me.slots.is_empty()) {
+                continue; // slots it was given have not reached the anchor yet: Redis would refuse
             }
             pod.run::<()>(&cmd(&["CLUSTER", "REPLICATE", &target.id])).await?;
             actions.push(Action::Replicate { pod: pod.member.name.clone(), primary: target.member.name.clone() });

@@ -99,6 +99,12 @@ impl NodeLine {
     }
 }
 
+/// Whether a view knows a replica of `id` that the cluster has not marked failed (its
+/// link state aside: a link is re-made under load while the replica is fine).
+pub fn has_unfailed_replica(view: &[NodeLine], id: &str) -> bool {
+    view.iter().any(|n| n.master_id.as_deref() == Some(id) && !n.failed)
+}
+
 /// A whole `CLUSTER NODES` reply.
 pub fn parse_nodes(text: &str) -> Result<Vec<NodeLine>, ParseError> {
     text.lines().filter(|l| !l.trim().is_empty()).map(NodeLine::parse).collect()
@@ -148,6 +154,24 @@ a1b2 :0@0 master,noaddr - 0 0 0 disconnected
             ]
         );
         assert!(nodes[5].noaddr && nodes[5].addr.is_empty() && !nodes[5].healthy_master());
+    }
+
+    #[test]
+    fn a_replica_on_a_dropped_link_may_still_take_over_but_a_failed_one_may_not() {
+        // The view after a primary died under load: the anchor's link to its replica is
+        // being made again ("disconnected"), but nobody marked the replica failed.
+        let view = parse_nodes(
+            "\
+aaa 127.0.0.1:30001@31001 master,fail - 0 0 1 disconnected 0-5460
+bbb 127.0.0.1:30002@31002 slave aaa 0 0 1 disconnected
+ccc 127.0.0.1:30003@31003 myself,master - 0 0 2 connected 5461-16383
+ddd 127.0.0.1:30004@31004 slave,fail ccc 0 0 2 disconnected
+",
+        )
+        .expect("parses");
+        assert!(has_unfailed_replica(&view, "aaa"), "the replica on a dropped link may still be promoted");
+        assert!(!has_unfailed_replica(&view, "ccc"), "a failed replica takes nothing over");
+        assert!(!has_unfailed_replica(&view, "bbb"), "a replica has no replicas");
     }
 
     #[test]
