@@ -182,18 +182,37 @@ async fn a_lost_connection_leaves_presence_one_ttl_later_unless_its_session_resu
     let (back_session, gone_session) = (comes_back.welcome["session"].clone(), gone.welcome["session"].clone());
     let token = comes_back.welcome["resumeToken"].as_str().expect("a resume token").to_string();
     // Both sockets end without a close frame; one session resumes on the other sidecar.
+    // Not right after the joins: their stores would count as the last refresh. A second
+    // later the last periodic refresh (every third of the TTL) ran up to 0.67 s before it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     drop(comes_back);
     drop(gone);
+    let lost_at = std::time::Instant::now();
+    let lost_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
     // As a client library's reconnect delay would: the old sidecar has seen the loss and
     // stored the session's last checkpoint.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let resumed = Client::connect(&format!("{}?resume={token}", sidecars[0].url())).await;
     assert_eq!(resumed.welcome["session"], back_session, "{}", resumed.welcome);
     assert_eq!(resumed.welcome["subscriptions"], json!(["lobby"]), "{}", resumed.welcome);
-    // Within the TTL nobody has left: no event, and both members are still listed.
+    // The lost member is kept for one TTL from the loss, not from its last refresh (up to
+    // a third of a TTL earlier): its expiry says so. `-c`: the key's node answers.
+    let scores = redis_cli(cluster.any_port(), &["-c", "ZRANGE", "sf:{lobby}:presence", "0", "-1", "WITHSCORES"]);
+    let lines: Vec<&str> = scores.lines().collect();
+    let gone_id = gone_session.as_str().expect("a session id");
+    let expiry: u64 = lines
+        .chunks(2)
+        .find(|pair| pair[0].starts_with(&format!("{gone_id}|")))
+        .and_then(|pair| pair.get(1)?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("the lost member is stored: {scores}")) as u64;
+    assert!(expiry + 150 >= lost_unix_ms + 2000, "expiry {} ms after the loss, not one TTL (2000 ms)", expiry as i64 - lost_unix_ms as i64);
+    // Within the TTL nobody has left: no event, and both members are still listed, also
+    // past the point where a refresh from before the loss would have run out (a refresh
+    // runs every third of the TTL: 1.33 s to 2 s after it).
     assert_eq!(a.next_of("leave", Duration::from_millis(1000)).await, None, "no leave within the presence TTL");
+    tokio::time::sleep(Duration::from_millis(1600).saturating_sub(lost_at.elapsed())).await;
     let p = a.call(json!({"op": "presence", "channel": "lobby"})).await;
-    assert_eq!(p["members"].as_array().map(Vec::len), Some(3), "{p}");
+    assert_eq!(p["members"].as_array().map(Vec::len), Some(3), "listed until the leave, {:?} after the loss: {p}", lost_at.elapsed());
     // One TTL (and a margin) after the loss, the session that did not come back leaves.
     let leave = a.next_of("leave", STEP).await.expect("the lost session leaves after its TTL");
     assert_eq!(leave["client"], gone_session, "{leave}");

@@ -5,7 +5,8 @@
 //! the scores of its own members every third of the presence TTL, and readers drop
 //! expired entries. Join and leave are broadcast as transient events on the channel; the
 //! leave of a connection that was lost rather than closed waits one TTL, and is not sent
-//! when the session resumed meanwhile.
+//! when the session resumed meanwhile. Such a member stays listed until then: at the loss
+//! its expiry is set to one TTL from then.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -98,10 +99,11 @@ impl Presence {
         }
     }
 
-    /// The members of a connection that was lost (not closed), one per channel: kept, unrefreshed, for one TTL; if
-    /// its session resumed anywhere by then, the resumed pod has refreshed it and nothing is
-    /// announced, otherwise it is removed and its `leave` broadcast then. A pod that stops
-    /// before that lets such members expire without an event, as a crashed pod's do.
+    /// The members of a connection that was lost (not closed), one per channel: kept for
+    /// one TTL from the loss, then no longer refreshed; if its session resumed anywhere by
+    /// then, the resumed pod has refreshed it and nothing is announced, otherwise it is
+    /// removed and its `leave` broadcast then. A pod that stops before that lets such
+    /// members expire without an event, as a crashed pod's do.
     pub fn leave_unless_back(self: &Arc<Self>, channels: Vec<String>, session: &str, user: &str) {
         let m = member(session, user);
         for channel in &channels {
@@ -110,6 +112,18 @@ impl Presence {
         // One task per lost connection, whatever its number of channels.
         let (this, session, user) = (self.clone(), session.to_string(), user.to_string());
         tokio::spawn(async move {
+            // Listed until its leave: the expiry becomes one TTL from the loss (it was one
+            // TTL from the last periodic refresh, up to a third of a TTL earlier). `GT`: a
+            // resumed session's refresh is never pulled back; `XX`: a member already gone
+            // is not brought back.
+            let expiry = unix_ms() + this.ttl.as_millis() as u64;
+            for channel in &channels {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZADD").arg(presence_key(channel)).arg("XX").arg("GT").arg(expiry).arg(&m);
+                if let Err(e) = this.store.on_channel(channel, &pipe, true).await {
+                    tracing::warn!(%channel, error = %e, "presence of a lost connection not extended; it may be unlisted before its leave");
+                }
+            }
             tokio::time::sleep(this.ttl + LEAVE_MARGIN).await;
             for channel in channels {
                 let (key, shard, event) =
