@@ -7,12 +7,12 @@
 //! resumes with `since` on any pod) and closes, so one slow client cannot stall fan-out.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
@@ -32,11 +32,38 @@ use crate::edge::expiry;
 use crate::edge::protocol::{self, ErrorCode, ProtocolError};
 use crate::edge::resume_token::TokenError;
 use crate::edge::server::Edge;
+use crate::edge::socket::{Io, RawFrames};
 use crate::edge::writer::{FAREWELL_GRACE, close_frame, write_loop};
 
-pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub type Ws = WebSocketStream<Io>;
+
 /// A connection's sending half: its writer's, or the queue's while the writer is idle.
-pub type Sink = futures_util::stream::SplitSink<Ws, Message>;
+/// Frames go through tungstenite, or are written directly ([`RawFrames`]) by a direct
+/// write (`writer.rs`).
+pub struct Sink {
+    pub ws: futures_util::stream::SplitSink<Ws, Message>,
+    pub raw: RawFrames,
+}
+
+impl futures_util::Sink<Message> for Sink {
+    type Error = WsError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Pin::new(&mut self.ws).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+        Pin::new(&mut self.ws).start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Pin::new(&mut self.ws).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Pin::new(&mut self.ws).poll_close(cx)
+    }
+}
 
 /// What the client asked to resume: `?resume=<token>` and, optionally, `?since=` with the
 /// positions it has per channel (they win over the session's checkpoint).
@@ -54,6 +81,7 @@ pub struct Resume {
 /// connection would pay for the unsplit socket and the opening's state.
 pub fn serve(
     ws: Ws,
+    raw: RawFrames,
     edge: Arc<Edge>,
     identity: Identity,
     conn_id: u64,
@@ -61,9 +89,9 @@ pub fn serve(
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("conn", id = conn_id, user = %identity.user);
-    let (sink, stream) = ws.split();
-    let opening = Box::pin(open(sink, edge.clone(), identity, conn_id, resume));
-    serve_in_span(opening, stream, edge, permit).instrument(span)
+    let (ws, stream) = ws.split();
+    let opening = Box::pin(open(Sink { ws, raw: raw.clone() }, edge.clone(), identity, conn_id, resume));
+    serve_in_span(opening, stream, raw, edge, permit).instrument(span)
 }
 
 /// A resume token for the session, issued when sent (`welcome`, `reconnect`) so that a
@@ -104,6 +132,7 @@ fn session_for(edge: &Edge, identity: &mut Identity, resume: Option<&str>) -> (S
 async fn serve_in_span(
     opening: std::pin::Pin<Box<impl Future<Output = Open>>>,
     mut stream: futures_util::stream::SplitStream<Ws>,
+    raw: RawFrames,
     edge: Arc<Edge>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -111,6 +140,9 @@ async fn serve_in_span(
     edge.metrics.connections_total.inc();
     let mut open = opening.await;
     let (close, ended) = read_requests(&mut open.conn, &mut stream, &mut open.writer).await;
+    // From here nothing is written behind tungstenite's back: after the client's close
+    // frame (tungstenite has answered it) no data frame may follow.
+    raw.close();
     Box::pin(finish(open, close, ended)).await;
     edge.metrics.connections.dec();
 }

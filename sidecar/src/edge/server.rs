@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -22,7 +21,7 @@ use crate::delivery::hub::Hub;
 use crate::delivery::session::Sessions;
 use crate::edge::auth::Authenticator;
 use crate::edge::resume_token::ResumeKeys;
-use crate::edge::{connection, protocol};
+use crate::edge::{connection, protocol, socket};
 use crate::metrics::Metrics;
 use crate::store::channels::ChannelStore;
 use crate::store::presence::Presence;
@@ -119,10 +118,14 @@ pub async fn handle(mut req: hyper::Request<Incoming>, edge: Arc<Edge>) -> HttpR
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let Ok((io, raw)) = socket::from_upgraded(upgraded) else {
+                    tracing::error!("an upgraded connection is not a TCP socket; closed");
+                    return;
+                };
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 // A task of its own, so that this one (with the upgrade's state) ends now
                 // instead of living, and weighing, as long as the connection.
-                tokio::spawn(connection::serve(ws, edge, identity, conn_id, connection::Resume { token: resume, positions }, permit));
+                tokio::spawn(connection::serve(ws, raw, edge, identity, conn_id, connection::Resume { token: resume, positions }, permit));
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

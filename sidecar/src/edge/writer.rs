@@ -20,6 +20,7 @@ use crate::edge::protocol::{self};
 use crate::edge::server::Edge;
 
 use crate::edge::connection::{Sink, resume_token};
+use crate::edge::socket::RawWrite;
 
 /// Frames written before one flush: bounds the latency a burst adds to its first frame.
 const COALESCE: usize = 64;
@@ -39,14 +40,22 @@ pub(super) const FAREWELL_GRACE: std::time::Duration = std::time::Duration::from
 pub(super) const SWITCH_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A direct write from the task that offers the frame (the hub's fan-out, a request's
-/// reply): polled once with a waker that does nothing, since nobody waits on this write.
-/// The idle writer registered no waker for writing, so none is replaced; whatever is not
-/// done at once (the socket's buffer full, the reader holding the socket's lock) is left
-/// to the writer, which polls with its own waker.
+/// reply). At a frame boundary of the byte stream the frame goes straight to the socket
+/// (`socket.rs`); otherwise through tungstenite, polled once with a waker that does
+/// nothing, since nobody waits on this write. The idle writer registered no waker for
+/// writing, so none is replaced; whatever is not done at once (the socket's buffer full,
+/// the reader holding the socket's lock) is left to the writer, which polls with its own
+/// waker.
 impl WriteNow for Sink {
     fn write_now(&mut self, frame: Utf8Bytes) -> Direct {
+        match self.raw.try_text(&frame) {
+            RawWrite::Written => return Direct::Written,
+            RawWrite::Partial => return Direct::Buffered,
+            RawWrite::Full => return Direct::Refused(frame),
+            RawWrite::NotNow => {}
+        }
         let mut cx = Context::from_waker(Waker::noop());
-        let mut sink = Pin::new(self);
+        let mut sink = Pin::new(&mut self.ws);
         if !matches!(sink.as_mut().poll_ready(&mut cx), Poll::Ready(Ok(()))) {
             return Direct::Refused(frame);
         }
