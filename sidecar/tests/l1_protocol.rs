@@ -6,11 +6,13 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use socketfleet_api::settings;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const SECRET: &str = "l1-jwt-secret-l1-jwt-secret-l1-jwt-secret";
@@ -200,6 +202,48 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
     c.send_raw(Message::Frame(bad)).await;
     let closed_with = c.close_code().await;
     assert_eq!(closed_with, Some(CloseCode::Invalid));
+}
+
+/// A client may send its first frames right behind the upgrade request, before the 101:
+/// they arrive in the same read as the request, and the connection must still see them.
+/// Both a one-worker sidecar (direct writes on) and a two-worker one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_behind_the_upgrade_request_are_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisStandalone::start();
+    let sidecars = start_sidecars(2, &standalone_env(&redis));
+    for s in &sidecars {
+        let mut bytes = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            .to_vec();
+        for id in 1..=2 {
+            // A masked text frame, as a client must send it.
+            let payload = json!({"op": "subscribe", "channel": format!("early-{id}"), "id": id}).to_string().into_bytes();
+            let mask = [0x12, 0x34, 0x56, 0x78];
+            bytes.extend_from_slice(&[0x81, 0x80 | payload.len() as u8]);
+            bytes.extend_from_slice(&mask);
+            bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        }
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.ws_port)).await.expect("connect");
+        tcp.write_all(&bytes).await.expect("one write: request and frames");
+        // The response head, a byte at a time so that no frame is read with it.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.expect("response head"));
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+        let mut answered = Vec::new();
+        while answered.len() < 2 {
+            let frame = tokio::time::timeout(STEP, ws.next()).await.expect("answers come").expect("open").expect("a frame");
+            let Message::Text(t) = frame else { continue };
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v["type"] == "subscribed" {
+                answered.push(v["id"].clone());
+            }
+        }
+        assert_eq!(answered, vec![json!(1), json!(2)], "{}", s.name);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

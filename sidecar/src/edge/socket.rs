@@ -112,7 +112,9 @@ pub enum RawWrite {
 /// it back when it is not a plain TCP one (the server only makes those).
 pub fn from_upgraded(upgraded: Upgraded) -> Result<(Io, RawFrames), Upgraded> {
     let parts = upgraded.downcast::<TokioIo<TcpStream>>()?;
-    Ok(share(parts.io.into_inner(), parts.read_buf))
+    // A copy: `read_buf` is a view into the HTTP server's read buffer (8 KiB and more), and
+    // keeping even an empty view keeps all of it, for as long as the connection lives.
+    Ok(share(parts.io.into_inner(), Bytes::copy_from_slice(&parts.read_buf)))
 }
 
 /// Shares `tcp` (with bytes already read from it) between tungstenite and direct writes.
