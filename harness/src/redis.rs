@@ -38,6 +38,10 @@ pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
 }
 
 fn launch(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Result<Proc, String> {
+    // Absolute: redis-server changes into `--dir` as it reads it, and a relative
+    // `--logfile` is then looked for from there (`OUT=target/bench/x` made every node of
+    // the reshard bench exit at once).
+    let dir = &std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut cmd = Command::new("redis-server");
     if let Some(p) = password {
@@ -195,6 +199,20 @@ mod tests {
         assert!(!is_process(info, 424), "another process");
         assert!(!is_process(info, 42421), "another process");
         assert!(!is_process("", 4242), "no answer");
+    }
+
+    #[test]
+    fn a_node_in_a_relative_directory_starts() {
+        // In the workspace's (ignored) target directory, beside this crate's; a path that
+        // climbs to the root first would resolve the same from anywhere.
+        let relative = std::path::PathBuf::from(format!("../target/sf-harness-relative-{}", std::process::id()));
+        let abs = std::env::current_dir().expect("cwd").join(&relative);
+        let port = crate::ports::free_port();
+        let mut node = spawn(&relative, port, Some("pw"), &["--save", ""]).expect("starts");
+        assert_eq!(redis_cli(port, Some("pw"), &["PING"]), "PONG");
+        assert!(abs.join(LOG_FILE).exists(), "its log is in its directory");
+        node.kill();
+        let _ = std::fs::remove_dir_all(&abs);
     }
 
     #[tokio::test]
