@@ -7,10 +7,8 @@
 //! resumes with `since` on any pod) and closes, so one slow client cannot stall fan-out.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
@@ -38,31 +36,11 @@ use crate::edge::writer::{FAREWELL_GRACE, close_frame, write_loop};
 pub type Ws = WebSocketStream<Io>;
 
 /// A connection's sending half: its writer's, or the queue's while the writer is idle.
-/// Frames go through tungstenite, or are written directly ([`RawFrames`]) by a direct
-/// write (`writer.rs`).
+/// Frames go through tungstenite (`ws`), or, for a direct write (`writer.rs`), straight
+/// to the socket when it is at a frame boundary (`raw`).
 pub struct Sink {
     pub ws: futures_util::stream::SplitSink<Ws, Message>,
     pub raw: RawFrames,
-}
-
-impl futures_util::Sink<Message> for Sink {
-    type Error = WsError;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.ws).poll_ready(cx)
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
-        Pin::new(&mut self.ws).start_send(item)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.ws).poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.ws).poll_close(cx)
-    }
 }
 
 /// What the client asked to resume: `?resume=<token>` and, optionally, `?since=` with the

@@ -2,8 +2,8 @@
 //! each connection's writer (a tokio timer is a boxed `Sleep` of its own: on 50,000 idle
 //! connections that was the difference between above and below 5 KiB per connection).
 //!
-//! The connections are split into `SLICES` by id, and every `SF_PING_INTERVAL / SLICES`
-//! the next slice is told to ping: each connection gets one ping per interval, and the
+//! The connections are split into `SLICES` by id ([`crate::slices`]), and every
+//! `SF_PING_INTERVAL / SLICES` the next slice is told to ping: each connection gets one ping per interval, and the
 //! pings of a pod are spread over the interval rather than sent together.
 
 use std::sync::Arc;
@@ -11,26 +11,24 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::delivery::drain::Drain;
+use crate::slices::{Slice, Turns};
 
 /// Slices of the ping interval: at the 1 s minimum interval, a slice every 62.5 ms.
 const SLICES: u64 = 16;
 
 /// Tells one slice of the connections to ping every `interval / SLICES`, forever.
 pub async fn ping_forever(connections: Arc<Drain>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval / SLICES as u32);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate: nobody is due yet.
-    tick.tick().await;
-    for slice in (0..SLICES).cycle() {
-        tick.tick().await;
-        ping_slice(&connections, slice);
+    // Nobody is due at once: slice 0's turn is one turn after the start.
+    let mut turns = Turns::starting_later(interval, SLICES);
+    loop {
+        ping_slice(&connections, turns.next().await);
     }
 }
 
 /// Sets the ping flag of every connection in `slice` and wakes its writer.
-fn ping_slice(connections: &Drain, slice: u64) {
+fn ping_slice(connections: &Drain, slice: Slice) {
     connections.each_live(|id, signals| {
-        if id % SLICES == slice {
+        if slice.holds(id) {
             signals.ping.store(true, Ordering::Release);
             signals.wake.notify_one();
         }
@@ -49,11 +47,11 @@ mod tests {
         for (id, signals) in conns.iter().enumerate() {
             drain.register(id as u64, signals.clone());
         }
-        ping_slice(&drain, 3);
+        ping_slice(&drain, Slice { index: 3, count: SLICES });
         let pinged: Vec<usize> = (0..100).filter(|&i| conns[i].ping.swap(false, Ordering::AcqRel)).collect();
         assert_eq!(pinged, vec![3, 19, 35, 51, 67, 83, 99]);
-        for slice in 0..SLICES {
-            ping_slice(&drain, slice);
+        for index in 0..SLICES {
+            ping_slice(&drain, Slice { index, count: SLICES });
         }
         assert!(conns.iter().all(|s| s.ping.load(Ordering::Acquire)), "one round of slices pings everyone");
     }

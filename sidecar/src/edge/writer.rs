@@ -79,10 +79,10 @@ async fn write_burst(sink: &mut Sink, rx: &SendQueue, unflushed: u32, signals: &
     while n < COALESCE
         && let Some(frame) = rx.try_recv()
     {
-        sink.feed(Message::Text(frame)).await?;
+        sink.ws.feed(Message::Text(frame)).await?;
         n += 1;
     }
-    sink.flush().await?;
+    sink.ws.flush().await?;
     signals.written.fetch_add(n as u64 + u64::from(unflushed), Ordering::AcqRel);
     Ok(n)
 }
@@ -93,7 +93,7 @@ async fn write_burst(sink: &mut Sink, rx: &SendQueue, unflushed: u32, signals: &
 async fn ping(rx: &SendQueue, signals: &ConnSignals) -> Result<(), WsError> {
     let Checkout { socket: mut sink, unflushed } = rx.checkout().await;
     write_burst(&mut sink, rx, unflushed, signals).await?;
-    sink.send(Message::Ping(Default::default())).await?;
+    sink.ws.send(Message::Ping(Default::default())).await?;
     rx.park(sink);
     Ok(())
 }
@@ -208,7 +208,7 @@ async fn take_farewell(
             hint
         };
         if let Some(hint) = hint {
-            sink.send(Message::Text(hint.into())).await?;
+            sink.ws.send(Message::Text(hint.into())).await?;
         }
         Ok::<(), WsError>(())
     })
@@ -232,8 +232,8 @@ async fn take_farewell(
         }
     }
     let _ = tokio::time::timeout(FAREWELL_GRACE, async {
-        sink.send(Message::Close(close)).await?;
-        sink.close().await
+        sink.ws.send(Message::Close(close)).await?;
+        sink.ws.close().await
     })
     .await;
 }
