@@ -76,16 +76,24 @@ def ratio(v, base):
 PEERS = ["centrifugo", "socketio", "wsredis"]
 
 
-def versus_best(what, by_system, lower_is_better):
-    """One line under a table: SocketFleet's figure as a ratio to the best peer's of the same run."""
+def versus_best(what, by_system, lower_is_better, bullet=False):
+    """One line under a table: SocketFleet's figure as a ratio to the best peer's of the same run (a list item
+    when `bullet`, for several under one table)."""
     peers = {s: v for s, v in by_system.items() if s in PEERS and v is not None}
     ours = by_system.get("socketfleet")
     if ours is None or not peers:
         return
     best = (min if lower_is_better else max)(peers, key=peers.get)
-    digits = 0 if ours >= 100 else 2
-    print(f"SocketFleet against the best peer, {what}: {fmt(ours, digits)} against {NAMES[best]}'s {fmt(peers[best], digits)}, "
-          f"{ratio(ours, peers[best])}.\n")
+    digits = 0 if ours >= 100 or float(ours).is_integer() else 2
+    if peers[best] and ours:
+        compared = ratio(ours, peers[best])
+    elif peers[best]:
+        compared = "SocketFleet 0"
+    else:
+        # The best peer at 0 (nothing lost, say): a ratio to it means nothing.
+        compared = "both 0" if not ours else "the best peer 0"
+    text = f"{what}: {fmt(ours, digits)} against {NAMES[best]}'s {fmt(peers[best], digits)}, {compared}."
+    print(f"- {text}" if bullet else f"SocketFleet against the best peer, {text}\n")
 
 
 def table(header, rows):
@@ -103,7 +111,7 @@ def main(out):
               f"{fmt(loop.get('batched_64_per_write_per_s'))} frames/s with 64 frames per write.\n")
 
     # 1. fan-out
-    rows, base, base_per_core, per_cores = [], None, None, {}
+    rows, base, base_per_core, per_cores, sustained = [], None, None, {}, {}
     for s in SYSTEMS:
         rs = runs(out, "fanout", s)
         if not rs:
@@ -112,6 +120,7 @@ def main(out):
         peak = [(r.get("ramp") or {}).get("peak_delivered_per_s") for r in rs]
         cores = [(((r.get("ramp") or {}).get("sustained") or {}).get("servers") or {}).get("servers", {}).get("cores") for r in rs]
         m = median(sust)
+        sustained[s] = m
         if s == "socketfleet":
             base = m
         lim = loop.get("one_write_per_frame_per_s")
@@ -125,6 +134,7 @@ def main(out):
     print(table(["system", "sustained deliveries/s (median)", "ratio to SocketFleet", "peak deliveries/s", "server cores at sustained step",
                  "deliveries/s per server core", "ratio", "of loopback limit (one write per frame)", "runs"], rows))
     print()
+    versus_best("sustained deliveries/s", sustained, lower_is_better=False)
     versus_best("deliveries/s per server core", per_cores, lower_is_better=False)
 
     # 2. latency
@@ -174,23 +184,35 @@ def main(out):
                             ("storm", "6. Reconnect storm: every client connection reset at once under load"),
                             ("loss", "7. Packet loss on the clients' path under load"),
                             ("blackhole", "8. A blackhole on the clients' path under load")]:
-        rows, back = [], {}
+        # Each figure SocketFleet is compared on, lower is better for all: per system, its median.
+        compared = {"acknowledged deliveries missing": {}, "duplicates delivered": {}, "publishes refused or unconfirmed": {},
+                    "seconds until every client is connected again": {}, "seconds until recovered": {},
+                    "p99 ms over the phase": {}}
+        rows = []
         for s in SYSTEMS:
             rs = runs(out, scenario, s)
             if not rs:
                 continue
             rec = [r["fixed"].get("recovery", {}) for r in rs]
             peak = lambda group: fmt(median([(r["fixed"].get("peak_cores") or {}).get(group) for r in rs]), 2)
-            back[s] = median([x.get("all_connected_again_s") for x in rec])
+            figures = {
+                "acknowledged deliveries missing": median([r.get("missing") for r in rs]),
+                "duplicates delivered": median([r.get("duplicates") for r in rs]),
+                "publishes refused or unconfirmed": median([r.get("refused", 0) + r.get("unconfirmed", 0) for r in rs]),
+                "seconds until every client is connected again": median([x.get("all_connected_again_s") for x in rec]),
+                "seconds until recovered": median([x.get("recovered_after_s") for x in rec]),
+                "p99 ms over the phase": median([r["fixed"]["latency"]["p99_ms"] for r in rs]),
+            }
+            for what, v in figures.items():
+                compared[what][s] = v
             rows.append([NAMES[s], fmt(median([r["fixed"]["published_per_s"] for r in rs])),
-                         fmt(median([r.get("missing") for r in rs])), fmt(median([r.get("clients_missing") for r in rs])),
-                         fmt(median([r.get("duplicates") for r in rs])),
-                         fmt(median([r.get("refused", 0) + r.get("unconfirmed", 0) for r in rs])),
-                         fmt(median([x.get("all_connected_again_s") for x in rec]), 2),
-                         fmt(median([x.get("recovered_after_s") for x in rec]), 2),
+                         fmt(figures["acknowledged deliveries missing"]), fmt(median([r.get("clients_missing") for r in rs])),
+                         fmt(figures["duplicates delivered"]), fmt(figures["publishes refused or unconfirmed"]),
+                         fmt(figures["seconds until every client is connected again"], 2),
+                         fmt(figures["seconds until recovered"], 2),
                          fmt(median([r["fixed"].get("event", {}).get("duration_s") for r in rs]), 1),
                          peak("servers"), peak("redis"), fmt(median([r.get("connect_errors") for r in rs])),
-                         fmt(median([r["fixed"]["latency"]["p99_ms"] for r in rs]), 1),
+                         fmt(figures["p99 ms over the phase"], 1),
                          " / ".join(fmt(r.get("missing")) for r in rs)])
         if not rows:
             continue
@@ -200,8 +222,10 @@ def main(out):
                      "event took s", "peak server cores (busiest second)", "peak Redis cores", "connection attempts that failed",
                      "p99 ms over the phase", "missing per run"], rows))
         print()
-        versus_best("seconds until every client is connected again", back, lower_is_better=True)
-
+        print("SocketFleet against the best peer of the same run (medians):\n")
+        for what, by_system in compared.items():
+            versus_best(what, by_system, lower_is_better=True, bullet=True)
+        print()
 
 def merge_idle(out, parts):
     rs = [load(p) for p in parts]
