@@ -1,7 +1,30 @@
 //! A child process that is killed when its handle drops, also when a test panics.
 
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The process group that children started from now on join; 0 while none is set (they
+/// stay in this process's group, as tests want).
+static GROUP: AtomicU32 = AtomicU32::new(0);
+
+/// Children started from now on (by [`crate::redis`] and by callers that ask [`group`])
+/// join process group `pgid`: local mode's guard (`cli/src/local/guard.rs`) stops that
+/// group when local mode dies.
+pub fn join_group(pgid: u32) {
+    GROUP.store(pgid, Ordering::Relaxed);
+}
+
+/// The process group a child started now joins, for `Command::process_group`; None: this
+/// process's own, also once the group's leader is gone (joining a group that no longer
+/// exists would fail the start).
+pub fn group() -> Option<i32> {
+    match GROUP.load(Ordering::Relaxed) {
+        0 => None,
+        pgid if std::path::Path::new(&format!("/proc/{pgid}")).exists() => Some(pgid as i32),
+        _ => None,
+    }
+}
 
 pub struct Proc {
     pub child: Child,

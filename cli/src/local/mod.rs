@@ -18,6 +18,7 @@
 //! holds two open files per client: the banner says how many fit ([`open_files`]).
 
 pub mod balancer;
+mod guard;
 pub mod open_files;
 pub mod preflight;
 pub mod redis;
@@ -465,6 +466,9 @@ pub async fn run(fleet: SocketFleet, opts: Options) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     sidecars::binary()?;
     let work = WorkDir { path: redis::work_dir()?, keep: opts.keep_logs };
+    // Before any child: they join its process group. Declared after `work`, so dropped
+    // (killed, on a normal exit) before the folder is removed.
+    let _guard = guard::Guard::start((!opts.keep_logs).then_some(work.path.as_path()))?;
     let dir = work.path.clone();
     for notice in &notices {
         println!("note: {notice}");

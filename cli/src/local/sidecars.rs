@@ -121,10 +121,16 @@ impl Sidecar {
         };
         let env = own.to_process_env().map_err(|e| anyhow::anyhow!("sidecar {name}: {e}"))?;
         let log_filter = std::env::var(ENV_LOG).unwrap_or_else(|_| "warn".into());
-        let child = Command::new(binary()?)
+        let mut cmd = Command::new(binary()?);
+        if let Some(pgid) = socketfleet_harness::process::group() {
+            // Local mode's guard stops this group if local mode dies (`guard.rs`).
+            cmd.process_group(pgid);
+        }
+        let child = cmd
             .env_clear()
             .envs(env)
             .env(ENV_LOG, log_filter)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
