@@ -184,10 +184,8 @@ def main(out):
                             ("storm", "6. Reconnect storm: every client connection reset at once under load"),
                             ("loss", "7. Packet loss on the clients' path under load"),
                             ("blackhole", "8. A blackhole on the clients' path under load")]:
-        # Each figure SocketFleet is compared on, lower is better for all: per system, its median.
-        compared = {"acknowledged deliveries missing": {}, "duplicates delivered": {}, "publishes refused or unconfirmed": {},
-                    "seconds until every client is connected again": {}, "seconds until recovered": {},
-                    "p99 ms over the phase": {}}
+        # Each figure SocketFleet is compared on (lower is better for all): per system, its median.
+        compared = {}
         rows = []
         for s in SYSTEMS:
             rs = runs(out, scenario, s)
@@ -204,7 +202,7 @@ def main(out):
                 "p99 ms over the phase": median([r["fixed"]["latency"]["p99_ms"] for r in rs]),
             }
             for what, v in figures.items():
-                compared[what][s] = v
+                compared.setdefault(what, {})[s] = v
             rows.append([NAMES[s], fmt(median([r["fixed"]["published_per_s"] for r in rs])),
                          fmt(figures["acknowledged deliveries missing"]), fmt(median([r.get("clients_missing") for r in rs])),
                          fmt(figures["duplicates delivered"]), fmt(figures["publishes refused or unconfirmed"]),
@@ -226,6 +224,7 @@ def main(out):
         for what, by_system in compared.items():
             versus_best(what, by_system, lower_is_better=True, bullet=True)
         print()
+
 
 def merge_idle(out, parts):
     rs = [load(p) for p in parts]

@@ -8,22 +8,23 @@ use std::time::{Duration, Instant};
 /// stay in this process's group, as tests want).
 static GROUP: AtomicU32 = AtomicU32::new(0);
 
-/// Children started from now on (by [`crate::redis`] and by callers that ask [`group`])
+/// Children started from now on (by [`crate::redis`] and by callers that use [`detached`])
 /// join process group `pgid`: local mode's guard (`cli/src/local/guard.rs`) stops that
 /// group when local mode dies.
 pub fn join_group(pgid: u32) {
     GROUP.store(pgid, Ordering::Relaxed);
 }
 
-/// The process group a child started now joins, for `Command::process_group`; None: this
-/// process's own, also once the group's leader is gone (joining a group that no longer
-/// exists would fail the start).
-pub fn group() -> Option<i32> {
-    match GROUP.load(Ordering::Relaxed) {
-        0 => None,
-        pgid if std::path::Path::new(&format!("/proc/{pgid}")).exists() => Some(pgid as i32),
-        _ => None,
+/// Readies `cmd` as a long-lived child: no stdin (a child in a background process group
+/// may not read the terminal), and the process group set by [`join_group`], while its
+/// leader lives (joining a group that no longer exists would fail the start).
+pub fn detached(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    let pgid = GROUP.load(Ordering::Relaxed);
+    if pgid != 0 && std::path::Path::new(&format!("/proc/{pgid}")).exists() {
+        cmd.process_group(pgid as i32);
     }
+    cmd.stdin(std::process::Stdio::null())
 }
 
 pub struct Proc {

@@ -53,13 +53,8 @@ fn launch(dir: &Path, port: u16, password: Option<&str>, args: &[&str]) -> Resul
     }
     // The log in the node's directory: a test that fails prints it (`process::log_tail`).
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).arg("--dir").arg(dir).arg("--logfile").arg(dir.join(LOG_FILE));
-    if let Some(pgid) = crate::process::group() {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(pgid);
-    }
-    let child = cmd
+    let child = crate::process::detached(&mut cmd)
         .args(args)
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -11,7 +11,7 @@
 //! Their own group also keeps a terminal's Ctrl-C, which the terminal sends to its
 //! foreground group, away from the children: local mode drains and stops them in order.
 //! A child in a background group must not read the terminal (it would be stopped by
-//! SIGTTIN), so children get no stdin.
+//! SIGTTIN), so children get no stdin (`socketfleet_harness::process::detached`).
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -106,17 +106,12 @@ impl Node {
             }
             Launch::Sentinel { conf } => {
                 let log = conf.with_extension("log");
-                let mut cmd = Command::new("redis-sentinel");
-                if let Some(pgid) = socketfleet_harness::process::group() {
-                    // Local mode's guard stops this group if local mode dies (`guard.rs`).
-                    std::os::unix::process::CommandExt::process_group(&mut cmd, pgid);
-                }
-                let child = cmd
+                // In the guard's process group (`guard.rs`), as every child of local mode.
+                let child = socketfleet_harness::process::detached(&mut Command::new("redis-sentinel"))
                     .arg(conf)
                     .arg("--logfile")
                     .arg(&log)
                     .current_dir(conf.parent().unwrap_or(Path::new(".")))
-                    .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()

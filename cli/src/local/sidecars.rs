@@ -122,19 +122,9 @@ impl Sidecar {
         let env = own.to_process_env().map_err(|e| anyhow::anyhow!("sidecar {name}: {e}"))?;
         let log_filter = std::env::var(ENV_LOG).unwrap_or_else(|_| "warn".into());
         let mut cmd = Command::new(binary()?);
-        if let Some(pgid) = socketfleet_harness::process::group() {
-            // Local mode's guard stops this group if local mode dies (`guard.rs`).
-            cmd.process_group(pgid);
-        }
-        let child = cmd
-            .env_clear()
-            .envs(env)
-            .env(ENV_LOG, log_filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()?;
+        // In the guard's process group (`guard.rs`), as every child of local mode.
+        socketfleet_harness::process::detached(cmd.as_std_mut());
+        let child = cmd.env_clear().envs(env).env(ENV_LOG, log_filter).stdout(Stdio::null()).stderr(log).kill_on_drop(true).spawn()?;
         let mut s = Sidecar {
             name: name.into(),
             child,

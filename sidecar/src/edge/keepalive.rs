@@ -3,8 +3,9 @@
 //! connections that was the difference between above and below 5 KiB per connection).
 //!
 //! The connections are split into `SLICES` by id ([`crate::slices`]), and every
-//! `SF_PING_INTERVAL / SLICES` the next slice is told to ping: each connection gets one ping per interval, and the
-//! pings of a pod are spread over the interval rather than sent together.
+//! `SF_PING_INTERVAL / SLICES` the next slice is told to ping: each connection gets one
+//! ping per interval, and the pings of a pod are spread over the interval rather than
+//! sent together.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
